@@ -1,0 +1,169 @@
+//! The command line: `tms train` and friends, mapping flags onto [`Settings`] and running the work.
+
+use crate::config::{ConfigError, Experiment, ModelKind, OptimizerKind, Schedule, Settings};
+use crate::cpu::CpuTrainer;
+use crate::export::{write_run, Results, RunConfig};
+use crate::trainer::{evaluate, run_to_end, TrainState, Trainer};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "tms", version, about = "Toy Models of Superposition on the CPU and on any GPU (wgpu)")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train every instance of an experiment and write config.json, results.json, weights.safetensors.
+    Train(TrainArgs),
+}
+
+/// Which trainer runs the experiment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// A GPU adapter when there is one, otherwise the CPU.
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+/// The experiment settings shared by every command that trains.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ExperimentArgs {
+    /// TOML file with the same fields as the flags (flags win); may list [[instances]] explicitly.
+    #[arg(long, value_name = "FILE.toml")]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_enum)]
+    pub model: Option<ModelKind>,
+    /// Number of features n.
+    #[arg(long, value_name = "N")]
+    pub features: Option<usize>,
+    /// Number of hidden dimensions m.
+    #[arg(long, value_name = "M")]
+    pub hidden: Option<usize>,
+    /// Feature densities 1 − S, one instance each.
+    #[arg(long, value_name = "D1,D2,...", value_delimiter = ',')]
+    pub density: Option<Vec<f64>>,
+    /// Importance I_i = R^i.
+    #[arg(long, value_name = "R")]
+    pub importance_decay: Option<f64>,
+    #[arg(long, value_name = "B")]
+    pub batch: Option<usize>,
+    #[arg(long, value_name = "T")]
+    pub steps: Option<u32>,
+    #[arg(long, value_name = "X")]
+    pub lr: Option<f64>,
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// Weight decay (default 0.01 for adamw, 0 for adam).
+    #[arg(long, value_name = "X")]
+    pub weight_decay: Option<f64>,
+    #[arg(long, value_enum)]
+    pub schedule: Option<Schedule>,
+    /// Steps between logged training losses.
+    #[arg(long, value_name = "K")]
+    pub log_every: Option<u32>,
+    /// Samples in the held-out evaluation batch.
+    #[arg(long, value_name = "K")]
+    pub eval_samples: Option<usize>,
+    #[arg(long, value_name = "S")]
+    pub seed: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    pub experiment: ExperimentArgs,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Run directory for the result files.
+    #[arg(long, value_name = "DIR", default_value = "tms-run")]
+    pub out: PathBuf,
+    /// Overwrite the result files of an existing run directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl ExperimentArgs {
+    /// The config file (if any) with the flags laid over it, resolved and validated.
+    pub fn resolve(&self) -> Result<Experiment, ConfigError> {
+        let file = match &self.config {
+            Some(path) => Settings::from_toml_file(path)?,
+            None => Settings::default(),
+        };
+        let flags = Settings {
+            model: self.model,
+            features: self.features,
+            hidden: self.hidden,
+            density: self.density.clone(),
+            importance_decay: self.importance_decay,
+            instances: None,
+            batch: self.batch,
+            steps: self.steps,
+            lr: self.lr,
+            optimizer: self.optimizer,
+            weight_decay: self.weight_decay,
+            schedule: self.schedule,
+            log_every: self.log_every,
+            eval_samples: self.eval_samples,
+            seed: self.seed,
+        };
+        let mut merged = file.overlay(flags);
+        if self.density.is_some() {
+            merged.instances = None; // a density list on the command line replaces the file's instances
+        }
+        merged.resolve()
+    }
+}
+
+/// An error chain in one line.
+pub fn one_line(err: &anyhow::Error) -> String {
+    err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(args) => train(&args),
+    }
+}
+
+/// Checks that `dir` can hold a new run before any work starts.
+fn prepare_run_dir(dir: &Path, force: bool) -> Result<(), ConfigError> {
+    if dir.join("results.json").exists() && !force {
+        return Err(ConfigError(format!("run directory {} already holds results (use --force to overwrite)", dir.display())));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| ConfigError(format!("cannot create output directory {}: {e}", dir.display())))?;
+    let probe = dir.join(".tms-write-test");
+    std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe)).map_err(|e| ConfigError(format!("output directory {} is not writable: {e}", dir.display())))
+}
+
+/// Builds the trainer for a backend choice; returns it with the backend's name.
+pub fn make_trainer(choice: BackendChoice, exp: &Experiment, state: TrainState) -> anyhow::Result<(Box<dyn Trainer>, &'static str)> {
+    match choice {
+        BackendChoice::Cpu | BackendChoice::Auto => Ok((Box::new(CpuTrainer::new(exp, state)), "cpu")),
+        BackendChoice::Gpu => anyhow::bail!("the GPU trainer is not built yet; use --backend cpu"),
+    }
+}
+
+fn train(args: &TrainArgs) -> anyhow::Result<()> {
+    let exp = args.experiment.resolve()?;
+    prepare_run_dir(&args.out, args.force)?;
+    let (mut trainer, backend) = make_trainer(args.backend, &exp, TrainState::initial(&exp))?;
+    let device = trainer.device();
+    eprintln!("training {} {:?} instances (n = {}, m = {}) for {} steps on {device}", exp.instances.len(), exp.model, exp.features, exp.hidden, exp.steps);
+    let started = std::time::Instant::now();
+    let (state, records) = run_to_end(&exp, trainer.as_mut(), 0)?;
+    let train_seconds = started.elapsed().as_secs_f64();
+    let eval = evaluate(&exp, &state);
+    let results = Results::collect(&exp, &state, &records, &eval);
+    let config = RunConfig { experiment: exp, backend: backend.into(), device, tms_version: env!("CARGO_PKG_VERSION").into() };
+    write_run(&args.out, &config, &results, &state)?;
+    eprintln!("trained in {train_seconds:.2} s; wrote {}", args.out.display());
+    for r in &results.instances {
+        eprintln!("  density {:<6} final loss {:.6}  eval loss {:.6}", r.density, r.final_loss, r.eval_loss);
+    }
+    Ok(())
+}

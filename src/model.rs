@@ -1,0 +1,204 @@
+//! The two toy models and their analytic gradients, for one sample, written out by hand.
+//!
+//! For one sample x (n features) of an instance with weights W (m × n, row-major) and bias b (n):
+//!
+//! ```text
+//! h  = W x                 (m)
+//! y  = Wᵀ h + b            (n)
+//! x' = y  or  ReLU(y)
+//! loss = c Σ_i I_i (x_i − x'_i)²            c = 1 / (batch · n), the notebook's mean
+//! δ_i  = ∂loss/∂y_i = 2 c I_i (x'_i − x_i) · [linear or y_i > 0]
+//! ∂loss/∂b = δ
+//! ∂loss/∂W = h δᵀ + (W δ) xᵀ               (W appears twice: in h and in Wᵀ)
+//! ```
+//!
+//! That is 10·n·m flops per sample (Wx, Wᵀh, Wδ and the two outer products). An all-zero sample has
+//! h = 0 and y = b, so its only gradient is δ(b) on the bias: the trainers handle such samples in
+//! closed form ([`zero_sample`]). The functions are generic over f32 (training) and f64 (the
+//! finite-difference tests and evaluation).
+
+use crate::config::ModelKind;
+use std::ops::{Add, AddAssign, Mul, Sub};
+
+/// The float types the model runs in.
+pub trait Real: Copy + Default + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign + From<f32> {}
+impl Real for f32 {}
+impl Real for f64 {}
+
+/// Scratch vectors of one sample's forward and backward pass, allocated once.
+#[derive(Clone, Debug)]
+pub struct Scratch<T> {
+    pub h: Vec<T>,
+    pub y: Vec<T>,
+    pub delta: Vec<T>,
+    pub dh: Vec<T>,
+}
+
+impl<T: Real> Scratch<T> {
+    pub fn new(features: usize, hidden: usize) -> Self {
+        Scratch { h: vec![T::default(); hidden], y: vec![T::default(); features], delta: vec![T::default(); features], dh: vec![T::default(); hidden] }
+    }
+}
+
+/// Forward pass: fills `s.h` and `s.y` (pre-activation) for sample `x`.
+#[inline]
+pub fn forward<T: Real>(w: &[T], b: &[T], x: &[T], s: &mut Scratch<T>) {
+    let n = x.len();
+    for (k, hk) in s.h.iter_mut().enumerate() {
+        let row = &w[k * n..(k + 1) * n];
+        let mut acc = T::default();
+        for (&wkj, &xj) in row.iter().zip(x) {
+            acc += wkj * xj;
+        }
+        *hk = acc;
+    }
+    s.y.copy_from_slice(b);
+    for (k, &hk) in s.h.iter().enumerate() {
+        let row = &w[k * n..(k + 1) * n];
+        for (yi, &wki) in s.y.iter_mut().zip(row) {
+            *yi += wki * hk;
+        }
+    }
+}
+
+/// The model output x' for pre-activation y.
+#[inline]
+pub fn activate<T: Real>(kind: ModelKind, y: T) -> T {
+    match kind {
+        ModelKind::Linear => y,
+        ModelKind::Relu if y > T::default() => y,
+        ModelKind::Relu => T::default(),
+    }
+}
+
+/// Loss of one sample (scaled by `c`) after [`forward`]; fills `s.delta` with ∂loss/∂y.
+#[inline]
+pub fn output_delta<T: Real>(kind: ModelKind, importance: &[T], x: &[T], c: T, s: &mut Scratch<T>) -> T {
+    let mut loss = T::default();
+    let two_c = c + c;
+    for (((d, &y), &xi), &ii) in s.delta.iter_mut().zip(&s.y).zip(x).zip(importance) {
+        let out = activate(kind, y);
+        let err = out - xi;
+        loss += ii * err * err;
+        *d = if kind == ModelKind::Relu && !(y > T::default()) { T::default() } else { two_c * ii * err };
+    }
+    loss * c
+}
+
+/// Adds one sample's gradient to `grad_w` and `grad_b` after [`output_delta`].
+#[inline]
+pub fn backward<T: Real>(w: &[T], x: &[T], s: &mut Scratch<T>, grad_w: &mut [T], grad_b: &mut [T]) {
+    let n = x.len();
+    for (gb, &d) in grad_b.iter_mut().zip(&s.delta) {
+        *gb += d;
+    }
+    for (k, dhk) in s.dh.iter_mut().enumerate() {
+        let row = &w[k * n..(k + 1) * n];
+        let mut acc = T::default();
+        for (&wki, &di) in row.iter().zip(&s.delta) {
+            acc += wki * di;
+        }
+        *dhk = acc;
+    }
+    for k in 0..s.h.len() {
+        let (hk, dhk) = (s.h[k], s.dh[k]);
+        let grow = &mut grad_w[k * n..(k + 1) * n];
+        for ((g, &di), &xi) in grow.iter_mut().zip(&s.delta).zip(x) {
+            *g += hk * di + dhk * xi;
+        }
+    }
+}
+
+/// Loss and bias gradient of one all-zero sample (h = 0, y = b): returns the loss and fills `delta`.
+pub fn zero_sample<T: Real>(kind: ModelKind, importance: &[T], b: &[T], c: T, delta: &mut [T]) -> T {
+    let mut loss = T::default();
+    let two_c = c + c;
+    for ((d, &bi), &ii) in delta.iter_mut().zip(b).zip(importance) {
+        let out = activate(kind, bi);
+        loss += ii * out * out;
+        *d = if kind == ModelKind::Relu && !(bi > T::default()) { T::default() } else { two_c * ii * out };
+    }
+    loss * c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::features::init_normal;
+
+    fn random(seed: u64, count: usize, scale: f64, offset: f64) -> Vec<f64> {
+        (0..count).map(|i| offset + scale * init_normal(seed, 0, i as u32)).collect()
+    }
+
+    fn loss_of(kind: ModelKind, w: &[f64], b: &[f64], xs: &[Vec<f64>], imp: &[f64], c: f64) -> f64 {
+        let mut s = Scratch::new(b.len(), w.len() / b.len());
+        xs.iter()
+            .map(|x| {
+                forward(w, b, x, &mut s);
+                output_delta(kind, imp, x, c, &mut s)
+            })
+            .sum()
+    }
+
+    /// Central finite differences in f64 against the analytic gradient, both model kinds.
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (n, m, batch) = (7, 3, 5);
+        for kind in [ModelKind::Linear, ModelKind::Relu] {
+            let w = random(1, m * n, 0.5, 0.0);
+            let b = random(2, n, 0.3, 0.0);
+            let imp: Vec<f64> = random(3, n, 0.3, 1.0).iter().map(|v| v.abs()).collect();
+            // Mix of sparse and dense samples, one all zero.
+            let xs: Vec<Vec<f64>> = (0..batch)
+                .map(|s| random(10 + s as u64, n, 0.5, 0.5).iter().enumerate().map(|(j, v)| if (j + s) % 3 == 0 || s == 4 { 0.0 } else { v.abs() }).collect())
+                .collect();
+            let c = 1.0 / (batch * n) as f64;
+            let (mut gw, mut gb) = (vec![0.0; m * n], vec![0.0; n]);
+            let mut s = Scratch::new(n, m);
+            for x in &xs {
+                if x.iter().all(|v| *v == 0.0) {
+                    let mut delta = vec![0.0; n];
+                    zero_sample(kind, &imp, &b, c, &mut delta);
+                    gb.iter_mut().zip(&delta).for_each(|(g, d)| *g += d);
+                    continue;
+                }
+                forward(&w, &b, x, &mut s);
+                output_delta(kind, &imp, x, c, &mut s);
+                backward(&w, x, &mut s, &mut gw, &mut gb);
+            }
+            let eps = 1e-6;
+            let fd = |w2: &[f64], b2: &[f64]| loss_of(kind, w2, b2, &xs, &imp, c);
+            for p in 0..m * n {
+                let (mut wp, mut wm) = (w.clone(), w.clone());
+                wp[p] += eps;
+                wm[p] -= eps;
+                let numeric = (fd(&wp, &b) - fd(&wm, &b)) / (2.0 * eps);
+                assert!((numeric - gw[p]).abs() < 1e-7 * (1.0 + numeric.abs()), "{kind:?} dW[{p}]: fd {numeric} analytic {}", gw[p]);
+            }
+            for p in 0..n {
+                let (mut bp, mut bm) = (b.clone(), b.clone());
+                bp[p] += eps;
+                bm[p] -= eps;
+                let numeric = (fd(&w, &bp) - fd(&w, &bm)) / (2.0 * eps);
+                assert!((numeric - gb[p]).abs() < 1e-7 * (1.0 + numeric.abs()), "{kind:?} db[{p}]: fd {numeric} analytic {}", gb[p]);
+            }
+        }
+    }
+
+    /// A hand-computed sample: n = 2, m = 1, W = [1, -1], b = [0.5, -0.25], x = [1, 0].
+    #[test]
+    fn forward_by_hand() {
+        let (w, b, x) = ([1.0f64, -1.0], [0.5, -0.25], [1.0, 0.0]);
+        let mut s = Scratch::new(2, 1);
+        forward(&w, &b, &x, &mut s);
+        assert_eq!(s.h, vec![1.0]);
+        assert_eq!(s.y, vec![1.5, -1.25]);
+        let loss = output_delta(ModelKind::Relu, &[1.0, 1.0], &x, 0.5, &mut s);
+        // ReLU: x' = [1.5, 0]; loss = 0.5 · (0.25 + 0) ; δ = [2·0.5·0.5, 0]
+        assert_eq!(loss, 0.125);
+        assert_eq!(s.delta, vec![0.5, 0.0]);
+        let loss = output_delta(ModelKind::Linear, &[1.0, 1.0], &x, 0.5, &mut s);
+        assert_eq!(loss, 0.5 * (0.25 + 1.5625));
+        assert_eq!(s.delta, vec![0.5, -1.25]);
+    }
+}
