@@ -99,7 +99,7 @@ mod tests {
         let (mut p, mut m, mut v) = ([1.0f32, -2.0], [0.0f32; 2], [0.0f32; 2]);
         adam_update(AdamHyper::of(&e), c, &mut p, &[0.5, -4.0], &mut m, &mut v);
         assert!((m[0] - 0.05).abs() < 1e-7 && (m[1] + 0.4).abs() < 1e-6, "{m:?}");
-        assert!((v[0] - 0.00025).abs() < 1e-10 && (v[1] - 0.016).abs() < 1e-9);
+        assert!((v[0] - 0.00025).abs() < 1e-8 && (v[1] - 0.016).abs() < 1e-6, "{v:?}");
         // denom = sqrt(v)/sqrt(0.001) + 1e-8 = |g| + 1e-8; p -= 1.0 * m / denom = 0.1 · g/|g|.
         assert!((p[0] - 0.9).abs() < 1e-6 && (p[1] + 1.9).abs() < 1e-6, "{p:?}");
     }
