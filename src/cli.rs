@@ -8,7 +8,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "tms", version, about = "Toy Models of Superposition on the CPU and on any GPU (wgpu)")]
+#[command(
+    name = "tms",
+    version,
+    about = "Toy Models of Superposition on the CPU and on any GPU (wgpu)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -44,21 +48,26 @@ pub struct ExperimentArgs {
     #[arg(long, value_name = "M")]
     pub hidden: Option<usize>,
     /// Feature densities 1 − S, one instance each.
-    #[arg(long, value_name = "D1,D2,...", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "D1,D2,...",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
     pub density: Option<Vec<f64>>,
     /// Importance I_i = R^i.
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub importance_decay: Option<f64>,
     #[arg(long, value_name = "B")]
     pub batch: Option<usize>,
     #[arg(long, value_name = "T")]
     pub steps: Option<u32>,
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub lr: Option<f64>,
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
     /// Weight decay (default 0.01 for adamw, 0 for adam).
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     #[arg(long, value_enum)]
     pub schedule: Option<Schedule>,
@@ -120,7 +129,11 @@ impl ExperimentArgs {
 
 /// An error chain in one line.
 pub fn one_line(err: &anyhow::Error) -> String {
-    err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
+    err.chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
 }
 
 /// Runs a parsed command line.
@@ -133,17 +146,38 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 /// Checks that `dir` can hold a new run before any work starts.
 fn prepare_run_dir(dir: &Path, force: bool) -> Result<(), ConfigError> {
     if dir.join("results.json").exists() && !force {
-        return Err(ConfigError(format!("run directory {} already holds results (use --force to overwrite)", dir.display())));
+        return Err(ConfigError(format!(
+            "run directory {} already holds results (use --force to overwrite)",
+            dir.display()
+        )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| ConfigError(format!("cannot create output directory {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ConfigError(format!(
+            "cannot create output directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     let probe = dir.join(".tms-write-test");
-    std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe)).map_err(|e| ConfigError(format!("output directory {} is not writable: {e}", dir.display())))
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            ConfigError(format!(
+                "output directory {} is not writable: {e}",
+                dir.display()
+            ))
+        })
 }
 
 /// Builds the trainer for a backend choice; returns it with the backend's name.
-pub fn make_trainer(choice: BackendChoice, exp: &Experiment, state: TrainState) -> anyhow::Result<(Box<dyn Trainer>, &'static str)> {
+pub fn make_trainer(
+    choice: BackendChoice,
+    exp: &Experiment,
+    state: TrainState,
+) -> anyhow::Result<(Box<dyn Trainer>, &'static str)> {
     match choice {
-        BackendChoice::Cpu | BackendChoice::Auto => Ok((Box::new(CpuTrainer::new(exp, state)), "cpu")),
+        BackendChoice::Cpu | BackendChoice::Auto => {
+            Ok((Box::new(CpuTrainer::new(exp, state)), "cpu"))
+        }
         BackendChoice::Gpu => anyhow::bail!("the GPU trainer is not built yet; use --backend cpu"),
     }
 }
@@ -153,17 +187,35 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     prepare_run_dir(&args.out, args.force)?;
     let (mut trainer, backend) = make_trainer(args.backend, &exp, TrainState::initial(&exp))?;
     let device = trainer.device();
-    eprintln!("training {} {:?} instances (n = {}, m = {}) for {} steps on {device}", exp.instances.len(), exp.model, exp.features, exp.hidden, exp.steps);
+    eprintln!(
+        "training {} {:?} instances (n = {}, m = {}) for {} steps on {device}",
+        exp.instances.len(),
+        exp.model,
+        exp.features,
+        exp.hidden,
+        exp.steps
+    );
     let started = std::time::Instant::now();
     let (state, records) = run_to_end(&exp, trainer.as_mut(), 0)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let eval = evaluate(&exp, &state);
     let results = Results::collect(&exp, &state, &records, &eval);
-    let config = RunConfig { experiment: exp, backend: backend.into(), device, tms_version: env!("CARGO_PKG_VERSION").into() };
+    let config = RunConfig {
+        experiment: exp,
+        backend: backend.into(),
+        device,
+        tms_version: env!("CARGO_PKG_VERSION").into(),
+    };
     write_run(&args.out, &config, &results, &state)?;
-    eprintln!("trained in {train_seconds:.2} s; wrote {}", args.out.display());
+    eprintln!(
+        "trained in {train_seconds:.2} s; wrote {}",
+        args.out.display()
+    );
     for r in &results.instances {
-        eprintln!("  density {:<6} final loss {:.6}  eval loss {:.6}", r.density, r.final_loss, r.eval_loss);
+        eprintln!(
+            "  density {:<6} final loss {:.6}  eval loss {:.6}",
+            r.density, r.final_loss, r.eval_loss
+        );
     }
     Ok(())
 }
