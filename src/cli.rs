@@ -22,6 +22,8 @@ pub struct Cli {
 pub enum Command {
     /// Train every instance of an experiment and write config.json, results.json, weights.safetensors.
     Train(TrainArgs),
+    /// Time the standard workloads on every available backend (and optionally the PyTorch loop).
+    Bench(BenchArgs),
 }
 
 /// Which trainer runs the experiment.
@@ -95,6 +97,28 @@ pub struct TrainArgs {
     pub force: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Which backends to time: auto = every available one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Workloads to run (basic, sweep, geometry, large); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub workload: Option<Vec<String>>,
+    /// Steps per timed repeat (default: calibrated to about half a second).
+    #[arg(long, value_name = "T")]
+    pub steps: Option<u32>,
+    /// Timed repeats; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Also write the table as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also time benches/pytorch_loop.py (CPU, and CUDA when torch sees a GPU) and print the ratios.
+    #[arg(long)]
+    pub compare_pytorch: bool,
+}
+
 impl ExperimentArgs {
     /// The config file (if any) with the flags laid over it, resolved and validated.
     pub fn resolve(&self) -> Result<Experiment, ConfigError> {
@@ -140,6 +164,7 @@ pub fn one_line(err: &anyhow::Error) -> String {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(&args),
+        Command::Bench(args) => bench(&args),
     }
 }
 
@@ -216,6 +241,157 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             "  density {:<6} final loss {:.6}  eval loss {:.6}",
             r.density, r.final_loss, r.eval_loss
         );
+    }
+    Ok(())
+}
+
+/// A backend to benchmark: its name and a way to build its trainer.
+type TrainerFactory = Box<dyn Fn(&Experiment, TrainState) -> anyhow::Result<Box<dyn Trainer>>>;
+
+/// The backends `tms bench` measures for a choice.
+fn bench_backends(choice: BackendChoice) -> Vec<(String, TrainerFactory)> {
+    let mut backends: Vec<(String, TrainerFactory)> = vec![];
+    if choice != BackendChoice::Gpu {
+        backends.push((
+            "cpu".into(),
+            Box::new(|exp: &Experiment, state| {
+                Ok(Box::new(CpuTrainer::new(exp, state)) as Box<dyn Trainer>)
+            }),
+        ));
+    }
+    backends
+}
+
+/// Runs benches/pytorch_loop.py for one workload and device; None (with a message) if it cannot run.
+fn pytorch_row(
+    workload: &crate::bench::Workload,
+    device: &str,
+    repeats: usize,
+) -> Option<crate::bench::Measurement> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pytorch_loop.py");
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .args([
+            "--workload",
+            &workload.name,
+            "--device",
+            device,
+            "--repeats",
+            &repeats.to_string(),
+        ])
+        .output();
+    let parsed = output
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    let Some(v) = parsed else {
+        eprintln!("pytorch ({device}) could not run {}: is torch installed? (pip install -r benches/requirements.txt)", workload.name);
+        return None;
+    };
+    let per_step = v["seconds_per_step"].as_f64()?;
+    let instances = workload.densities.len() as f64;
+    Some(crate::bench::Measurement {
+        workload: workload.name.clone(),
+        backend: format!("pytorch-{device}"),
+        device: v["device"].as_str().unwrap_or(device).to_string(),
+        steps: v["steps"].as_u64().unwrap_or(0) as u32,
+        repeats,
+        seconds_per_step: per_step,
+        instance_steps_per_second: instances / per_step,
+        samples_per_second: instances * 1024.0 / per_step,
+        gflops: workload.flops_per_step() / per_step / 1e9,
+        randoms_per_second: workload.randoms_per_step() / per_step,
+        peak_host_bytes: 0,
+        device_bytes: 0,
+        speedup_vs_cpu: None,
+    })
+}
+
+fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    use crate::bench::{add_speedups, markdown_table, measure, standard_workloads};
+    let all = standard_workloads();
+    let workloads: Vec<_> = match &args.workload {
+        None => all,
+        Some(names) => names
+            .iter()
+            .map(|name| {
+                all.iter()
+                    .find(|w| &w.name == name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "invalid --workload: {name} (one of basic, sweep, geometry, large)"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if args.repeats == 0 {
+        return Err(ConfigError("invalid --repeats: 0 (must be at least 1)".into()).into());
+    }
+    let cuda = args.compare_pytorch
+        && std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    let mut rows = vec![];
+    for workload in &workloads {
+        for (name, factory) in bench_backends(args.backend) {
+            let exp = workload.experiment(crate::config::MAX_STEPS);
+            let mut trainer = factory(&exp, TrainState::initial(&exp))?;
+            eprintln!("timing {} on {name} ({})", workload.name, trainer.device());
+            rows.push(measure(
+                workload,
+                &name,
+                trainer.as_mut(),
+                args.steps,
+                3,
+                args.repeats,
+            )?);
+        }
+        if args.compare_pytorch {
+            for device in if cuda {
+                vec!["cpu", "cuda"]
+            } else {
+                vec!["cpu"]
+            } {
+                rows.extend(pytorch_row(workload, device, args.repeats));
+            }
+        }
+    }
+    add_speedups(&mut rows);
+    println!("{}", markdown_table(&rows));
+    println!("Work counted per instance-step: 10·B·n·m flops and 2·B·n random numbers (B = 1024); times are medians of {} repeats.", args.repeats);
+    if args.compare_pytorch {
+        println!("\ntms vs the PyTorch loop (PyTorch time / tms time):");
+        for tms_row in rows.iter().filter(|r| !r.backend.starts_with("pytorch")) {
+            for torch_row in rows
+                .iter()
+                .filter(|r| r.backend.starts_with("pytorch") && r.workload == tms_row.workload)
+            {
+                println!(
+                    "  {:<9} tms {:<4} vs {:<13}: {:.2}×",
+                    tms_row.workload,
+                    tms_row.backend,
+                    torch_row.backend,
+                    torch_row.seconds_per_step / tms_row.seconds_per_step
+                );
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        let report = serde_json::json!({
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "tms_version": env!("CARGO_PKG_VERSION"),
+            "commit": std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+            "host": std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())),
+            "threads": rayon::current_num_threads(),
+            "rows": rows,
+        });
+        crate::export::write_atomic(path, &serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(())
 }

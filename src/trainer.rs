@@ -73,10 +73,14 @@ pub trait Trainer {
     /// The device this trainer runs on, for config.json and messages.
     fn device(&self) -> String;
     /// Trains until `until` steps have been taken in total, returning the loss records of the log
-    /// points passed on the way.
+    /// points passed on the way. Returns only once that work is done (benchmarks time it).
     fn advance(&mut self, until: u32) -> anyhow::Result<Vec<LossRecord>>;
     /// The current state (weights and optimizer moments), read back from the device if need be.
     fn state(&mut self) -> anyhow::Result<TrainState>;
+    /// Bytes of device memory this trainer holds (0 for host-only trainers).
+    fn device_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// Runs `trainer` to the end of the experiment in chunks, drawing a progress bar when stderr is a
