@@ -1,11 +1,16 @@
 //! The command line: `tms train` and friends, mapping flags onto [`Settings`] and running the work.
 
+use crate::checkpoint::{checkpoint_path, read_checkpoint};
 use crate::config::{ConfigError, Experiment, ModelKind, OptimizerKind, Schedule, Settings};
 use crate::cpu::CpuTrainer;
 use crate::export::{write_run, Results, RunConfig};
-use crate::trainer::{evaluate, run_to_end, TrainState, Trainer};
+use crate::trainer::{
+    diverged_instances, evaluate, run_to_end, Outcome, RunControl, TrainState, Trainer,
+};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,7 +41,7 @@ pub enum BackendChoice {
 }
 
 /// The experiment settings shared by every command that trains.
-#[derive(Args, Debug, Clone, Default)]
+#[derive(Args, Debug, Clone, Default, PartialEq)]
 pub struct ExperimentArgs {
     /// TOML file with the same fields as the flags (flags win); may list [[instances]] explicitly.
     #[arg(long, value_name = "FILE.toml")]
@@ -95,6 +100,12 @@ pub struct TrainArgs {
     /// Overwrite the result files of an existing run directory.
     #[arg(long)]
     pub force: bool,
+    /// Continue the interrupted run in DIR from its checkpoint (its settings come from the checkpoint).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["out", "force"])]
+    pub resume: Option<PathBuf>,
+    /// Write a checkpoint every K steps (one is also written every 5 minutes, and on Ctrl-C).
+    #[arg(long, value_name = "K")]
+    pub checkpoint_every: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -207,10 +218,69 @@ pub fn make_trainer(
     }
 }
 
+/// Set by SIGINT/SIGTERM: the run stops after its current chunk, with a checkpoint.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+fn install_stop_handler() -> anyhow::Result<()> {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    let mut result = Ok(());
+    INSTALLED.call_once(|| result = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst)));
+    result.context("cannot install the Ctrl-C handler")
+}
+
+/// The run was stopped by a signal after writing a checkpoint (exit status 130).
+#[derive(Debug)]
+pub struct Interrupted(pub String);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
-    let exp = args.experiment.resolve()?;
-    prepare_run_dir(&args.out, args.force)?;
-    let (mut trainer, backend) = make_trainer(args.backend, &exp, TrainState::initial(&exp))?;
+    let (exp, dir, state, records) = match &args.resume {
+        Some(dir) => {
+            if args.experiment != ExperimentArgs::default() {
+                return Err(ConfigError("--resume takes the run's settings from its checkpoint; give no experiment flags with it".into()).into());
+            }
+            if dir.join("results.json").exists() && !checkpoint_path(dir).exists() {
+                return Err(ConfigError(format!(
+                    "run {} has already finished; nothing to resume",
+                    dir.display()
+                ))
+                .into());
+            }
+            let checkpoint = read_checkpoint(dir)?;
+            eprintln!(
+                "resuming {} at step {}",
+                dir.display(),
+                checkpoint.state.step
+            );
+            (
+                checkpoint.experiment,
+                dir.clone(),
+                checkpoint.state,
+                checkpoint.records,
+            )
+        }
+        None => {
+            let exp = args.experiment.resolve()?;
+            prepare_run_dir(&args.out, args.force)?;
+            let state = TrainState::initial(&exp);
+            (exp, args.out.clone(), state, vec![])
+        }
+    };
+    if args.checkpoint_every == Some(0) {
+        return Err(
+            ConfigError("invalid --checkpoint-every: 0 (must be at least 1)".into()).into(),
+        );
+    }
+    install_stop_handler()?;
+    let start = state.step;
+    let (mut trainer, backend) = make_trainer(args.backend, &exp, state)?;
     let device = trainer.device();
     eprintln!(
         "training {} {:?} instances (n = {}, m = {}) for {} steps on {device}",
@@ -220,27 +290,41 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         exp.hidden,
         exp.steps
     );
+    let control = RunControl {
+        checkpoint_dir: Some(&dir),
+        checkpoint_every: args.checkpoint_every,
+        checkpoint_seconds: Some(300.0),
+        stop: Some(&STOP),
+    };
     let started = std::time::Instant::now();
-    let (state, records) = run_to_end(&exp, trainer.as_mut(), 0)?;
+    let (state, records, outcome) = run_to_end(&exp, trainer.as_mut(), start, records, &control)?;
+    if let Outcome::Interrupted(step) = outcome {
+        return Err(Interrupted(format!("interrupted at step {step} of {}; checkpoint written. Resume with: tms train --resume {}", exp.steps, dir.display())).into());
+    }
     let train_seconds = started.elapsed().as_secs_f64();
     let eval = evaluate(&exp, &state);
-    let results = Results::collect(&exp, &state, &records, &eval);
+    let diverged = diverged_instances(&records, &state, &exp);
+    let results = Results::collect(&exp, &state, &records, &eval, &diverged);
     let config = RunConfig {
         experiment: exp,
         backend: backend.into(),
         device,
         tms_version: env!("CARGO_PKG_VERSION").into(),
     };
-    write_run(&args.out, &config, &results, &state)?;
-    eprintln!(
-        "trained in {train_seconds:.2} s; wrote {}",
-        args.out.display()
-    );
+    write_run(&dir, &config, &results, &state)?;
+    let _ = std::fs::remove_file(checkpoint_path(&dir)); // the results supersede it
+    eprintln!("trained in {train_seconds:.2} s; wrote {}", dir.display());
     for r in &results.instances {
+        let show = |l: Option<f64>| l.map_or("not finite".to_string(), |l| format!("{l:.6}"));
         eprintln!(
-            "  density {:<6} final loss {:.6}  eval loss {:.6}",
-            r.density, r.final_loss, r.eval_loss
+            "  density {:<6} final loss {}  eval loss {}",
+            r.density,
+            show(r.final_loss.map(f64::from)),
+            show(r.eval_loss)
         );
+    }
+    if !diverged.is_empty() {
+        anyhow::bail!("{} of {} instances diverged (loss or weights not finite): {diverged:?}; they are marked \"diverged\" in results.json", diverged.len(), results.instances.len());
     }
     Ok(())
 }

@@ -28,10 +28,14 @@ pub struct InstanceResult {
     #[serde(rename = "W")]
     pub w: Vec<Vec<f32>>,
     pub b: Vec<f32>,
-    pub final_loss: f32,
-    pub eval_loss: f64,
-    /// (step, training loss) at every log point.
-    pub loss_curve: Vec<(u32, f32)>,
+    /// Training loss at the last step (null if not finite).
+    pub final_loss: Option<f32>,
+    /// Loss on the held-out evaluation batch (null if not finite).
+    pub eval_loss: Option<f64>,
+    /// (step, training loss) at every log point (null where the loss was not finite).
+    pub loss_curve: Vec<(u32, Option<f32>)>,
+    /// True if the loss or the weights stopped being finite; the other instances are unaffected.
+    pub diverged: bool,
 }
 
 /// results.json.
@@ -45,12 +49,14 @@ pub struct Results {
 }
 
 impl Results {
-    /// Gathers the per-instance results of a finished run.
+    /// Gathers the per-instance results of a finished run; `diverged` lists the instances whose
+    /// loss or weights stopped being finite.
     pub fn collect(
         exp: &Experiment,
         state: &TrainState,
         records: &[LossRecord],
         eval: &[f64],
+        diverged: &[usize],
     ) -> Results {
         let n = exp.features;
         let instances = exp
@@ -58,17 +64,23 @@ impl Results {
             .iter()
             .enumerate()
             .map(|(i, inst)| {
-                let loss_curve: Vec<(u32, f32)> =
-                    records.iter().map(|r| (r.step, r.losses[i])).collect();
+                let loss_curve: Vec<(u32, Option<f32>)> = records
+                    .iter()
+                    .map(|r| (r.step, Some(r.losses[i]).filter(|l| l.is_finite())))
+                    .collect();
                 InstanceResult {
                     index: i,
                     density: inst.density,
                     importance: inst.importance.clone(),
                     w: state.w_of(i, exp).chunks(n).map(<[f32]>::to_vec).collect(),
                     b: state.b_of(i, exp).to_vec(),
-                    final_loss: loss_curve.last().map_or(f32::NAN, |p| p.1),
-                    eval_loss: eval[i],
+                    final_loss: records
+                        .last()
+                        .map(|r| r.losses[i])
+                        .filter(|l| l.is_finite()),
+                    eval_loss: Some(eval[i]).filter(|l| l.is_finite()),
                     loss_curve,
+                    diverged: diverged.contains(&i),
                 }
             })
             .collect();

@@ -6,6 +6,7 @@
 //! [`cpu`] (the reference trainer), [`export`] (result files), [`cli`] (the command line).
 
 pub mod bench;
+pub mod checkpoint;
 pub mod cli;
 pub mod config;
 pub mod cpu;

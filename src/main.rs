@@ -1,5 +1,5 @@
 //! The `tms` binary: parses the command line and reports errors in one line.
-//! Bad settings exit with status 2, other failures with status 1.
+//! Bad settings exit with status 2, a run stopped by Ctrl-C or SIGTERM with 130, other failures with 1.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -12,6 +12,8 @@ fn main() -> ExitCode {
             eprintln!("error: {}", tms::cli::one_line(&err));
             if err.downcast_ref::<tms::config::ConfigError>().is_some() {
                 ExitCode::from(2)
+            } else if err.downcast_ref::<tms::cli::Interrupted>().is_some() {
+                ExitCode::from(130)
             } else {
                 ExitCode::FAILURE
             }

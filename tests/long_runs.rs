@@ -1,0 +1,238 @@
+//! Long runs never lose work: Ctrl-C and resume, a kill during a checkpoint write, divergence, and
+//! config parsing that never panics. These drive the real binary.
+
+use proptest::prelude::*;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+use tms::checkpoint::{checkpoint_path, read_checkpoint};
+use tms::config::Settings;
+use tms::export::read_results;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tms");
+
+/// A quick experiment: many small steps, so a run is long enough to interrupt but cheap.
+const RUN: &[&str] = &[
+    "train",
+    "--backend",
+    "cpu",
+    "--batch",
+    "32",
+    "--steps",
+    "6000",
+    "--log-every",
+    "50",
+    "--density",
+    "1,0.1,0.01",
+];
+
+fn tms(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("tms runs")
+}
+
+fn spawn(args: &[&str]) -> Child {
+    Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tms starts")
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{name}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn wait_for(path: &Path, limit: Duration) {
+    let start = Instant::now();
+    while !path.exists() {
+        assert!(start.elapsed() < limit, "{} never appeared", path.display());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn run_in(dir: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = RUN.iter().map(|s| s.to_string()).collect();
+    args.extend(["--out".into(), dir.to_str().unwrap().into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn uninterrupted(root: &Path) -> (Vec<u8>, String) {
+    let dir = root.join("whole");
+    let args = run_in(&dir, &[]);
+    let out = tms(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        std::fs::read(dir.join("weights.safetensors")).unwrap(),
+        std::fs::read_to_string(dir.join("results.json")).unwrap(),
+    )
+}
+
+fn resume(dir: &Path) -> (Vec<u8>, String) {
+    let out = tms(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--resume",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "resume failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !checkpoint_path(dir).exists(),
+        "the checkpoint should be gone once results are written"
+    );
+    (
+        std::fs::read(dir.join("weights.safetensors")).unwrap(),
+        std::fs::read_to_string(dir.join("results.json")).unwrap(),
+    )
+}
+
+#[test]
+fn ctrl_c_then_resume_equals_the_uninterrupted_run() {
+    let root = tempfile::tempdir().unwrap();
+    let whole = uninterrupted(root.path());
+    let dir = root.path().join("parts");
+    let args = run_in(&dir, &["--checkpoint-every", "500"]);
+    let child = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_for(&checkpoint_path(&dir), Duration::from_secs(60));
+    signal(&child, "INT");
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("tms train --resume"),
+        "no resume hint: {stderr}"
+    );
+    assert!(
+        !dir.join("results.json").exists(),
+        "an interrupted run must not write results"
+    );
+    let step = read_checkpoint(&dir).unwrap().state.step;
+    assert!(step > 0 && step < 6000, "checkpoint at step {step}");
+    assert_eq!(
+        resume(&dir),
+        whole,
+        "resumed run differs from the uninterrupted one"
+    );
+}
+
+#[test]
+fn sigterm_and_sigkill_during_checkpoint_writes_leave_a_usable_checkpoint() {
+    let root = tempfile::tempdir().unwrap();
+    let whole = uninterrupted(root.path());
+    // A checkpoint every step: the process is almost always writing one when it is killed.
+    for (round, delay_ms) in [40u64, 95, 150].into_iter().enumerate() {
+        let dir = root.path().join(format!("killed{round}"));
+        let args = run_in(&dir, &["--checkpoint-every", "1"]);
+        let mut child = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        wait_for(&checkpoint_path(&dir), Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        signal(&child, "KILL");
+        child.wait().unwrap();
+        let checkpoint =
+            read_checkpoint(&dir).expect("the last complete checkpoint survives a kill");
+        assert!(checkpoint.state.step > 0);
+        assert_eq!(resume(&dir), whole, "round {round}: resumed run differs");
+    }
+    let dir = root.path().join("terminated");
+    let args = run_in(&dir, &["--checkpoint-every", "200"]);
+    let child = spawn(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_for(&checkpoint_path(&dir), Duration::from_secs(60));
+    signal(&child, "TERM");
+    assert_eq!(child.wait_with_output().unwrap().status.code(), Some(130));
+    assert_eq!(resume(&dir), whole);
+}
+
+#[test]
+fn a_diverging_instance_is_reported_and_marked_and_the_others_are_kept() {
+    let root = tempfile::tempdir().unwrap();
+    let config = root.path().join("diverge.toml");
+    // Instance 1's importance overflows its loss to infinity on the first step.
+    let huge = vec!["1e38"; 20].join(", ");
+    std::fs::write(&config, format!("steps = 300\nbatch = 64\n[[instances]]\ndensity = 0.5\n[[instances]]\ndensity = 0.5\nimportance = [{huge}]\n")).unwrap();
+    let out_dir = root.path().join("run");
+    let out = tms(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("diverged") && stderr.contains("[1]"),
+        "{stderr}"
+    );
+    let results = read_results(&out_dir).unwrap();
+    assert!(
+        !results.instances[0].diverged
+            && results.instances[0].final_loss.is_some_and(f32::is_finite)
+    );
+    assert!(results.instances[1].diverged && results.instances[1].final_loss.is_none());
+}
+
+#[test]
+fn resume_refuses_what_it_cannot_continue() {
+    let root = tempfile::tempdir().unwrap();
+    let missing = tms(&["train", "--resume", root.path().to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no checkpoint"));
+    let with_flags = tms(&[
+        "train",
+        "--resume",
+        root.path().to_str().unwrap(),
+        "--steps",
+        "5",
+    ]);
+    assert_eq!(with_flags.status.code(), Some(2));
+    let unwritable = tms(&["train", "--out", "/proc/tms-cannot-write-here"]);
+    assert_eq!(
+        unwritable.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&unwritable.stderr)
+    );
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any text: parsing and resolving never panic, and errors are one line.
+    #[test]
+    fn config_parser_never_panics(text in "(?s).{0,200}") {
+        if let Err(e) = Settings::from_toml_str(&text).and_then(|s| s.resolve()) {
+            prop_assert!(!e.0.contains('\n'));
+        }
+    }
+
+    /// Plausible config files with arbitrary values: either a valid experiment or a one-line error
+    /// naming a field.
+    #[test]
+    fn config_values_are_validated(features in -3i64..70000, hidden in -3i64..5000, density in prop::num::f64::ANY, lr in prop::num::f64::ANY, batch in 0i64..3000, steps in 0i64..100) {
+        let text = format!("features = {features}\nhidden = {hidden}\ndensity = [{density:?}]\nlr = {lr:?}\nbatch = {batch}\nsteps = {steps}\n");
+        match Settings::from_toml_str(&text).and_then(|s| s.resolve()) {
+            Ok(exp) => {
+                prop_assert!(exp.features >= 1 && exp.hidden >= 1 && exp.batch >= 1 && exp.steps >= 1);
+                prop_assert!(exp.instances.iter().all(|i| i.density > 0.0 && i.density <= 1.0));
+                prop_assert!(exp.optimizer.lr > 0.0 && exp.optimizer.lr.is_finite());
+            }
+            Err(e) => prop_assert!(!e.0.contains('\n') && !e.0.is_empty()),
+        }
+    }
+}
