@@ -86,6 +86,20 @@ pub struct ExperimentArgs {
     pub eval_samples: Option<usize>,
     #[arg(long, value_name = "S")]
     pub seed: Option<u64>,
+    /// Importances of an extra feature to sweep (crossed with the densities), e.g. 0.1,1,10.
+    #[arg(
+        long,
+        value_name = "R1,R2,...",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
+    pub extra_importance: Option<Vec<f64>>,
+    /// Index of the extra feature (default: the last).
+    #[arg(long, value_name = "I")]
+    pub extra_feature: Option<usize>,
+    /// Independently initialised instances per setting; the best by evaluation loss is marked.
+    #[arg(long, value_name = "K")]
+    pub restarts: Option<u32>,
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +167,9 @@ impl ExperimentArgs {
             log_every: self.log_every,
             eval_samples: self.eval_samples,
             seed: self.seed,
+            extra_importance: self.extra_importance.clone(),
+            extra_feature: self.extra_feature,
+            restarts: self.restarts,
         };
         let mut merged = file.overlay(flags);
         if self.density.is_some() {

@@ -79,13 +79,25 @@ pub struct Settings {
     pub log_every: Option<u32>,
     pub eval_samples: Option<usize>,
     pub seed: Option<u64>,
+    /// Importances of the "extra" feature to sweep, crossed with the densities (the phase diagrams).
+    pub extra_importance: Option<Vec<f64>>,
+    /// Which feature is the extra one (default: the last).
+    pub extra_feature: Option<usize>,
+    /// Independently initialised instances per setting (the best is reported by evaluation loss).
+    pub restarts: Option<u32>,
 }
 
-/// One independent model: its feature density (1 − S) and importance per feature.
+/// One independent model: its feature density (1 − S) and importance per feature. Restarts of one
+/// setting share `setting` (the index of the distinct density/importance combination) and differ
+/// in `restart` and, through their position, in their random streams.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Instance {
     pub density: f64,
     pub importance: Vec<f32>,
+    #[serde(default)]
+    pub setting: usize,
+    #[serde(default)]
+    pub restart: u32,
 }
 
 /// Optimizer settings. Betas and eps are PyTorch's defaults.
@@ -166,7 +178,10 @@ impl Settings {
             schedule,
             log_every,
             eval_samples,
-            seed
+            seed,
+            extra_importance,
+            extra_feature,
+            restarts
         )
     }
 
@@ -183,32 +198,34 @@ impl Settings {
         let decay = self.importance_decay.unwrap_or(0.7);
         check_decay("importance-decay", decay)?;
 
-        let instances = match (&self.instances, &self.density) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError(
-                    "give either density or instances, not both".into(),
-                ))
+        let settings = match (&self.instances, &self.density) {
+            (Some(_), Some(_)) => return Err(ConfigError("give either density or instances, not both".into())),
+            (Some(_), None) if self.extra_importance.is_some() => {
+                return Err(ConfigError("extra_importance sweeps the density list; with explicit instances give each its importance".into()))
             }
-            (Some(list), None) => list
-                .iter()
-                .enumerate()
-                .map(|(i, spec)| resolve_instance(i, spec, features, decay))
-                .collect::<Result<Vec<_>, _>>()?,
+            (Some(list), None) => list.iter().enumerate().map(|(i, spec)| resolve_instance(i, spec, features, decay)).collect::<Result<Vec<_>, _>>()?,
             (None, density) => {
-                let densities = density
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_DENSITIES.to_vec());
-                let spec = |d| InstanceSettings {
-                    density: Some(d),
-                    ..Default::default()
-                };
-                densities
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &d)| resolve_instance(i, &spec(d), features, decay))
-                    .collect::<Result<Vec<_>, _>>()?
+                let densities = density.clone().unwrap_or_else(|| DEFAULT_DENSITIES.to_vec());
+                let spec = |d| InstanceSettings { density: Some(d), ..Default::default() };
+                let base = densities.iter().enumerate().map(|(i, &d)| resolve_instance(i, &spec(d), features, decay)).collect::<Result<Vec<_>, _>>()?;
+                self.cross_extra_importance(base, features)?
             }
         };
+        let restarts = self.restarts.unwrap_or(1);
+        if restarts == 0 || restarts > 100_000 {
+            return Err(bad("restarts", restarts, "must be between 1 and 100000"));
+        }
+        let instances: Vec<Instance> = settings
+            .into_iter()
+            .enumerate()
+            .flat_map(|(setting, inst)| {
+                (0..restarts).map(move |restart| Instance {
+                    setting,
+                    restart,
+                    ..inst.clone()
+                })
+            })
+            .collect();
         if instances.is_empty() {
             return Err(bad(
                 "instances",
@@ -283,6 +300,61 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// Every base instance once per extra-feature importance (if a sweep is given).
+    fn cross_extra_importance(
+        &self,
+        base: Vec<Instance>,
+        features: usize,
+    ) -> Result<Vec<Instance>, ConfigError> {
+        let Some(extras) = &self.extra_importance else {
+            if let Some(f) = self.extra_feature {
+                return Err(bad(
+                    "extra-feature",
+                    f,
+                    "only meaningful with extra-importance",
+                ));
+            }
+            return Ok(base);
+        };
+        let feature = self.extra_feature.unwrap_or(features - 1);
+        if feature >= features {
+            return Err(bad(
+                "extra-feature",
+                feature,
+                &format!("must be a feature index below {features}"),
+            ));
+        }
+        if let Some(r) = extras.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+            return Err(bad(
+                "extra-importance",
+                r,
+                "must be positive finite numbers",
+            ));
+        }
+        if extras.is_empty() {
+            return Err(bad(
+                "extra-importance",
+                "[]",
+                "give at least one importance",
+            ));
+        }
+        Ok(base
+            .iter()
+            .flat_map(|inst| {
+                extras.iter().map(move |&r| {
+                    let mut importance = inst.importance.clone();
+                    importance[feature] = r as f32;
+                    Instance {
+                        importance,
+                        ..inst.clone()
+                    }
+                })
+            })
+            .collect())
+    }
+}
+
 fn check_decay(field: &str, decay: f64) -> Result<(), ConfigError> {
     if decay.is_finite() && decay > 0.0 {
         Ok(())
@@ -343,6 +415,8 @@ fn resolve_instance(
     Ok(Instance {
         density,
         importance,
+        setting: index,
+        restart: 0,
     })
 }
 
@@ -507,6 +581,52 @@ mod tests {
             let err = settings.resolve().unwrap_err().0;
             assert!(err.contains(field) && !err.contains('\n'), "{field}: {err}");
         }
+    }
+
+    #[test]
+    fn restarts_and_extra_importance_make_a_grid() {
+        let s = Settings {
+            features: Some(2),
+            hidden: Some(1),
+            importance_decay: Some(1.0),
+            density: Some(vec![1.0, 0.1]),
+            extra_importance: Some(vec![0.5, 2.0, 4.0]),
+            restarts: Some(3),
+            ..Default::default()
+        };
+        let e = s.resolve().unwrap();
+        assert_eq!(e.instances.len(), 2 * 3 * 3);
+        let i = &e.instances[4]; // density 1, extra 2.0, restart 1
+        assert_eq!(
+            (i.density, i.importance.clone(), i.setting, i.restart),
+            (1.0, vec![1.0, 2.0], 1, 1)
+        );
+        assert_eq!(e.instances[17].setting, 5);
+        let bad_feature = Settings {
+            extra_feature: Some(2),
+            ..s.clone()
+        };
+        assert!(bad_feature
+            .resolve()
+            .unwrap_err()
+            .0
+            .contains("extra-feature"));
+        assert!(Settings {
+            restarts: Some(0),
+            ..s.clone()
+        }
+        .resolve()
+        .unwrap_err()
+        .0
+        .contains("restarts"));
+        assert!(Settings {
+            extra_importance: Some(vec![-1.0]),
+            ..s
+        }
+        .resolve()
+        .unwrap_err()
+        .0
+        .contains("extra-importance"));
     }
 
     #[test]
