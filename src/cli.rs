@@ -1,4 +1,5 @@
 //! The command line: `tms train` and friends, mapping flags onto [`Settings`] and running the work.
+//! `tms plot` and `tms reproduce` live in [`crate::figures`] and [`crate::reproduce`].
 
 use crate::config::{ConfigError, Experiment, ModelKind, OptimizerKind, Schedule, Settings};
 use crate::cpu::CpuTrainer;
@@ -18,6 +19,10 @@ pub struct Cli {
 pub enum Command {
     /// Train every instance of an experiment and write config.json, results.json, weights.safetensors.
     Train(TrainArgs),
+    /// Redraw the figures of a run directory, or of a directory of runs (as `tms reproduce` writes).
+    Plot(PlotArgs),
+    /// Run one of the paper's experiments end to end: training, figures and summary.md.
+    Reproduce(ReproduceArgs),
 }
 
 /// Which trainer runs the experiment.
@@ -86,6 +91,40 @@ pub struct TrainArgs {
     pub force: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Run directory (with results.json) or a directory of run directories.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ReproduceArgs {
+    #[command(subcommand)]
+    pub experiment: ReproduceExperiment,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReproduceExperiment {
+    /// The seed's basic results: linear and ReLU output models (n = 20, m = 5) at seven densities.
+    Basic(BasicArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BasicArgs {
+    /// Output directory: linear/ and relu/ run directories, figures and summary.md.
+    #[arg(long, value_name = "DIR", default_value = "results/basic")]
+    pub out: PathBuf,
+    /// Training steps (default: the notebook's 10,000).
+    #[arg(long, value_name = "T")]
+    pub steps: Option<u32>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Overwrite the result files of existing run directories.
+    #[arg(long)]
+    pub force: bool,
+}
+
 impl ExperimentArgs {
     /// The config file (if any) with the flags laid over it, resolved and validated.
     pub fn resolve(&self) -> Result<Experiment, ConfigError> {
@@ -127,11 +166,17 @@ pub fn one_line(err: &anyhow::Error) -> String {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(&args),
+        Command::Plot(args) => {
+            let written = crate::figures::draw_all(&crate::figures::load_runs(&args.dir)?, &args.dir)?;
+            written.iter().for_each(|path| eprintln!("wrote {}", path.display()));
+            Ok(())
+        }
+        Command::Reproduce(ReproduceArgs { experiment: ReproduceExperiment::Basic(args) }) => crate::reproduce::basic(&args),
     }
 }
 
 /// Checks that `dir` can hold a new run before any work starts.
-fn prepare_run_dir(dir: &Path, force: bool) -> Result<(), ConfigError> {
+pub fn prepare_run_dir(dir: &Path, force: bool) -> Result<(), ConfigError> {
     if dir.join("results.json").exists() && !force {
         return Err(ConfigError(format!("run directory {} already holds results (use --force to overwrite)", dir.display())));
     }
@@ -151,7 +196,13 @@ pub fn make_trainer(choice: BackendChoice, exp: &Experiment, state: TrainState) 
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let exp = args.experiment.resolve()?;
     prepare_run_dir(&args.out, args.force)?;
-    let (mut trainer, backend) = make_trainer(args.backend, &exp, TrainState::initial(&exp))?;
+    train_run(exp, args.backend, &args.out).map(drop)
+}
+
+/// Trains `exp` on `backend` and writes its run directory `out` (which must exist): config.json,
+/// results.json, weights.safetensors and metrics.json. Returns the results.
+pub fn train_run(exp: Experiment, backend: BackendChoice, out: &Path) -> anyhow::Result<Results> {
+    let (mut trainer, backend) = make_trainer(backend, &exp, TrainState::initial(&exp))?;
     let device = trainer.device();
     eprintln!("training {} {:?} instances (n = {}, m = {}) for {} steps on {device}", exp.instances.len(), exp.model, exp.features, exp.hidden, exp.steps);
     let started = std::time::Instant::now();
@@ -160,10 +211,11 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let eval = evaluate(&exp, &state);
     let results = Results::collect(&exp, &state, &records, &eval);
     let config = RunConfig { experiment: exp, backend: backend.into(), device, tms_version: env!("CARGO_PKG_VERSION").into() };
-    write_run(&args.out, &config, &results, &state)?;
-    eprintln!("trained in {train_seconds:.2} s; wrote {}", args.out.display());
+    write_run(out, &config, &results, &state)?;
+    crate::analysis::write_metrics(out, &results)?;
+    eprintln!("trained in {train_seconds:.2} s; wrote {}", out.display());
     for r in &results.instances {
         eprintln!("  density {:<6} final loss {:.6}  eval loss {:.6}", r.density, r.final_loss, r.eval_loss);
     }
-    Ok(())
+    Ok(results)
 }

@@ -3,13 +3,17 @@
 //!
 //! Reading order: [`config`] (what to train), [`features`] (the random data), [`model`] (the maths of
 //! one sample), [`optim`] (Adam/AdamW), [`trainer`] (the interface every backend implements),
-//! [`cpu`] (the reference trainer), [`export`] (result files), [`cli`] (the command line).
+//! [`cpu`] (the reference trainer), [`export`] (result files), [`analysis`] (superposition metrics),
+//! [`figures`] (the paper's plots), [`reproduce`] (whole experiments), [`cli`] (the command line).
 
+pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod cpu;
 pub mod export;
 pub mod features;
+pub mod figures;
 pub mod model;
 pub mod optim;
+pub mod reproduce;
 pub mod trainer;
