@@ -59,7 +59,17 @@ pub struct RunMetrics {
 /// WᵀW (n × n) of W given as m rows of n entries.
 pub fn gram(w: &[Vec<f32>]) -> Vec<Vec<f64>> {
     let n = w.first().map_or(0, Vec::len);
-    (0..n).map(|i| (0..n).map(|j| w.iter().map(|row| f64::from(row[i]) * f64::from(row[j])).sum()).collect()).collect()
+    (0..n)
+        .map(|i| {
+            (0..n)
+                .map(|j| {
+                    w.iter()
+                        .map(|row| f64::from(row[i]) * f64::from(row[j]))
+                        .sum()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// Per-feature norms, superposition and dimensionality from the Gram matrix: with G = WᵀW,
@@ -77,7 +87,12 @@ fn feature_metrics(g: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
             dimensionality.push(0.0);
             continue;
         }
-        let others: f64 = row.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, &gij)| gij * gij / norm_sq).sum();
+        let others: f64 = row
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != i)
+            .map(|(_, &gij)| gij * gij / norm_sq)
+            .sum();
         superposition.push(others);
         // Σ_j (Ŵ_i·W_j)² includes j = i, which contributes ‖W_i‖².
         dimensionality.push(norm_sq / (norm_sq + others));
@@ -92,14 +107,27 @@ impl InstanceMetrics {
         let g = gram(&result.w);
         let (norms, superposition, dimensionality) = feature_metrics(&g);
         let frobenius_sq: f64 = (0..g.len()).map(|i| g[i][i]).sum();
-        let represented: Vec<usize> = (0..norms.len()).filter(|&i| norms[i] > REPRESENTED_NORM).collect();
+        let represented: Vec<usize> = (0..norms.len())
+            .filter(|&i| norms[i] > REPRESENTED_NORM)
+            .collect();
         InstanceMetrics {
             index: result.index,
             density: result.density,
-            dimensions_per_feature: if frobenius_sq > 0.0 { hidden as f64 / frobenius_sq } else { f64::INFINITY },
+            dimensions_per_feature: if frobenius_sq > 0.0 {
+                hidden as f64 / frobenius_sq
+            } else {
+                f64::INFINITY
+            },
             features_represented: represented.len(),
-            represented_in_superposition: represented.iter().filter(|&&i| superposition[i] > SUPERPOSITION_THRESHOLD).count(),
-            negative_biases: result.b.iter().filter(|&&b| f64::from(b) < -NEGATIVE_BIAS).count(),
+            represented_in_superposition: represented
+                .iter()
+                .filter(|&&i| superposition[i] > SUPERPOSITION_THRESHOLD)
+                .count(),
+            negative_biases: result
+                .b
+                .iter()
+                .filter(|&&b| f64::from(b) < -NEGATIVE_BIAS)
+                .count(),
             biases: result.b.clone(),
             eval_loss: result.eval_loss,
             norms,
@@ -127,7 +155,10 @@ impl RunMetrics {
 /// Writes the metrics of a run to `dir`/metrics.json and returns them.
 pub fn write_metrics(dir: &Path, results: &Results) -> anyhow::Result<RunMetrics> {
     let metrics = RunMetrics::of(results);
-    write_atomic(&dir.join("metrics.json"), &serde_json::to_vec_pretty(&metrics)?)?;
+    write_atomic(
+        &dir.join("metrics.json"),
+        &serde_json::to_vec_pretty(&metrics)?,
+    )?;
     Ok(metrics)
 }
 
@@ -138,7 +169,9 @@ mod tests {
     /// An instance whose W has the given columns (each of length m).
     fn instance(columns: &[Vec<f64>]) -> InstanceResult {
         let m = columns[0].len();
-        let w = (0..m).map(|r| columns.iter().map(|c| c[r] as f32).collect()).collect();
+        let w = (0..m)
+            .map(|r| columns.iter().map(|c| c[r] as f32).collect())
+            .collect();
         InstanceResult {
             index: 0,
             density: 1.0,
@@ -153,25 +186,45 @@ mod tests {
 
     /// k unit vectors evenly spaced on the circle (a regular k-gon in 2-D).
     fn polygon(k: usize) -> Vec<Vec<f64>> {
-        (0..k).map(|i| std::f64::consts::TAU * i as f64 / k as f64).map(|a| vec![a.cos(), a.sin()]).collect()
+        (0..k)
+            .map(|i| std::f64::consts::TAU * i as f64 / k as f64)
+            .map(|a| vec![a.cos(), a.sin()])
+            .collect()
     }
 
     fn assert_all(values: &[f64], expected: f64) {
-        assert!(values.iter().all(|v| (v - expected).abs() < 1e-6), "{values:?} ≠ {expected}");
+        assert!(
+            values.iter().all(|v| (v - expected).abs() < 1e-6),
+            "{values:?} ≠ {expected}"
+        );
     }
 
     #[test]
     fn orthogonal_features_own_one_dimension_each() {
-        let m = instance(&[vec![1.0, 0.0, 0.0], vec![0.0, 2.0, 0.0], vec![0.0, 0.0, 0.7]]);
+        let m = instance(&[
+            vec![1.0, 0.0, 0.0],
+            vec![0.0, 2.0, 0.0],
+            vec![0.0, 0.0, 0.7],
+        ]);
         let metrics = InstanceMetrics::of(&m);
         assert_all(&metrics.dimensionality, 1.0);
         assert_all(&metrics.superposition, 0.0);
-        assert_eq!((metrics.features_represented, metrics.represented_in_superposition), (3, 0));
+        assert_eq!(
+            (
+                metrics.features_represented,
+                metrics.represented_in_superposition
+            ),
+            (3, 0)
+        );
     }
 
     #[test]
     fn antipodal_pair_has_dimensionality_one_half() {
-        let metrics = InstanceMetrics::of(&instance(&[vec![1.0, 0.0], vec![-1.0, 0.0], vec![0.0, 1.0]]));
+        let metrics = InstanceMetrics::of(&instance(&[
+            vec![1.0, 0.0],
+            vec![-1.0, 0.0],
+            vec![0.0, 1.0],
+        ]));
         assert_all(&metrics.dimensionality[..2], 0.5);
         assert_all(&metrics.superposition[..2], 1.0);
         assert_all(&metrics.dimensionality[2..], 1.0);
@@ -181,14 +234,25 @@ mod tests {
 
     #[test]
     fn triangle_and_pentagon_in_two_dimensions() {
-        assert_all(&InstanceMetrics::of(&instance(&polygon(3))).dimensionality, 2.0 / 3.0);
-        assert_all(&InstanceMetrics::of(&instance(&polygon(5))).dimensionality, 2.0 / 5.0);
+        assert_all(
+            &InstanceMetrics::of(&instance(&polygon(3))).dimensionality,
+            2.0 / 3.0,
+        );
+        assert_all(
+            &InstanceMetrics::of(&instance(&polygon(5))).dimensionality,
+            2.0 / 5.0,
+        );
     }
 
     #[test]
     fn tetrahedron_in_three_dimensions() {
         let s = 1.0 / 3f64.sqrt();
-        let tetra = [vec![s, s, s], vec![s, -s, -s], vec![-s, s, -s], vec![-s, -s, s]];
+        let tetra = [
+            vec![s, s, s],
+            vec![s, -s, -s],
+            vec![-s, s, -s],
+            vec![-s, -s, s],
+        ];
         let metrics = InstanceMetrics::of(&instance(&tetra));
         assert_all(&metrics.dimensionality, 0.75);
         assert!((metrics.dimensions_per_feature - 0.75).abs() < 1e-6);
@@ -197,7 +261,14 @@ mod tests {
     #[test]
     fn zero_column_is_not_represented() {
         let metrics = InstanceMetrics::of(&instance(&[vec![1.0, 0.0], vec![0.0, 0.0]]));
-        assert_eq!((metrics.dimensionality[1], metrics.superposition[1], metrics.norms[1]), (0.0, 0.0, 0.0));
+        assert_eq!(
+            (
+                metrics.dimensionality[1],
+                metrics.superposition[1],
+                metrics.norms[1]
+            ),
+            (0.0, 0.0, 0.0)
+        );
         assert_eq!(metrics.features_represented, 1);
     }
 

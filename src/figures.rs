@@ -37,14 +37,25 @@ pub fn model_label(model: ModelKind) -> &'static str {
 /// The runs of `dir`: the run itself when it holds results.json, otherwise every subdirectory that
 /// holds one (sorted by name, so linear/ comes before relu/).
 pub fn load_runs(dir: &Path) -> anyhow::Result<Vec<Run>> {
-    let run = |results: Results| Run { label: model_label(results.model).to_string(), results };
+    let run = |results: Results| Run {
+        label: model_label(results.model).to_string(),
+        results,
+    };
     if dir.join("results.json").exists() {
         return Ok(vec![run(read_results(dir)?)]);
     }
-    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot read directory {}", dir.display()))?;
-    let mut subdirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("results.json").exists()).collect();
+    let entries = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?;
+    let mut subdirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("results.json").exists())
+        .collect();
     subdirs.sort();
-    anyhow::ensure!(!subdirs.is_empty(), "{} is not a run directory and holds none (no results.json)", dir.display());
+    anyhow::ensure!(
+        !subdirs.is_empty(),
+        "{} is not a run directory and holds none (no results.json)",
+        dir.display()
+    );
     subdirs.iter().map(|d| read_results(d).map(run)).collect()
 }
 
@@ -53,7 +64,10 @@ pub fn draw_all(runs: &[Run], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     anyhow::ensure!(!runs.is_empty(), "no runs to draw");
     let mut written = vec![];
     written.extend(save(&WeightsFigure { runs }, &out.join("weights"))?);
-    written.extend(save(&FeatureBarsFigure { runs }, &out.join("feature-bars"))?);
+    written.extend(save(
+        &FeatureBarsFigure { runs },
+        &out.join("feature-bars"),
+    )?);
     written.extend(save(&LossFigure { runs }, &out.join("loss"))?);
     Ok(written)
 }
@@ -72,11 +86,17 @@ fn save(figure: &impl Figure, stem: &Path) -> anyhow::Result<[PathBuf; 2]> {
     let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
     {
         let root = SVGBackend::new(&svg, figure.size()).into_drawing_area();
-        figure.draw(&root).and_then(|()| Ok(root.present()?)).with_context(|| format!("cannot draw {}", svg.display()))?;
+        figure
+            .draw(&root)
+            .and_then(|()| Ok(root.present()?))
+            .with_context(|| format!("cannot draw {}", svg.display()))?;
     }
     {
         let root = BitMapBackend::new(&png, figure.size()).into_drawing_area();
-        figure.draw(&root).and_then(|()| Ok(root.present()?)).with_context(|| format!("cannot draw {}", png.display()))?;
+        figure
+            .draw(&root)
+            .and_then(|()| Ok(root.present()?))
+            .with_context(|| format!("cannot draw {}", png.display()))?;
     }
     Ok([svg, png])
 }
@@ -85,7 +105,12 @@ fn save(figure: &impl Figure, stem: &Path) -> anyhow::Result<[PathBuf; 2]> {
 fn register_font() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
-        plotters::style::register_font("sans-serif", FontStyle::Normal, include_bytes!("../assets/DejaVuSans.ttf")).unwrap_or_else(|_| panic!("the bundled font is a valid TrueType file"));
+        plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            include_bytes!("../assets/DejaVuSans.ttf"),
+        )
+        .unwrap_or_else(|_| panic!("the bundled font is a valid TrueType file"));
     });
 }
 
@@ -106,13 +131,28 @@ fn interpolate(stops: &[(u8, u8, u8)], t: f64) -> RGBColor {
 
 /// Diverging blue–white–red for v in [−1, 1] (ColorBrewer RdBu).
 fn diverging(v: f64) -> RGBColor {
-    const STOPS: [(u8, u8, u8); 7] = [(33, 102, 172), (103, 169, 207), (209, 229, 240), (255, 255, 255), (253, 219, 199), (239, 138, 98), (178, 24, 43)];
+    const STOPS: [(u8, u8, u8); 7] = [
+        (33, 102, 172),
+        (103, 169, 207),
+        (209, 229, 240),
+        (255, 255, 255),
+        (253, 219, 199),
+        (239, 138, 98),
+        (178, 24, 43),
+    ];
     interpolate(&STOPS, (v + 1.0) / 2.0)
 }
 
 /// Black → purple → orange → yellow for t in [0, 1] (matplotlib's inferno, coarsely).
 fn inferno(t: f64) -> RGBColor {
-    const STOPS: [(u8, u8, u8); 6] = [(0, 0, 4), (66, 10, 104), (147, 38, 103), (221, 81, 58), (252, 165, 10), (252, 255, 164)];
+    const STOPS: [(u8, u8, u8); 6] = [
+        (0, 0, 4),
+        (66, 10, 104),
+        (147, 38, 103),
+        (221, 81, 58),
+        (252, 165, 10),
+        (252, 255, 164),
+    ];
     interpolate(&STOPS, t)
 }
 
@@ -123,22 +163,46 @@ fn density_title(density: f64) -> String {
 
 /// A vertical colour bar at (x, y) of the given height, `colour(t)` for t from 0 (bottom) to 1 (top),
 /// with tick labels (t, text) to its right and a caption above.
-fn colour_bar<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, (x, y): (i32, i32), height: i32, colour: impl Fn(f64) -> RGBColor, ticks: &[(f64, String)], caption: &str) -> anyhow::Result<()>
+fn colour_bar<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    (x, y): (i32, i32),
+    height: i32,
+    colour: impl Fn(f64) -> RGBColor,
+    ticks: &[(f64, String)],
+    caption: &str,
+) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     const WIDTH: i32 = 22;
     for k in 0..height {
         let t = 1.0 - f64::from(k) / f64::from(height - 1);
-        root.draw(&Rectangle::new([(x, y + k), (x + WIDTH, y + k + 1)], colour(t).filled()))?;
+        root.draw(&Rectangle::new(
+            [(x, y + k), (x + WIDTH, y + k + 1)],
+            colour(t).filled(),
+        ))?;
     }
-    root.draw(&Rectangle::new([(x, y), (x + WIDTH, y + height)], BLACK.stroke_width(1)))?;
+    root.draw(&Rectangle::new(
+        [(x, y), (x + WIDTH, y + height)],
+        BLACK.stroke_width(1),
+    ))?;
     for (t, label) in ticks {
         let ty = y + ((1.0 - t) * f64::from(height - 1)).round() as i32;
-        root.draw(&PathElement::new(vec![(x + WIDTH, ty), (x + WIDTH + 5, ty)], BLACK))?;
-        root.draw_text(label, &text(18.0, HPos::Left, VPos::Center), (x + WIDTH + 8, ty))?;
+        root.draw(&PathElement::new(
+            vec![(x + WIDTH, ty), (x + WIDTH + 5, ty)],
+            BLACK,
+        ))?;
+        root.draw_text(
+            label,
+            &text(18.0, HPos::Left, VPos::Center),
+            (x + WIDTH + 8, ty),
+        )?;
     }
-    root.draw_text(caption, &text(18.0, HPos::Center, VPos::Bottom), (x + WIDTH / 2, y - 16))?;
+    root.draw_text(
+        caption,
+        &text(18.0, HPos::Center, VPos::Bottom),
+        (x + WIDTH / 2, y - 16),
+    )?;
     Ok(())
 }
 
@@ -149,39 +213,65 @@ struct Grid {
     rows: usize,
     panel: (i32, i32),
     gap: (i32, i32),
+    /// Room on the right for colour bars.
+    right: i32,
 }
 
 impl Grid {
     const LEFT: i32 = 175;
     const TOP: i32 = 100;
-    const RIGHT: i32 = 170;
 
     fn size(&self) -> (u32, u32) {
-        let w = Self::LEFT + self.columns as i32 * (self.panel.0 + self.gap.0) + Self::RIGHT;
+        let w = self.panels_end() + self.right;
         let h = Self::TOP + self.rows as i32 * (self.panel.1 + self.gap.1) + 10;
         (w as u32, h as u32)
     }
 
+    /// The x just right of the last column.
+    fn panels_end(&self) -> i32 {
+        Self::LEFT + self.columns as i32 * (self.panel.0 + self.gap.0)
+    }
+
     /// Top-left corner of panel (row, column).
     fn origin(&self, row: usize, column: usize) -> (i32, i32) {
-        (Self::LEFT + column as i32 * (self.panel.0 + self.gap.0), Self::TOP + row as i32 * (self.panel.1 + self.gap.1))
+        (
+            Self::LEFT + column as i32 * (self.panel.0 + self.gap.0),
+            Self::TOP + row as i32 * (self.panel.1 + self.gap.1),
+        )
     }
 
     /// Title, column titles (densities of the first run) and row labels.
-    fn frame<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, title: &str, runs: &[Run]) -> anyhow::Result<()>
+    fn frame<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        title: &str,
+        runs: &[Run],
+    ) -> anyhow::Result<()>
     where
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE)?;
         let (width, _) = self.size();
-        root.draw_text(title, &text(26.0, HPos::Center, VPos::Top), (width as i32 / 2, 14))?;
+        root.draw_text(
+            title,
+            &text(26.0, HPos::Center, VPos::Top),
+            (width as i32 / 2, 14),
+        )?;
         for (c, inst) in runs[0].results.instances.iter().enumerate() {
             let (x, y) = self.origin(0, c);
-            root.draw_text(&density_title(inst.density), &text(22.0, HPos::Center, VPos::Bottom), (x + self.panel.0 / 2, y - 12))?;
+            root.draw_text(
+                &density_title(inst.density),
+                &text(22.0, HPos::Center, VPos::Bottom),
+                (x + self.panel.0 / 2, y - 12),
+            )?;
         }
         for (r, run) in runs.iter().enumerate() {
             let (x, y) = self.origin(r, 0);
-            root.draw_text(&run.label, &text(22.0, HPos::Right, VPos::Center), (x - 16, y + self.panel.1 / 2))?;
+            root.draw_text(
+                &run.label,
+                &text(22.0, HPos::Right, VPos::Center),
+                (x - 16, y + self.panel.1 / 2),
+            )?;
         }
         Ok(())
     }
@@ -198,17 +288,28 @@ impl WeightsFigure<'_> {
 
     fn grid(&self) -> Grid {
         let n = self.runs[0].results.features as i32;
-        Grid { columns: self.runs[0].results.instances.len(), rows: self.runs.len(), panel: (n * Self::CELL + 8 + Self::CELL, n * Self::CELL), gap: (36, 60) }
+        Grid {
+            columns: self.runs[0].results.instances.len(),
+            rows: self.runs.len(),
+            panel: (n * Self::CELL + 8 + Self::CELL, n * Self::CELL),
+            gap: (36, 60),
+            right: 250,
+        }
     }
 
-    /// The symmetric colour limit: the largest |WᵀW| or |b| in the figure, at least 1.
-    fn limit(&self) -> f64 {
-        let entries = self.runs.iter().flat_map(|run| &run.results.instances).flat_map(|inst| {
-            let g = crate::analysis::gram(&inst.w);
-            let b_max = inst.b.iter().map(|v| f64::from(v.abs())).fold(0.0, f64::max);
-            g.into_iter().flatten().map(f64::abs).chain([b_max]).collect::<Vec<_>>()
-        });
-        entries.fold(1.0, f64::max)
+    /// The symmetric colour limits of WᵀW (at least 1) and of b (at least 0.01): the largest
+    /// magnitudes in the figure. b has its own scale: its values are a fraction of WᵀW's.
+    fn limits(&self) -> (f64, f64) {
+        let instances = || self.runs.iter().flat_map(|run| &run.results.instances);
+        let gram = instances()
+            .flat_map(|inst| crate::analysis::gram(&inst.w).into_iter().flatten())
+            .map(f64::abs)
+            .fold(1.0, f64::max);
+        let bias = instances()
+            .flat_map(|inst| &inst.b)
+            .map(|&v| f64::from(v.abs()))
+            .fold(0.01, f64::max);
+        (gram, bias)
     }
 }
 
@@ -223,9 +324,12 @@ impl Figure for WeightsFigure<'_> {
     {
         let grid = self.grid();
         let results = &self.runs[0].results;
-        let title = format!("WᵀW (features by importance) and b (strip), n = {}, m = {}", results.features, results.hidden);
+        let title = format!(
+            "WᵀW (features by importance) and b (strip, own colour scale), n = {}, m = {}",
+            results.features, results.hidden
+        );
         grid.frame(root, &title, self.runs)?;
-        let limit = self.limit();
+        let (limit, b_limit) = self.limits();
         let cell = Self::CELL;
         for (r, run) in self.runs.iter().enumerate() {
             for (c, inst) in run.results.instances.iter().enumerate() {
@@ -235,22 +339,63 @@ impl Figure for WeightsFigure<'_> {
                     let y = y0 + i as i32 * cell;
                     for (j, &v) in row.iter().enumerate() {
                         let x = x0 + j as i32 * cell;
-                        root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], diverging(v / limit).filled()))?;
+                        root.draw(&Rectangle::new(
+                            [(x, y), (x + cell, y + cell)],
+                            diverging(v / limit).filled(),
+                        ))?;
                     }
                     let xb = x0 + n * cell + 8;
-                    root.draw(&Rectangle::new([(xb, y), (xb + cell, y + cell)], diverging(f64::from(inst.b[i]) / limit).filled()))?;
+                    root.draw(&Rectangle::new(
+                        [(xb, y), (xb + cell, y + cell)],
+                        diverging(f64::from(inst.b[i]) / b_limit).filled(),
+                    ))?;
                 }
                 let grey = RGBColor(150, 150, 150).stroke_width(1);
-                root.draw(&Rectangle::new([(x0, y0), (x0 + n * cell, y0 + n * cell)], grey))?;
-                root.draw(&Rectangle::new([(x0 + n * cell + 8, y0), (x0 + n * cell + 8 + cell, y0 + n * cell)], grey))?;
-                root.draw_text("b", &text(16.0, HPos::Center, VPos::Top), (x0 + n * cell + 8 + cell / 2, y0 + n * cell + 4))?;
+                root.draw(&Rectangle::new(
+                    [(x0, y0), (x0 + n * cell, y0 + n * cell)],
+                    grey,
+                ))?;
+                root.draw(&Rectangle::new(
+                    [
+                        (x0 + n * cell + 8, y0),
+                        (x0 + n * cell + 8 + cell, y0 + n * cell),
+                    ],
+                    grey,
+                ))?;
+                root.draw_text(
+                    "b",
+                    &text(16.0, HPos::Center, VPos::Top),
+                    (x0 + n * cell + 8 + cell / 2, y0 + n * cell + 4),
+                )?;
             }
         }
-        let (width, _) = grid.size();
         let (_, top) = grid.origin(0, 0);
         let height = grid.origin(self.runs.len() - 1, 0).1 + grid.panel.1 - top;
-        let ticks: Vec<(f64, String)> = (-4..=4).map(|k| f64::from(k) * 0.5).filter(|v| v.abs() <= limit).map(|v| ((v / limit + 1.0) / 2.0, format!("{v}"))).collect();
-        colour_bar(root, (width as i32 - Grid::RIGHT + 40, top), height, |t| diverging(2.0 * t - 1.0), &ticks, "value")?;
+        let ticks: Vec<(f64, String)> = (-4..=4)
+            .map(|k| f64::from(k) * 0.5)
+            .filter(|v| v.abs() <= limit)
+            .map(|v| ((v / limit + 1.0) / 2.0, format!("{v}")))
+            .collect();
+        colour_bar(
+            root,
+            (grid.panels_end() + 20, top),
+            height,
+            |t| diverging(2.0 * t - 1.0),
+            &ticks,
+            "WᵀW",
+        )?;
+        let ticks: Vec<(f64, String)> = [-1.0, -0.5, 0.0, 0.5, 1.0]
+            .iter()
+            .map(|&v| ((v + 1.0) / 2.0, format!("{:.2}", v * b_limit)))
+            .collect();
+        colour_bar(
+            root,
+            (grid.panels_end() + 130, top),
+            height,
+            |t| diverging(2.0 * t - 1.0),
+            &ticks,
+            "b",
+        )?;
         Ok(())
     }
 }
@@ -270,7 +415,13 @@ impl FeatureBarsFigure<'_> {
 
     fn grid(&self) -> Grid {
         let n = self.runs[0].results.features as i32;
-        Grid { columns: self.runs[0].results.instances.len(), rows: self.runs.len(), panel: (Self::UNIT as i32 * 3 / 2, n * Self::ROW), gap: (36, 92) }
+        Grid {
+            columns: self.runs[0].results.instances.len(),
+            rows: self.runs.len(),
+            panel: (Self::UNIT as i32 * 3 / 2, n * Self::ROW),
+            gap: (36, 92),
+            right: 150,
+        }
     }
 }
 
@@ -291,27 +442,63 @@ impl Figure for FeatureBarsFigure<'_> {
             for (c, inst) in run.results.instances.iter().enumerate() {
                 let (x0, y0) = grid.origin(r, c);
                 let metrics = InstanceMetrics::of(inst);
-                for (i, (&norm, &sup)) in metrics.norms.iter().zip(&metrics.superposition).enumerate() {
+                for (i, (&norm, &sup)) in
+                    metrics.norms.iter().zip(&metrics.superposition).enumerate()
+                {
                     let y = y0 + i as i32 * Self::ROW;
                     let length = ((norm * Self::UNIT).round() as i32).min(width);
-                    root.draw(&Rectangle::new([(x0, y + 2), (x0 + length, y + Self::ROW - 1)], inferno(sup / Self::TOP).filled()))?;
+                    root.draw(&Rectangle::new(
+                        [(x0, y + 2), (x0 + length, y + Self::ROW - 1)],
+                        inferno(sup / Self::TOP).filled(),
+                    ))?;
                 }
-                root.draw(&PathElement::new(vec![(x0, y0), (x0, y0 + height), (x0 + width, y0 + height)], axis))?;
+                root.draw(&PathElement::new(
+                    vec![(x0, y0), (x0, y0 + height), (x0 + width, y0 + height)],
+                    axis,
+                ))?;
                 for (tick, label) in [(0.0, "0"), (0.5, "0.5"), (1.0, "1")] {
                     let tx = x0 + (tick * Self::UNIT).round() as i32;
-                    root.draw(&PathElement::new(vec![(tx, y0 + height), (tx, y0 + height + 5)], axis))?;
-                    root.draw_text(label, &text(16.0, HPos::Center, VPos::Top), (tx, y0 + height + 7))?;
+                    root.draw(&PathElement::new(
+                        vec![(tx, y0 + height), (tx, y0 + height + 5)],
+                        axis,
+                    ))?;
+                    root.draw_text(
+                        label,
+                        &text(16.0, HPos::Center, VPos::Top),
+                        (tx, y0 + height + 7),
+                    )?;
                 }
-                root.draw_text("‖W_i‖", &text(16.0, HPos::Right, VPos::Top), (x0 + width, y0 + height + 7))?;
-                let counts = format!("{} represented, {} shared", metrics.features_represented, metrics.represented_in_superposition);
-                root.draw_text(&counts, &text(16.0, HPos::Left, VPos::Top), (x0, y0 + height + 30))?;
+                root.draw_text(
+                    "‖W_i‖",
+                    &text(16.0, HPos::Right, VPos::Top),
+                    (x0 + width, y0 + height + 7),
+                )?;
+                let counts = format!(
+                    "{} represented, {} shared",
+                    metrics.features_represented, metrics.represented_in_superposition
+                );
+                root.draw_text(
+                    &counts,
+                    &text(16.0, HPos::Left, VPos::Top),
+                    (x0, y0 + height + 30),
+                )?;
             }
         }
-        let (fig_width, _) = grid.size();
         let (_, top) = grid.origin(0, 0);
         let bar_height = grid.origin(self.runs.len() - 1, 0).1 + height - top;
-        let ticks = vec![(0.0, "0 (alone)".to_string()), (0.5, "0.5".to_string()), (1.0, format!("≥ {}", Self::TOP))];
-        colour_bar(root, (fig_width as i32 - Grid::RIGHT + 30, top), bar_height, |t| inferno(t), &ticks, "superposition")?;
+        let ticks = vec![
+            (0.0, "0 (alone)".to_string()),
+            (0.5, "0.5".to_string()),
+            (1.0, format!("≥ {}", Self::TOP)),
+        ];
+        colour_bar(
+            root,
+            (grid.panels_end() + 20, top),
+            bar_height,
+            inferno,
+            &ticks,
+            "superposition",
+        )?;
         Ok(())
     }
 }
@@ -336,7 +523,14 @@ impl Figure for LossFigure<'_> {
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE)?;
-        let points = |run: &Run| run.results.instances.iter().flat_map(|inst| inst.loss_curve.iter().map(|&(_, l)| f64::from(l))).filter(|l| *l > 0.0 && l.is_finite()).collect::<Vec<_>>();
+        let points = |run: &Run| {
+            run.results
+                .instances
+                .iter()
+                .flat_map(|inst| inst.loss_curve.iter().map(|&(_, l)| f64::from(l)))
+                .filter(|l| *l > 0.0 && l.is_finite())
+                .collect::<Vec<_>>()
+        };
         let all: Vec<f64> = self.runs.iter().flat_map(points).collect();
         anyhow::ensure!(!all.is_empty(), "no positive losses to draw");
         let lo = all.iter().copied().fold(f64::INFINITY, f64::min) / 1.5;
@@ -348,7 +542,10 @@ impl Figure for LossFigure<'_> {
         let colour = |k: usize, count: usize| inferno(0.85 * k as f64 / (count.max(2) - 1) as f64);
         for (run, panel) in self.runs.iter().zip(&panels) {
             let mut chart = ChartBuilder::on(panel)
-                .caption(format!("{} model: training loss", run.label), ("sans-serif", 24))
+                .caption(
+                    format!("{} model: training loss", run.label),
+                    ("sans-serif", 24),
+                )
                 .margin(14)
                 .x_label_area_size(50)
                 .y_label_area_size(90)
@@ -366,15 +563,26 @@ impl Figure for LossFigure<'_> {
                 .draw()?;
             let count = run.results.instances.len();
             for (k, inst) in run.results.instances.iter().enumerate() {
-                let curve = inst.loss_curve.iter().filter(|p| p.1 > 0.0 && p.1.is_finite()).map(|&(s, l)| (s, f64::from(l)));
+                let curve = inst
+                    .loss_curve
+                    .iter()
+                    .filter(|p| p.1 > 0.0 && p.1.is_finite())
+                    .map(|&(s, l)| (s, f64::from(l)));
                 chart.draw_series(LineSeries::new(curve, colour(k, count).stroke_width(2)))?;
             }
         }
         let instances = &self.runs[0].results.instances;
         for (k, inst) in instances.iter().enumerate() {
             let y = 90 + 30 * k as i32;
-            legend.draw(&PathElement::new(vec![(10, y), (40, y)], colour(k, instances.len()).stroke_width(3)))?;
-            legend.draw_text(&density_title(inst.density), &text(17.0, HPos::Left, VPos::Center), (48, y))?;
+            legend.draw(&PathElement::new(
+                vec![(10, y), (40, y)],
+                colour(k, instances.len()).stroke_width(3),
+            ))?;
+            legend.draw_text(
+                &density_title(inst.density),
+                &text(17.0, HPos::Left, VPos::Center),
+                (48, y),
+            )?;
         }
         Ok(())
     }

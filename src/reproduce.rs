@@ -16,7 +16,12 @@ pub fn basic(args: &BasicArgs) -> anyhow::Result<()> {
     let experiments = kinds
         .iter()
         .map(|&(model, name)| {
-            let exp = Settings { model: Some(model), steps: args.steps, ..Default::default() }.resolve()?;
+            let exp = Settings {
+                model: Some(model),
+                steps: args.steps,
+                ..Default::default()
+            }
+            .resolve()?;
             let dir = args.out.join(name);
             prepare_run_dir(&dir, args.force)?;
             Ok((exp, dir))
@@ -27,7 +32,13 @@ pub fn basic(args: &BasicArgs) -> anyhow::Result<()> {
         let results = train_run(exp, args.backend, &dir)?;
         runs.push((read_config(&dir)?, results));
     }
-    let figures: Vec<Run> = runs.iter().map(|(_, results)| Run { label: model_label(results.model).into(), results: results.clone() }).collect();
+    let figures: Vec<Run> = runs
+        .iter()
+        .map(|(_, results)| Run {
+            label: model_label(results.model).into(),
+            results: results.clone(),
+        })
+        .collect();
     for path in draw_all(&figures, &args.out)? {
         eprintln!("wrote {}", path.display());
     }
@@ -39,7 +50,9 @@ pub fn basic(args: &BasicArgs) -> anyhow::Result<()> {
 
 /// Whether exactly the `m` most important features are represented, none in superposition.
 fn top_m_only(metrics: &InstanceMetrics, m: usize) -> bool {
-    let represented: Vec<usize> = (0..metrics.norms.len()).filter(|&i| metrics.norms[i] > REPRESENTED_NORM).collect();
+    let represented: Vec<usize> = (0..metrics.norms.len())
+        .filter(|&i| metrics.norms[i] > REPRESENTED_NORM)
+        .collect();
     represented == (0..m).collect::<Vec<_>>() && metrics.represented_in_superposition == 0
 }
 
@@ -47,10 +60,15 @@ fn top_m_only(metrics: &InstanceMetrics, m: usize) -> bool {
 /// comparing the numbers with the paper.
 pub fn summary_markdown(runs: &[(RunConfig, Results)]) -> String {
     let mut out = String::new();
-    let Some((config, first)) = runs.first() else { return out };
+    let Some((config, first)) = runs.first() else {
+        return out;
+    };
     let exp = &config.experiment;
     let (n, m) = (first.features, first.hidden);
-    let _ = writeln!(out, "# Basic results: n = {n} features, m = {m} hidden dimensions\n");
+    let _ = writeln!(
+        out,
+        "# Basic results: n = {n} features, m = {m} hidden dimensions\n"
+    );
     let _ = writeln!(
         out,
         "Trained by `tms reproduce basic` on {} ({}): {:?} (lr {}, weight decay {}), batch {}, {} steps, {:?} schedule, seed {}; \
@@ -63,7 +81,10 @@ pub fn summary_markdown(runs: &[(RunConfig, Results)]) -> String {
          Σ_{{j≠i}} (Ŵ_i·W_j)² > {SUPERPOSITION_THRESHOLD}. A bias is negative when b_i < −{NEGATIVE_BIAS}. \
          Dimensions per feature is m / ‖W‖²_F.\n"
     );
-    let all_metrics: Vec<Vec<InstanceMetrics>> = runs.iter().map(|(_, results)| results.instances.iter().map(InstanceMetrics::of).collect()).collect();
+    let all_metrics: Vec<Vec<InstanceMetrics>> = runs
+        .iter()
+        .map(|(_, results)| results.instances.iter().map(InstanceMetrics::of).collect())
+        .collect();
     for ((_, results), metrics) in runs.iter().zip(&all_metrics) {
         let _ = writeln!(out, "## {} model\n", model_label(results.model));
         let _ = writeln!(out, "| density 1 − S | features represented | in superposition | dimensions per feature | eval loss | negative biases |");
@@ -72,7 +93,12 @@ pub fn summary_markdown(runs: &[(RunConfig, Results)]) -> String {
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {:.3} | {:.3e} | {} |",
-                mt.density, mt.features_represented, mt.represented_in_superposition, mt.dimensions_per_feature, mt.eval_loss, mt.negative_biases
+                mt.density,
+                mt.features_represented,
+                mt.represented_in_superposition,
+                mt.dimensions_per_feature,
+                mt.eval_loss,
+                mt.negative_biases
             );
         }
         out.push('\n');
@@ -89,7 +115,15 @@ pub fn summary_markdown(runs: &[(RunConfig, Results)]) -> String {
 /// A few sentences on one model kind against the paper's claims.
 fn comparison(model: ModelKind, metrics: &[InstanceMetrics], m: usize) -> String {
     let top: Vec<bool> = metrics.iter().map(|mt| top_m_only(mt, m)).collect();
-    let densities = |keep: &dyn Fn(usize) -> bool| metrics.iter().enumerate().filter(|&(k, _)| keep(k)).map(|(_, mt)| mt.density.to_string()).collect::<Vec<_>>().join(", ");
+    let densities = |keep: &dyn Fn(usize) -> bool| {
+        metrics
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| keep(k))
+            .map(|(_, mt)| mt.density.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     match model {
         ModelKind::Linear if top.iter().all(|&t| t) => format!(
             "**Linear model.** As in the paper, it represents exactly the {m} most important features at every density, none in superposition: \
