@@ -137,6 +137,28 @@ impl InstanceMetrics {
     }
 }
 
+impl InstanceMetrics {
+    /// The represented features (‖W_i‖ > [`REPRESENTED_NORM`]), most important first.
+    pub fn represented(&self) -> Vec<usize> {
+        (0..self.norms.len())
+            .filter(|&i| self.norms[i] > REPRESENTED_NORM)
+            .collect()
+    }
+
+    /// The mean dimensionality D_i of the represented features (0 when there are none).
+    pub fn mean_represented_dimensionality(&self) -> f64 {
+        let represented = self.represented();
+        if represented.is_empty() {
+            return 0.0;
+        }
+        represented
+            .iter()
+            .map(|&i| self.dimensionality[i])
+            .sum::<f64>()
+            / represented.len() as f64
+    }
+}
+
 impl RunMetrics {
     /// Metrics of every instance of a run.
     pub fn of(results: &Results) -> RunMetrics {

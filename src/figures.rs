@@ -588,6 +588,43 @@ impl Figure for LossFigure<'_> {
     }
 }
 
+/// Two-instance results for tests: density 1 with the first two of four features orthogonal, and
+/// density 0.01 with two antipodal pairs (linear: orthogonal again) and negative biases.
+#[cfg(test)]
+pub(crate) fn toy_results(model: ModelKind) -> Results {
+    use crate::export::InstanceResult;
+    let instance = |index: usize, density: f64, w: Vec<Vec<f32>>, b: Vec<f32>| InstanceResult {
+        index,
+        density,
+        importance: vec![1.0, 0.7, 0.49, 0.343],
+        w,
+        b,
+        final_loss: 0.01,
+        eval_loss: 0.01,
+        loss_curve: vec![(0, 0.1), (5, 0.02), (10, 0.01)],
+    };
+    let orthogonal = vec![vec![1.0, 0.0, 0.0, 0.0], vec![0.0, 1.0, 0.0, 0.0]];
+    let sparse = match model {
+        ModelKind::Linear => instance(1, 0.01, orthogonal.clone(), vec![0.0, 0.0, 0.005, 0.005]),
+        ModelKind::Relu => instance(
+            1,
+            0.01,
+            vec![vec![1.0, -1.0, 0.0, 0.0], vec![0.0, 0.0, 1.0, -1.0]],
+            vec![-0.1; 4],
+        ),
+    };
+    Results {
+        model,
+        features: 4,
+        hidden: 2,
+        steps: 11,
+        instances: vec![
+            instance(0, 1.0, orthogonal, vec![0.0, 0.0, 0.5, 0.5]),
+            sparse,
+        ],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,5 +636,39 @@ mod tests {
         assert_eq!(diverging(2.0), RGBColor(178, 24, 43));
         assert_eq!(inferno(0.0), RGBColor(0, 0, 4));
         assert_eq!(inferno(1.0), RGBColor(252, 255, 164));
+    }
+
+    #[test]
+    fn draws_every_figure_of_a_directory_of_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, model) in [("relu", ModelKind::Relu), ("linear", ModelKind::Linear)] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+            std::fs::write(
+                dir.path().join(name).join("results.json"),
+                serde_json::to_vec(&toy_results(model)).unwrap(),
+            )
+            .unwrap();
+        }
+        let runs = load_runs(dir.path()).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(),
+            ["linear", "ReLU output"]
+        );
+        let written = draw_all(&runs, dir.path()).unwrap();
+        assert_eq!(written.len(), 6);
+        for path in &written {
+            let bytes = std::fs::read(path).unwrap();
+            match path.extension().and_then(|e| e.to_str()) {
+                Some("png") => assert!(bytes.starts_with(b"\x89PNG"), "{}", path.display()),
+                _ => assert!(bytes.starts_with(b"<svg"), "{}", path.display()),
+            }
+        }
+        assert_eq!(load_runs(&dir.path().join("relu")).unwrap().len(), 1);
+        assert!(load_runs(&dir.path().join("relu").join("missing")).is_err());
+        let empty = tempfile::tempdir().unwrap();
+        assert!(load_runs(empty.path())
+            .unwrap_err()
+            .to_string()
+            .contains("no results.json"));
     }
 }

@@ -10,7 +10,7 @@
 //! on every seed tried (0–7). At lr 0.001 the linear model at density 1 needs more than 6,000 steps to
 //! settle which of features 4 and 5 gets the last dimension.
 
-use tms::analysis::{InstanceMetrics, NEGATIVE_BIAS, REPRESENTED_NORM, SUPERPOSITION_THRESHOLD};
+use tms::analysis::{InstanceMetrics, NEGATIVE_BIAS, SUPERPOSITION_THRESHOLD};
 use tms::config::{Experiment, ModelKind, Settings};
 use tms::cpu::CpuTrainer;
 use tms::export::Results;
@@ -40,18 +40,11 @@ fn train(model: ModelKind, densities: &[f64], seed: u64) -> Vec<InstanceMetrics>
     results.instances.iter().map(InstanceMetrics::of).collect()
 }
 
-/// The features with ‖W_i‖ above the representation threshold.
-fn represented(metrics: &InstanceMetrics) -> Vec<usize> {
-    (0..metrics.norms.len())
-        .filter(|&i| metrics.norms[i] > REPRESENTED_NORM)
-        .collect()
-}
-
 /// Asserts that exactly the `HIDDEN` most important features are represented, each in its own dimension.
 fn assert_top_features_only(model: &str, metrics: &InstanceMetrics) {
     let top: Vec<usize> = (0..HIDDEN).collect();
     assert_eq!(
-        represented(metrics),
+        metrics.represented(),
         top,
         "{model} at density {}: norms {:?}",
         metrics.density,
@@ -82,7 +75,8 @@ fn relu_model_learns_the_top_five_at_density_one_and_many_in_superposition_when_
     let metrics = train(ModelKind::Relu, &[1.0, 0.01, 0.003, 0.001], 0);
     assert_top_features_only("relu", &metrics[0]);
     for m in &metrics[1..] {
-        let shared: Vec<usize> = represented(m)
+        let shared: Vec<usize> = m
+            .represented()
             .into_iter()
             .filter(|&i| m.superposition[i] > SUPERPOSITION_THRESHOLD)
             .collect();
