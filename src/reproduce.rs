@@ -136,6 +136,15 @@ fn densities_where(
         .collect()
 }
 
+/// "density 0.1" or "densities 0.1, 0.03 and 0.01".
+fn at_densities(list: &[String]) -> String {
+    match list {
+        [] => String::new(),
+        [one] => format!("density {one}"),
+        [rest @ .., last] => format!("densities {} and {last}", rest.join(", ")),
+    }
+}
+
 /// A few sentences on one model kind against the paper's claims.
 fn comparison(results: &Results, metrics: &[InstanceMetrics], steps: u32) -> String {
     let (n, m) = (results.features, results.hidden);
