@@ -26,11 +26,11 @@ pub struct Run {
     pub results: Results,
 }
 
-/// The display name of a model kind.
+/// The short name of a model kind that labels rows and panels.
 pub fn model_label(model: ModelKind) -> &'static str {
     match model {
         ModelKind::Linear => "linear",
-        ModelKind::Relu => "ReLU output",
+        ModelKind::Relu => "ReLU",
     }
 }
 
@@ -114,6 +114,11 @@ fn register_font() {
     });
 }
 
+/// Text sizes in pixels, large enough to read with the figures shrunk to a README's width.
+const TITLE_PX: f64 = 34.0;
+const LABEL_PX: f64 = 28.0;
+const TICK_PX: f64 = 22.0;
+
 /// Text of `size` pixels anchored at `(h, v)`.
 fn text(size: f64, h: HPos, v: VPos) -> TextStyle<'static> {
     TextStyle::from(("sans-serif", size).into_font()).pos(Pos::new(h, v))
@@ -194,16 +199,23 @@ where
         ))?;
         root.draw_text(
             label,
-            &text(18.0, HPos::Left, VPos::Center),
+            &text(TICK_PX, HPos::Left, VPos::Center),
             (x + WIDTH + 8, ty),
         )?;
     }
     root.draw_text(
         caption,
-        &text(18.0, HPos::Center, VPos::Bottom),
-        (x + WIDTH / 2, y - 16),
+        &text(LABEL_PX, HPos::Left, VPos::Bottom),
+        (x, y - 20),
     )?;
     Ok(())
+}
+
+/// The run with the most instances: its densities title the columns.
+fn widest(runs: &[Run]) -> &Run {
+    runs.iter()
+        .max_by_key(|r| r.results.instances.len())
+        .expect("at least one run")
 }
 
 /// Layout shared by the two panel grids: a title, column titles, row labels on the left, a colour
@@ -218,8 +230,8 @@ struct Grid {
 }
 
 impl Grid {
-    const LEFT: i32 = 175;
-    const TOP: i32 = 100;
+    const LEFT: i32 = 130;
+    const TOP: i32 = 130;
 
     fn size(&self) -> (u32, u32) {
         let w = self.panels_end() + self.right;
@@ -252,16 +264,27 @@ impl Grid {
     {
         root.fill(&WHITE)?;
         let (width, _) = self.size();
+        // Shrink the title until it fits a narrow figure (few columns).
+        let mut size = TITLE_PX;
+        while size > 12.0
+            && root
+                .estimate_text_size(title, &text(size, HPos::Center, VPos::Top))?
+                .0
+                + 20
+                > width
+        {
+            size -= 2.0;
+        }
         root.draw_text(
             title,
-            &text(26.0, HPos::Center, VPos::Top),
+            &text(size, HPos::Center, VPos::Top),
             (width as i32 / 2, 14),
         )?;
-        for (c, inst) in runs[0].results.instances.iter().enumerate() {
+        for (c, inst) in widest(runs).results.instances.iter().enumerate() {
             let (x, y) = self.origin(0, c);
             root.draw_text(
                 &density_title(inst.density),
-                &text(22.0, HPos::Center, VPos::Bottom),
+                &text(LABEL_PX, HPos::Center, VPos::Bottom),
                 (x + self.panel.0 / 2, y - 12),
             )?;
         }
@@ -269,7 +292,7 @@ impl Grid {
             let (x, y) = self.origin(r, 0);
             root.draw_text(
                 &run.label,
-                &text(22.0, HPos::Right, VPos::Center),
+                &text(LABEL_PX, HPos::Right, VPos::Center),
                 (x - 16, y + self.panel.1 / 2),
             )?;
         }
@@ -283,15 +306,17 @@ struct WeightsFigure<'a> {
 }
 
 impl WeightsFigure<'_> {
-    /// Pixels per matrix entry.
-    const CELL: i32 = 11;
+    /// Pixels per matrix entry: 11, less for many features (heat maps of about 220 pixels).
+    fn cell(&self) -> i32 {
+        (220 / self.runs[0].results.features as i32).clamp(1, 11)
+    }
 
     fn grid(&self) -> Grid {
         let n = self.runs[0].results.features as i32;
         Grid {
-            columns: self.runs[0].results.instances.len(),
+            columns: widest(self.runs).results.instances.len(),
             rows: self.runs.len(),
-            panel: (n * Self::CELL + 8 + Self::CELL, n * Self::CELL),
+            panel: (n * self.cell() + 8 + self.cell(), n * self.cell()),
             gap: (36, 60),
             right: 250,
         }
@@ -330,7 +355,7 @@ impl Figure for WeightsFigure<'_> {
         );
         grid.frame(root, &title, self.runs)?;
         let (limit, b_limit) = self.limits();
-        let cell = Self::CELL;
+        let cell = self.cell();
         for (r, run) in self.runs.iter().enumerate() {
             for (c, inst) in run.results.instances.iter().enumerate() {
                 let (x0, y0) = grid.origin(r, c);
@@ -364,7 +389,7 @@ impl Figure for WeightsFigure<'_> {
                 ))?;
                 root.draw_text(
                     "b",
-                    &text(16.0, HPos::Center, VPos::Top),
+                    &text(TICK_PX, HPos::Center, VPos::Top),
                     (x0 + n * cell + 8 + cell / 2, y0 + n * cell + 4),
                 )?;
             }
@@ -406,8 +431,10 @@ struct FeatureBarsFigure<'a> {
 }
 
 impl FeatureBarsFigure<'_> {
-    /// Pixels per feature.
-    const ROW: i32 = 12;
+    /// Pixels per feature: 12, less for many features (panels of about 240 pixels).
+    fn row(&self) -> i32 {
+        (240 / self.runs[0].results.features as i32).clamp(1, 12)
+    }
     /// Bar length of ‖W_i‖ = 1.
     const UNIT: f64 = 130.0;
     /// Superposition values at and above this get the brightest colour.
@@ -416,11 +443,11 @@ impl FeatureBarsFigure<'_> {
     fn grid(&self) -> Grid {
         let n = self.runs[0].results.features as i32;
         Grid {
-            columns: self.runs[0].results.instances.len(),
+            columns: widest(self.runs).results.instances.len(),
             rows: self.runs.len(),
-            panel: (Self::UNIT as i32 * 3 / 2, n * Self::ROW),
-            gap: (36, 92),
-            right: 150,
+            panel: (Self::UNIT as i32 * 3 / 2, n * self.row()),
+            gap: (36, 106),
+            right: 200,
         }
     }
 }
@@ -435,7 +462,11 @@ impl Figure for FeatureBarsFigure<'_> {
         DB::ErrorType: 'static,
     {
         let grid = self.grid();
-        grid.frame(root, "‖W_i‖ per feature (most important on top), coloured by its superposition: Σ (Ŵ_i·W_j)² over j ≠ i", self.runs)?;
+        grid.frame(
+            root,
+            "‖W_i‖ per feature (bar length; most important on top), coloured by superposition",
+            self.runs,
+        )?;
         let (width, height) = (grid.panel.0, grid.panel.1);
         let axis = RGBColor(90, 90, 90);
         for (r, run) in self.runs.iter().enumerate() {
@@ -445,10 +476,11 @@ impl Figure for FeatureBarsFigure<'_> {
                 for (i, (&norm, &sup)) in
                     metrics.norms.iter().zip(&metrics.superposition).enumerate()
                 {
-                    let y = y0 + i as i32 * Self::ROW;
+                    let (y, row) = (y0 + i as i32 * self.row(), self.row());
+                    let gap = if row >= 6 { 2 } else { 0 };
                     let length = ((norm * Self::UNIT).round() as i32).min(width);
                     root.draw(&Rectangle::new(
-                        [(x0, y + 2), (x0 + length, y + Self::ROW - 1)],
+                        [(x0, y + gap), (x0 + length, y + row - gap / 2)],
                         inferno(sup / Self::TOP).filled(),
                     ))?;
                 }
@@ -464,24 +496,18 @@ impl Figure for FeatureBarsFigure<'_> {
                     ))?;
                     root.draw_text(
                         label,
-                        &text(16.0, HPos::Center, VPos::Top),
+                        &text(TICK_PX, HPos::Center, VPos::Top),
                         (tx, y0 + height + 7),
                     )?;
                 }
-                root.draw_text(
-                    "‖W_i‖",
-                    &text(16.0, HPos::Right, VPos::Top),
-                    (x0 + width, y0 + height + 7),
-                )?;
-                let counts = format!(
-                    "{} represented, {} shared",
-                    metrics.features_represented, metrics.represented_in_superposition
-                );
-                root.draw_text(
-                    &counts,
-                    &text(16.0, HPos::Left, VPos::Top),
-                    (x0, y0 + height + 30),
-                )?;
+                let counts = [
+                    format!("{} represented", metrics.features_represented),
+                    format!("{} superposed", metrics.represented_in_superposition),
+                ];
+                for (k, line) in counts.iter().enumerate() {
+                    let y = y0 + height + 36 + 26 * k as i32;
+                    root.draw_text(line, &text(TICK_PX, HPos::Left, VPos::Top), (x0, y))?;
+                }
             }
         }
         let (_, top) = grid.origin(0, 0);
@@ -510,7 +536,7 @@ struct LossFigure<'a> {
 
 impl LossFigure<'_> {
     /// Width of the legend column on the right.
-    const LEGEND: i32 = 190;
+    const LEGEND: i32 = 230;
 }
 
 impl Figure for LossFigure<'_> {
@@ -544,11 +570,11 @@ impl Figure for LossFigure<'_> {
             let mut chart = ChartBuilder::on(panel)
                 .caption(
                     format!("{} model: training loss", run.label),
-                    ("sans-serif", 24),
+                    ("sans-serif", LABEL_PX),
                 )
                 .margin(14)
-                .x_label_area_size(50)
-                .y_label_area_size(90)
+                .x_label_area_size(70)
+                .y_label_area_size(100)
                 .build_cartesian_2d(0u32..steps, (lo..hi).log_scale())?;
             chart
                 .configure_mesh()
@@ -556,8 +582,8 @@ impl Figure for LossFigure<'_> {
                 .y_desc("loss")
                 .x_labels(6)
                 .y_labels(8)
-                .label_style(("sans-serif", 16))
-                .axis_desc_style(("sans-serif", 18))
+                .label_style(("sans-serif", TICK_PX))
+                .axis_desc_style(("sans-serif", LABEL_PX))
                 .y_label_formatter(&|v| format!("{v:.0e}"))
                 .light_line_style(WHITE.mix(0.0))
                 .draw()?;
@@ -571,16 +597,16 @@ impl Figure for LossFigure<'_> {
                 chart.draw_series(LineSeries::new(curve, colour(k, count).stroke_width(2)))?;
             }
         }
-        let instances = &self.runs[0].results.instances;
+        let instances = &widest(self.runs).results.instances;
         for (k, inst) in instances.iter().enumerate() {
-            let y = 90 + 30 * k as i32;
+            let y = 100 + 36 * k as i32;
             legend.draw(&PathElement::new(
                 vec![(10, y), (40, y)],
                 colour(k, instances.len()).stroke_width(3),
             ))?;
             legend.draw_text(
                 &density_title(inst.density),
-                &text(17.0, HPos::Left, VPos::Center),
+                &text(TICK_PX, HPos::Left, VPos::Center),
                 (48, y),
             )?;
         }
@@ -652,7 +678,7 @@ mod tests {
         let runs = load_runs(dir.path()).unwrap();
         assert_eq!(
             runs.iter().map(|r| r.label.as_str()).collect::<Vec<_>>(),
-            ["linear", "ReLU output"]
+            ["linear", "ReLU"]
         );
         let written = draw_all(&runs, dir.path()).unwrap();
         assert_eq!(written.len(), 6);

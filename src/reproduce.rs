@@ -93,7 +93,11 @@ pub fn summary_markdown(runs: &[(RunConfig, Results)]) -> String {
         .map(|(_, results)| results.instances.iter().map(InstanceMetrics::of).collect())
         .collect();
     for ((_, results), metrics) in runs.iter().zip(&all_metrics) {
-        let _ = writeln!(out, "## {} model\n", model_label(results.model));
+        let name = match results.model {
+            ModelKind::Linear => "linear",
+            ModelKind::Relu => "ReLU output",
+        };
+        let _ = writeln!(out, "## {name} model\n");
         let _ = writeln!(out, "| density 1 − S | features represented | in superposition | dimensions per feature | mean D_i of represented | eval loss | negative biases |");
         let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
         for mt in metrics {
