@@ -35,7 +35,7 @@ pub struct InstanceMetrics {
     pub superposition: Vec<f64>,
     /// D_i = ‖W_i‖² / Σ_j (Ŵ_i·W_j)² per feature (0 for a zero column).
     pub dimensionality: Vec<f64>,
-    /// m / ‖W‖²_F.
+    /// m / ‖W‖²_F (0 when W = 0, like the dimensionality of a zero column).
     pub dimensions_per_feature: f64,
     pub features_represented: usize,
     pub represented_in_superposition: usize,
@@ -116,7 +116,7 @@ impl InstanceMetrics {
             dimensions_per_feature: if frobenius_sq > 0.0 {
                 hidden as f64 / frobenius_sq
             } else {
-                f64::INFINITY
+                0.0
             },
             features_represented: represented.len(),
             represented_in_superposition: represented
@@ -282,6 +282,10 @@ mod tests {
 
     #[test]
     fn zero_column_is_not_represented() {
+        assert_eq!(
+            InstanceMetrics::of(&instance(&[vec![0.0, 0.0]])).dimensions_per_feature,
+            0.0
+        );
         let metrics = InstanceMetrics::of(&instance(&[vec![1.0, 0.0], vec![0.0, 0.0]]));
         assert_eq!(
             (
