@@ -1,7 +1,7 @@
 //! The paper's figures of trained runs, drawn with plotters to SVG and PNG:
 //! - `weights`: per sparsity level (columns) and model kind (rows) the WᵀW heat map, features ordered
-//!   by importance, with b beside it as a one-column strip; diverging blue–white–red on a symmetric
-//!   scale shared by the whole figure;
+//!   by importance, with b beside it as a one-column strip; diverging blue–white–red, WᵀW on one
+//!   symmetric scale for the whole figure and b on its own (its values are a fraction of WᵀW's);
 //! - `feature-bars`: per sparsity level and model kind, ‖W_i‖ as a horizontal bar per feature,
 //!   coloured by its superposition Σ_{j≠i} (Ŵ_i·W_j)² (black: alone, yellow: shared);
 //! - `loss`: the training loss curve of every instance, one panel per model kind, log y.
@@ -211,6 +211,15 @@ where
     Ok(())
 }
 
+/// The most features of any run: panels are sized for it.
+fn most_features(runs: &[Run]) -> i32 {
+    runs.iter()
+        .map(|r| r.results.features)
+        .max()
+        .unwrap_or(1)
+        .max(1) as i32
+}
+
 /// The run with the most instances: its densities title the columns.
 fn widest(runs: &[Run]) -> &Run {
     runs.iter()
@@ -252,7 +261,7 @@ impl Grid {
         )
     }
 
-    /// Title, column titles (densities of the first run) and row labels.
+    /// Title, column titles (densities of the run with the most instances) and row labels.
     fn frame<DB: DrawingBackend>(
         &self,
         root: &DrawingArea<DB, Shift>,
@@ -308,11 +317,11 @@ struct WeightsFigure<'a> {
 impl WeightsFigure<'_> {
     /// Pixels per matrix entry: 11, less for many features (heat maps of about 220 pixels).
     fn cell(&self) -> i32 {
-        (220 / self.runs[0].results.features as i32).clamp(1, 11)
+        (220 / most_features(self.runs)).clamp(1, 11)
     }
 
     fn grid(&self) -> Grid {
-        let n = self.runs[0].results.features as i32;
+        let n = most_features(self.runs);
         Grid {
             columns: widest(self.runs).results.instances.len(),
             rows: self.runs.len(),
@@ -433,7 +442,7 @@ struct FeatureBarsFigure<'a> {
 impl FeatureBarsFigure<'_> {
     /// Pixels per feature: 12, less for many features (panels of about 240 pixels).
     fn row(&self) -> i32 {
-        (240 / self.runs[0].results.features as i32).clamp(1, 12)
+        (240 / most_features(self.runs)).clamp(1, 12)
     }
     /// Bar length of ‖W_i‖ = 1.
     const UNIT: f64 = 130.0;
@@ -441,7 +450,7 @@ impl FeatureBarsFigure<'_> {
     const TOP: f64 = 1.0;
 
     fn grid(&self) -> Grid {
-        let n = self.runs[0].results.features as i32;
+        let n = most_features(self.runs);
         Grid {
             columns: widest(self.runs).results.instances.len(),
             rows: self.runs.len(),
