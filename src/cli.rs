@@ -1,11 +1,12 @@
 //! The command line: `tms train` and friends, mapping flags onto [`Settings`] and running the work.
+//! `tms plot` and `tms reproduce` live in [`crate::figures`] and [`crate::reproduce`].
 
 use crate::checkpoint::{checkpoint_path, read_checkpoint};
 use crate::config::{ConfigError, Experiment, ModelKind, OptimizerKind, Schedule, Settings};
 use crate::cpu::CpuTrainer;
 use crate::export::{write_run, Results, RunConfig};
 use crate::trainer::{
-    diverged_instances, evaluate, run_to_end, Outcome, RunControl, TrainState, Trainer,
+    diverged_instances, evaluate, run_to_end, LossRecord, Outcome, RunControl, TrainState, Trainer,
 };
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -26,9 +27,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train every instance of an experiment and write config.json, results.json, weights.safetensors.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Time the standard workloads on every available backend (and optionally the PyTorch loop).
     Bench(BenchArgs),
+    /// Redraw the figures of a run directory, or of a directory of runs (as `tms reproduce` writes).
+    Plot(PlotArgs),
+    /// Run one of the paper's experiments end to end: training, figures and summary.md.
+    Reproduce(ReproduceArgs),
 }
 
 /// Which trainer runs the experiment.
@@ -144,6 +149,40 @@ pub struct BenchArgs {
     pub compare_pytorch: bool,
 }
 
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Run directory (with results.json) or a directory of run directories.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct ReproduceArgs {
+    #[command(subcommand)]
+    pub experiment: ReproduceExperiment,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReproduceExperiment {
+    /// The seed's basic results: linear and ReLU output models (n = 20, m = 5) at seven densities.
+    Basic(BasicArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BasicArgs {
+    /// Output directory: linear/ and relu/ run directories, figures and summary.md.
+    #[arg(long, value_name = "DIR", default_value = "results/basic")]
+    pub out: PathBuf,
+    /// Training steps (default: the notebook's 10,000).
+    #[arg(long, value_name = "T")]
+    pub steps: Option<u32>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Overwrite the result files of existing run directories.
+    #[arg(long)]
+    pub force: bool,
+}
+
 impl ExperimentArgs {
     /// The config file (if any) with the flags laid over it, resolved and validated.
     pub fn resolve(&self) -> Result<Experiment, ConfigError> {
@@ -193,11 +232,22 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(&args),
         Command::Bench(args) => bench(&args),
+        Command::Plot(args) => {
+            let written =
+                crate::figures::draw_all(&crate::figures::load_runs(&args.dir)?, &args.dir)?;
+            written
+                .iter()
+                .for_each(|path| eprintln!("wrote {}", path.display()));
+            Ok(())
+        }
+        Command::Reproduce(ReproduceArgs {
+            experiment: ReproduceExperiment::Basic(args),
+        }) => crate::reproduce::basic(&args),
     }
 }
 
 /// Checks that `dir` can hold a new run before any work starts.
-fn prepare_run_dir(dir: &Path, force: bool) -> Result<(), ConfigError> {
+pub fn prepare_run_dir(dir: &Path, force: bool) -> Result<(), ConfigError> {
     if dir.join("results.json").exists() && !force {
         return Err(ConfigError(format!(
             "run directory {} already holds results (use --force to overwrite)",
@@ -295,9 +345,46 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             ConfigError("invalid --checkpoint-every: 0 (must be at least 1)".into()).into(),
         );
     }
+    let results = train_from(
+        exp,
+        args.backend,
+        &dir,
+        state,
+        records,
+        args.checkpoint_every,
+    )?;
+    let diverged: Vec<usize> = results
+        .instances
+        .iter()
+        .filter(|r| r.diverged)
+        .map(|r| r.index)
+        .collect();
+    if !diverged.is_empty() {
+        anyhow::bail!("{} of {} instances diverged (loss or weights not finite): {diverged:?}; they are marked \"diverged\" in results.json", diverged.len(), results.instances.len());
+    }
+    Ok(())
+}
+
+/// Trains `exp` from scratch on `backend` and writes its run directory `out` (which must exist):
+/// config.json, results.json, weights.safetensors and metrics.json. Returns the results.
+pub fn train_run(exp: Experiment, backend: BackendChoice, out: &Path) -> anyhow::Result<Results> {
+    let state = TrainState::initial(&exp);
+    train_from(exp, backend, out, state, vec![], None)
+}
+
+/// Trains `exp` from `state` (with the loss records so far) to the end, checkpointing into `dir`,
+/// and writes the run's files there. Stops with [`Interrupted`] on Ctrl-C or SIGTERM.
+fn train_from(
+    exp: Experiment,
+    backend: BackendChoice,
+    dir: &Path,
+    state: TrainState,
+    records: Vec<LossRecord>,
+    checkpoint_every: Option<u32>,
+) -> anyhow::Result<Results> {
     install_stop_handler()?;
     let start = state.step;
-    let (mut trainer, backend) = make_trainer(args.backend, &exp, state)?;
+    let (mut trainer, backend) = make_trainer(backend, &exp, state)?;
     let device = trainer.device();
     eprintln!(
         "training {} {:?} instances (n = {}, m = {}) for {} steps on {device}",
@@ -308,8 +395,8 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         exp.steps
     );
     let control = RunControl {
-        checkpoint_dir: Some(&dir),
-        checkpoint_every: args.checkpoint_every,
+        checkpoint_dir: Some(dir),
+        checkpoint_every,
         checkpoint_seconds: Some(300.0),
         stop: Some(&STOP),
     };
@@ -328,8 +415,9 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         device,
         tms_version: env!("CARGO_PKG_VERSION").into(),
     };
-    write_run(&dir, &config, &results, &state)?;
-    let _ = std::fs::remove_file(checkpoint_path(&dir)); // the results supersede it
+    write_run(dir, &config, &results, &state)?;
+    crate::analysis::write_metrics(dir, &results)?;
+    let _ = std::fs::remove_file(checkpoint_path(dir)); // the results supersede it
     eprintln!("trained in {train_seconds:.2} s; wrote {}", dir.display());
     for r in &results.instances {
         let show = |l: Option<f64>| l.map_or("not finite".to_string(), |l| format!("{l:.6}"));
@@ -340,10 +428,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             show(r.eval_loss)
         );
     }
-    if !diverged.is_empty() {
-        anyhow::bail!("{} of {} instances diverged (loss or weights not finite): {diverged:?}; they are marked \"diverged\" in results.json", diverged.len(), results.instances.len());
-    }
-    Ok(())
+    Ok(results)
 }
 
 /// A backend to benchmark: its name and a way to build its trainer.

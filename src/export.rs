@@ -34,6 +34,11 @@ pub struct InstanceResult {
     pub eval_loss: Option<f64>,
     /// (step, training loss) at every log point (null where the loss was not finite).
     pub loss_curve: Vec<(u32, Option<f32>)>,
+    /// The distinct setting (density and importance) this instance is a restart of, and which restart.
+    pub setting: usize,
+    pub restart: u32,
+    /// True for the restart of its setting with the lowest evaluation loss.
+    pub best_of_setting: bool,
     /// True if the loss or the weights stopped being finite; the other instances are unaffected.
     pub diverged: bool,
 }
@@ -59,6 +64,7 @@ impl Results {
         diverged: &[usize],
     ) -> Results {
         let n = exp.features;
+        let best = best_of_settings(exp, eval);
         let instances = exp
             .instances
             .iter()
@@ -80,6 +86,9 @@ impl Results {
                         .filter(|l| l.is_finite()),
                     eval_loss: Some(eval[i]).filter(|l| l.is_finite()),
                     loss_curve,
+                    setting: inst.setting,
+                    restart: inst.restart,
+                    best_of_setting: best[i],
                     diverged: diverged.contains(&i),
                 }
             })
@@ -92,6 +101,27 @@ impl Results {
             instances,
         }
     }
+}
+
+/// For each instance, whether it has the lowest finite evaluation loss among the restarts of its
+/// setting (ties go to the first restart).
+fn best_of_settings(exp: &Experiment, eval: &[f64]) -> Vec<bool> {
+    let settings = exp
+        .instances
+        .iter()
+        .map(|inst| inst.setting + 1)
+        .max()
+        .unwrap_or(0);
+    let mut best: Vec<Option<usize>> = vec![None; settings];
+    for (i, inst) in exp.instances.iter().enumerate() {
+        let slot = &mut best[inst.setting];
+        if eval[i].is_finite() && slot.is_none_or(|b| eval[i] < eval[b]) {
+            *slot = Some(i);
+        }
+    }
+    (0..exp.instances.len())
+        .map(|i| best[exp.instances[i].setting] == Some(i))
+        .collect()
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a reader

@@ -3,8 +3,10 @@
 //!
 //! Reading order: [`config`] (what to train), [`features`] (the random data), [`model`] (the maths of
 //! one sample), [`optim`] (Adam/AdamW), [`trainer`] (the interface every backend implements),
-//! [`cpu`] (the reference trainer), [`export`] (result files), [`cli`] (the command line).
+//! [`cpu`] (the reference trainer), [`export`] (result files), [`analysis`] (superposition metrics),
+//! [`figures`] (the paper's plots), [`reproduce`] (whole experiments), [`cli`] (the command line).
 
+pub mod analysis;
 pub mod bench;
 pub mod checkpoint;
 pub mod cli;
@@ -12,6 +14,8 @@ pub mod config;
 pub mod cpu;
 pub mod export;
 pub mod features;
+pub mod figures;
 pub mod model;
 pub mod optim;
+pub mod reproduce;
 pub mod trainer;
