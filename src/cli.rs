@@ -2,7 +2,7 @@
 //! `tms plot` and `tms reproduce` live in [`crate::figures`] and [`crate::reproduce`].
 
 use crate::checkpoint::{checkpoint_path, read_checkpoint};
-use crate::config::{ConfigError, Experiment, ModelKind, OptimizerKind, Schedule, Settings};
+use crate::config::{ConfigError, Experiment, ModelKind, OptimizerKind, Schedule, Settings, Shard};
 use crate::cpu::CpuTrainer;
 use crate::export::{write_run, Results, RunConfig};
 use crate::trainer::{
@@ -34,6 +34,21 @@ pub enum Command {
     Plot(PlotArgs),
     /// Run one of the paper's experiments end to end: training, figures and summary.md.
     Reproduce(ReproduceArgs),
+    /// Join the run directories of the shards of one sweep (tms train --shard K/N) into one.
+    Merge(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The shard run directories, in any order.
+    #[arg(required = true, value_name = "DIR")]
+    pub shards: Vec<PathBuf>,
+    /// The merged run directory.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Overwrite an existing merged run.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Which trainer runs the experiment.
@@ -125,6 +140,10 @@ pub struct TrainArgs {
     /// Write a checkpoint every K steps (one is also written every 5 minutes, and on Ctrl-C).
     #[arg(long, value_name = "K")]
     pub checkpoint_every: Option<u32>,
+    /// Train only shard K of N of the instances (contiguous; each keeps its global index and random
+    /// streams). Inside a Slurm array job it defaults to the array task's index and count.
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -232,6 +251,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(&args),
         Command::Bench(args) => bench(&args),
+        Command::Merge(args) => {
+            let results = crate::merge::merge(&args.shards, &args.out, args.force)?;
+            eprintln!(
+                "merged {} shards ({} instances) into {}",
+                args.shards.len(),
+                results.instances.len(),
+                args.out.display()
+            );
+            Ok(())
+        }
         Command::Plot(args) => {
             let written =
                 crate::figures::draw_all(&crate::figures::load_runs(&args.dir)?, &args.dir)?;
@@ -285,6 +314,30 @@ pub fn make_trainer(
     }
 }
 
+/// The shard to train: `--shard K/N`, else a Slurm array task's SLURM_ARRAY_TASK_ID (minus
+/// SLURM_ARRAY_TASK_MIN) of SLURM_ARRAY_TASK_COUNT, else none.
+fn shard_of(flag: Option<&str>) -> Result<Option<(u32, u32)>, ConfigError> {
+    if let Some(text) = flag {
+        return Shard::parse(text).map(Some);
+    }
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse::<u32>().ok())
+    };
+    match (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
+        (Some(id), Some(count)) => {
+            let index = id.checked_sub(var("SLURM_ARRAY_TASK_MIN").unwrap_or(0));
+            Shard::parse(&format!(
+                "{}/{count}",
+                index.map_or("?".into(), |i| i.to_string())
+            ))
+            .map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Set by SIGINT/SIGTERM: the run stops after its current chunk, with a checkpoint.
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -335,6 +388,10 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
         }
         None => {
             let exp = args.experiment.resolve()?;
+            let exp = match shard_of(args.shard.as_deref())? {
+                Some((index, count)) => exp.shard(index, count)?,
+                None => exp,
+            };
             prepare_run_dir(&args.out, args.force)?;
             let state = TrainState::initial(&exp);
             (exp, args.out.clone(), state, vec![])

@@ -125,6 +125,41 @@ pub struct Experiment {
     pub log_every: u32,
     pub eval_samples: usize,
     pub seed: u64,
+    /// Global index of the first instance: instance i of this experiment is instance
+    /// `first_instance + i` of the whole sweep and draws that instance's random streams. Non-zero
+    /// only for a shard of a sweep (`--shard`, several devices).
+    #[serde(default)]
+    pub first_instance: u32,
+    /// Set when this experiment is shard `index` of `count` of a sweep of `total_instances`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+}
+
+/// Which part of a sweep a sharded run trains (`--shard K/N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+    pub total_instances: usize,
+}
+
+impl Shard {
+    /// Parses "K/N" (0 ≤ K < N).
+    pub fn parse(text: &str) -> Result<(u32, u32), ConfigError> {
+        let parsed = text.split_once('/').and_then(|(k, n)| {
+            Some((k.trim().parse::<u32>().ok()?, n.trim().parse::<u32>().ok()?))
+        });
+        match parsed {
+            Some((k, n)) if k < n => Ok((k, n)),
+            _ => Err(bad("shard", text, "must be K/N with 0 ≤ K < N, e.g. 0/4")),
+        }
+    }
+
+    /// The instances of shard `index` of `count` among `total`: a contiguous, deterministic range.
+    pub fn range(index: u32, count: u32, total: usize) -> std::ops::Range<usize> {
+        let at = |k: u32| (total as u64 * u64::from(k) / u64::from(count)) as usize;
+        at(index)..at(index + 1)
+    }
 }
 
 /// The seed's basic-results densities.
@@ -296,6 +331,8 @@ impl Settings {
             log_every,
             eval_samples,
             seed: self.seed.unwrap_or(0),
+            first_instance: 0,
+            shard: None,
         })
     }
 }
@@ -429,6 +466,40 @@ impl Experiment {
     /// The seed's basic-results experiment with the notebook's settings.
     pub fn seed_default() -> Experiment {
         Settings::default().resolve().expect("defaults are valid")
+    }
+
+    /// The global index of instance `i` (its random streams: data and initial weights).
+    pub fn global_index(&self, i: usize) -> u32 {
+        self.first_instance + i as u32
+    }
+
+    /// The part of this experiment made of instances `range` (indices into `instances`), keeping each
+    /// instance's global index, so it trains exactly as it would in the whole experiment.
+    pub fn subset(&self, range: std::ops::Range<usize>) -> Experiment {
+        Experiment {
+            first_instance: self.global_index(range.start),
+            instances: self.instances[range].to_vec(),
+            ..self.clone()
+        }
+    }
+
+    /// Shard `index` of `count` of this (whole) experiment.
+    pub fn shard(&self, index: u32, count: u32) -> Result<Experiment, ConfigError> {
+        let total = self.instances.len();
+        let range = Shard::range(index, count, total);
+        if range.is_empty() {
+            return Err(ConfigError(format!(
+                "invalid shard: {index}/{count} holds no instance (the sweep has {total})"
+            )));
+        }
+        Ok(Experiment {
+            shard: Some(Shard {
+                index,
+                count,
+                total_instances: total,
+            }),
+            ..self.subset(range)
+        })
     }
 
     /// Parameters per instance: W (m × n) and b (n).
@@ -627,6 +698,32 @@ mod tests {
         .unwrap_err()
         .0
         .contains("extra-importance"));
+    }
+
+    #[test]
+    fn shards_cover_the_sweep_once_in_order() {
+        let e = Settings {
+            density: Some((1..=10).map(|i| f64::from(i) / 10.0).collect()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let shards: Vec<Experiment> = (0..3).map(|k| e.shard(k, 3).unwrap()).collect();
+        assert_eq!(
+            shards.iter().map(|s| s.instances.len()).collect::<Vec<_>>(),
+            [3, 3, 4]
+        );
+        assert_eq!(
+            shards.iter().map(|s| s.first_instance).collect::<Vec<_>>(),
+            [0, 3, 6]
+        );
+        let joined: Vec<Instance> = shards.iter().flat_map(|s| s.instances.clone()).collect();
+        assert_eq!(joined, e.instances);
+        assert_eq!(Shard::parse("2/5").unwrap(), (2, 5));
+        for bad in ["5/5", "x/2", "3", "-1/2"] {
+            assert!(Shard::parse(bad).unwrap_err().0.contains("shard"), "{bad}");
+        }
+        assert!(e.shard(0, 12).is_err(), "an empty shard is refused");
     }
 
     #[test]

@@ -59,7 +59,7 @@ impl Chunk {
             instance,
             source: FeatureSource::train(
                 exp.seed,
-                instance as u32,
+                exp.global_index(instance),
                 exp.instances[instance].density,
                 n,
             ),

@@ -64,8 +64,7 @@ impl Results {
         diverged: &[usize],
     ) -> Results {
         let n = exp.features;
-        let best = best_of_settings(exp, eval);
-        let instances = exp
+        let mut instances: Vec<InstanceResult> = exp
             .instances
             .iter()
             .enumerate()
@@ -75,7 +74,7 @@ impl Results {
                     .map(|r| (r.step, Some(r.losses[i]).filter(|l| l.is_finite())))
                     .collect();
                 InstanceResult {
-                    index: i,
+                    index: exp.global_index(i) as usize,
                     density: inst.density,
                     importance: inst.importance.clone(),
                     w: state.w_of(i, exp).chunks(n).map(<[f32]>::to_vec).collect(),
@@ -88,11 +87,12 @@ impl Results {
                     loss_curve,
                     setting: inst.setting,
                     restart: inst.restart,
-                    best_of_setting: best[i],
+                    best_of_setting: false,
                     diverged: diverged.contains(&i),
                 }
             })
             .collect();
+        mark_best_of_settings(&mut instances);
         Results {
             model: exp.model,
             features: n,
@@ -103,25 +103,21 @@ impl Results {
     }
 }
 
-/// For each instance, whether it has the lowest finite evaluation loss among the restarts of its
-/// setting (ties go to the first restart).
-fn best_of_settings(exp: &Experiment, eval: &[f64]) -> Vec<bool> {
-    let settings = exp
-        .instances
-        .iter()
-        .map(|inst| inst.setting + 1)
-        .max()
-        .unwrap_or(0);
-    let mut best: Vec<Option<usize>> = vec![None; settings];
-    for (i, inst) in exp.instances.iter().enumerate() {
-        let slot = &mut best[inst.setting];
-        if eval[i].is_finite() && slot.is_none_or(|b| eval[i] < eval[b]) {
-            *slot = Some(i);
+/// Marks, for each setting, the restart with the lowest evaluation loss (ties go to the first).
+pub fn mark_best_of_settings(instances: &mut [InstanceResult]) {
+    let settings = instances.iter().map(|r| r.setting + 1).max().unwrap_or(0);
+    let mut best: Vec<Option<(usize, f64)>> = vec![None; settings];
+    for (i, r) in instances.iter().enumerate() {
+        if let Some(loss) = r.eval_loss {
+            let slot = &mut best[r.setting];
+            if slot.is_none_or(|(_, b)| loss < b) {
+                *slot = Some((i, loss));
+            }
         }
     }
-    (0..exp.instances.len())
-        .map(|i| best[exp.instances[i].setting] == Some(i))
-        .collect()
+    for (i, r) in instances.iter_mut().enumerate() {
+        r.best_of_setting = best[r.setting].is_some_and(|(b, _)| b == i);
+    }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a reader

@@ -15,6 +15,7 @@ pub mod cpu;
 pub mod export;
 pub mod features;
 pub mod figures;
+pub mod merge;
 pub mod model;
 pub mod optim;
 pub mod reproduce;

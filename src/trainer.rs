@@ -32,7 +32,9 @@ impl TrainState {
         let std = (2.0 / (n + m) as f64).sqrt();
         let w = (0..exp.instances.len())
             .flat_map(|i| {
-                (0..m * n).map(move |j| (std * init_normal(exp.seed, i as u32, j as u32)) as f32)
+                (0..m * n).map(move |j| {
+                    (std * init_normal(exp.seed, exp.global_index(i), j as u32)) as f32
+                })
             })
             .collect::<Vec<_>>();
         let zeros_b = vec![0.0; exp.instances.len() * n];
@@ -214,7 +216,7 @@ pub fn evaluate(exp: &Experiment, state: &TrainState) -> Vec<f64> {
             let w: Vec<f64> = state.w_of(i, exp).iter().map(|&v| f64::from(v)).collect();
             let b: Vec<f64> = state.b_of(i, exp).iter().map(|&v| f64::from(v)).collect();
             let imp: Vec<f64> = inst.importance.iter().map(|&v| f64::from(v)).collect();
-            let source = FeatureSource::eval(exp.seed, i as u32, inst.density, n);
+            let source = FeatureSource::eval(exp.seed, exp.global_index(i), inst.density, n);
             let mut scratch = Scratch::new(n, m);
             let (mut x32, mut x) = (vec![0.0f32; n], vec![0.0f64; n]);
             let mut delta = vec![0.0; n];

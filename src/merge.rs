@@ -1,0 +1,154 @@
+//! `tms merge`: joins the run directories of the shards of one sweep (`tms train --shard K/N`) into
+//! one run directory, identical to the same sweep trained in one piece. Refuses shards of different
+//! experiments, unfinished shards, and missing or repeated shards, with one line saying which.
+
+use crate::analysis::write_metrics;
+use crate::cli::prepare_run_dir;
+use crate::config::{ConfigError, Experiment};
+use crate::export::{
+    mark_best_of_settings, read_config, read_results, read_weights, write_run, Results, RunConfig,
+};
+use crate::trainer::TrainState;
+use std::path::{Path, PathBuf};
+
+/// One finished shard read back.
+struct ShardRun {
+    dir: PathBuf,
+    config: RunConfig,
+    results: Results,
+    w: Vec<f32>,
+    b: Vec<f32>,
+}
+
+fn read_shard(dir: &Path) -> anyhow::Result<ShardRun> {
+    let config = read_config(dir)?;
+    if !dir.join("results.json").exists() {
+        return Err(ConfigError(format!(
+            "shard {} has not finished (no results.json; resume it with tms train --resume)",
+            dir.display()
+        ))
+        .into());
+    }
+    let results = read_results(dir)?;
+    let (w, b, _) = read_weights(dir)?;
+    Ok(ShardRun {
+        dir: dir.to_path_buf(),
+        config,
+        results,
+        w,
+        b,
+    })
+}
+
+/// The experiment without its sharding: what must agree between the shards of one sweep.
+fn unsharded(exp: &Experiment) -> Experiment {
+    Experiment {
+        instances: vec![],
+        first_instance: 0,
+        shard: None,
+        ..exp.clone()
+    }
+}
+
+/// Merges the shard directories `dirs` into the run directory `out`, which is created (or, with
+/// `force`, overwritten) only once the shards are known to fit together.
+pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Results> {
+    let mut shards = dirs
+        .iter()
+        .map(|d| read_shard(d))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let first = shards
+        .first()
+        .ok_or_else(|| ConfigError("tms merge needs at least one shard directory".into()))?;
+    let count = first
+        .config
+        .experiment
+        .shard
+        .map(|s| s.count)
+        .ok_or_else(|| {
+            ConfigError(format!(
+                "{} is not a shard (trained without --shard)",
+                first.dir.display()
+            ))
+        })?;
+    let reference = unsharded(&first.config.experiment);
+    for shard in &shards {
+        let exp = &shard.config.experiment;
+        let Some(info) = exp.shard else {
+            return Err(ConfigError(format!(
+                "{} is not a shard (trained without --shard)",
+                shard.dir.display()
+            ))
+            .into());
+        };
+        if info.count != count || unsharded(exp) != reference {
+            return Err(ConfigError(format!(
+                "{} is a shard of a different sweep than {} (settings or shard count differ)",
+                shard.dir.display(),
+                first.dir.display()
+            ))
+            .into());
+        }
+    }
+    shards.sort_by_key(|s| s.config.experiment.shard.map(|i| i.index));
+    for (expected, shard) in shards.iter().enumerate() {
+        let index = shard.config.experiment.shard.map_or(0, |s| s.index);
+        if index as usize != expected {
+            let what = if (index as usize) < expected {
+                format!("shard {index} is given twice")
+            } else {
+                format!("shard {expected} of {count} is missing")
+            };
+            return Err(ConfigError(format!("cannot merge: {what}")).into());
+        }
+    }
+    if shards.len() != count as usize {
+        return Err(ConfigError(format!(
+            "cannot merge: shard {} of {count} is missing",
+            shards.len()
+        ))
+        .into());
+    }
+
+    let experiment = Experiment {
+        instances: shards
+            .iter()
+            .flat_map(|s| s.config.experiment.instances.clone())
+            .collect(),
+        ..reference
+    };
+    let mut instances: Vec<_> = shards
+        .iter()
+        .flat_map(|s| s.results.instances.clone())
+        .collect();
+    mark_best_of_settings(&mut instances);
+    let results = Results {
+        instances,
+        ..shards[0].results.clone()
+    };
+    // Only W and b are exported; the optimizer state of finished shards is not needed.
+    let state = TrainState {
+        step: experiment.steps,
+        w: shards.iter().flat_map(|s| s.w.clone()).collect(),
+        b: shards.iter().flat_map(|s| s.b.clone()).collect(),
+        m_w: vec![],
+        v_w: vec![],
+        m_b: vec![],
+        v_b: vec![],
+    };
+    let joined = |f: fn(&RunConfig) -> &String| {
+        let mut names: Vec<&String> = shards.iter().map(|s| f(&s.config)).collect();
+        names.dedup();
+        names.into_iter().cloned().collect::<Vec<_>>().join(", ")
+    };
+    let config = RunConfig {
+        experiment,
+        backend: joined(|c| &c.backend),
+        device: joined(|c| &c.device),
+        tms_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    prepare_run_dir(out, force)?;
+    write_run(out, &config, &results, &state)?;
+    write_metrics(out, &results)?;
+    Ok(results)
+}

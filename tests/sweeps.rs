@@ -1,0 +1,113 @@
+//! Sweeps split into shards (`--shard K/N`, or a Slurm array's variables) and joined with `tms merge`
+//! give exactly the files of the same sweep trained in one piece.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const SWEEP: &[&str] = &[
+    "train",
+    "--backend",
+    "cpu",
+    "--steps",
+    "60",
+    "--batch",
+    "128",
+    "--density",
+    "1,0.5,0.2,0.1,0.05,0.02,0.01",
+    "--restarts",
+    "2",
+];
+
+fn tms(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_tms"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("tms runs");
+    out
+}
+
+fn train(out: &Path, extra: &[&str], env: &[(&str, &str)]) {
+    let mut args = SWEEP.to_vec();
+    args.extend(["--out", out.to_str().unwrap()]);
+    args.extend_from_slice(extra);
+    let r = tms(&args, env);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[test]
+fn merged_shards_equal_the_sweep_in_one_piece() {
+    let root = tempfile::tempdir().unwrap();
+    let [whole, a, b, c, merged] = ["whole", "a", "b", "c", "merged"].map(|d| root.path().join(d));
+    train(&whole, &[], &[]);
+    train(&a, &["--shard", "0/3"], &[]);
+    // Shard 1 as a Slurm array task would run it (ids 5..7 of an array starting at 5).
+    train(
+        &b,
+        &[],
+        &[
+            ("SLURM_ARRAY_TASK_ID", "6"),
+            ("SLURM_ARRAY_TASK_MIN", "5"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ],
+    );
+    train(&c, &["--shard", "2/3"], &[]);
+    assert_eq!(
+        json(&b.join("config.json"))["experiment"]["shard"]["index"],
+        1
+    );
+
+    // In any order.
+    let r = tms(
+        &[
+            "merge",
+            c.to_str().unwrap(),
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+            "--out",
+            merged.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for file in ["weights.safetensors", "results.json", "metrics.json"] {
+        assert_eq!(
+            std::fs::read(whole.join(file)).unwrap(),
+            std::fs::read(merged.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+    assert_eq!(
+        json(&whole.join("config.json"))["experiment"],
+        json(&merged.join("config.json"))["experiment"]
+    );
+}
+
+#[test]
+fn merge_refuses_missing_repeated_and_foreign_shards() {
+    let root = tempfile::tempdir().unwrap();
+    let [a, b, other, out] = ["a", "b", "other", "out"].map(|d| root.path().join(d));
+    train(&a, &["--shard", "0/3"], &[]);
+    train(&b, &["--shard", "1/3"], &[]);
+    train(&other, &["--shard", "2/3", "--seed", "9"], &[]);
+    let s = |p: &Path| p.to_str().unwrap().to_string();
+    let cases: [(Vec<String>, &str); 3] = [
+        (vec![s(&a), s(&b)], "shard 2 of 3 is missing"),
+        (vec![s(&a), s(&a), s(&b)], "given twice"),
+        (vec![s(&a), s(&b), s(&other)], "different sweep"),
+    ];
+    for (dirs, needle) in cases {
+        let mut args = vec!["merge".to_string()];
+        args.extend(dirs);
+        args.extend(["--out".into(), s(&out)]);
+        let r = tms(&args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(needle), "expected '{needle}': {stderr}");
+        assert!(!out.exists(), "nothing may be written when merging fails");
+    }
+}
