@@ -17,6 +17,7 @@ pub mod features;
 pub mod figures;
 pub mod merge;
 pub mod model;
+pub mod multi;
 pub mod optim;
 pub mod reproduce;
 pub mod trainer;

@@ -1,0 +1,162 @@
+//! Several trainers working on one sweep at once (`tms train --devices ...`): each worker owns a
+//! contiguous part of the instances (keeping their global indices, so their random streams and
+//! results are those of the sweep in one piece), all advance concurrently in their own threads, and
+//! their loss records and states are gathered back in instance order.
+
+use crate::config::{Experiment, Shard};
+use crate::trainer::{LossRecord, TrainState, Trainer};
+
+/// A trainer that can move to a worker thread.
+pub type SendTrainer = Box<dyn Trainer + Send>;
+
+/// Builds one worker's trainer for its part of the experiment.
+pub type WorkerFactory<'a> =
+    Box<dyn FnOnce(&Experiment, TrainState) -> anyhow::Result<SendTrainer> + 'a>;
+
+/// The workers and the instance range each owns.
+pub struct MultiTrainer {
+    parts: Vec<(std::ops::Range<usize>, SendTrainer)>,
+}
+
+impl TrainState {
+    /// The state of instances `range` only.
+    pub fn slice(&self, exp: &Experiment, range: std::ops::Range<usize>) -> TrainState {
+        let (mn, n) = (exp.hidden * exp.features, exp.features);
+        let w = |v: &[f32]| v[range.start * mn..range.end * mn].to_vec();
+        let b = |v: &[f32]| v[range.start * n..range.end * n].to_vec();
+        TrainState {
+            step: self.step,
+            w: w(&self.w),
+            m_w: w(&self.m_w),
+            v_w: w(&self.v_w),
+            b: b(&self.b),
+            m_b: b(&self.m_b),
+            v_b: b(&self.v_b),
+        }
+    }
+
+    /// The states of consecutive parts joined into one.
+    pub fn concat(parts: &[TrainState]) -> TrainState {
+        let join = |f: fn(&TrainState) -> &Vec<f32>| {
+            parts.iter().flat_map(|p| f(p).iter().copied()).collect()
+        };
+        TrainState {
+            step: parts.first().map_or(0, |p| p.step),
+            w: join(|p| &p.w),
+            b: join(|p| &p.b),
+            m_w: join(|p| &p.m_w),
+            v_w: join(|p| &p.v_w),
+            m_b: join(|p| &p.m_b),
+            v_b: join(|p| &p.v_b),
+        }
+    }
+}
+
+impl MultiTrainer {
+    /// Splits the instances of `exp` evenly over the workers (as many as factories, at most one per
+    /// instance) and builds each worker's trainer for its part.
+    pub fn new(
+        exp: &Experiment,
+        state: TrainState,
+        factories: Vec<WorkerFactory>,
+    ) -> anyhow::Result<MultiTrainer> {
+        let count = factories.len().min(exp.instances.len()) as u32;
+        anyhow::ensure!(count > 0, "no device to train on");
+        let parts = factories
+            .into_iter()
+            .take(count as usize)
+            .enumerate()
+            .map(|(k, factory)| {
+                let range = Shard::range(k as u32, count, exp.instances.len());
+                let trainer = factory(&exp.subset(range.clone()), state.slice(exp, range.clone()))?;
+                Ok((range, trainer))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(MultiTrainer { parts })
+    }
+}
+
+impl Trainer for MultiTrainer {
+    fn device(&self) -> String {
+        let names: Vec<String> = self
+            .parts
+            .iter()
+            .map(|(range, t)| format!("{} [instances {}..{}]", t.device(), range.start, range.end))
+            .collect();
+        names.join(" + ")
+    }
+
+    fn advance(&mut self, until: u32) -> anyhow::Result<Vec<LossRecord>> {
+        let per_part: Vec<anyhow::Result<Vec<LossRecord>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .parts
+                .iter_mut()
+                .map(|(_, trainer)| scope.spawn(move || trainer.advance(until)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a worker thread panicked")))
+                })
+                .collect()
+        });
+        let per_part = per_part.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+        // Every worker logs the same steps; join their losses step by step, in instance order.
+        let first = per_part.first().cloned().unwrap_or_default();
+        Ok(first
+            .iter()
+            .enumerate()
+            .map(|(k, record)| LossRecord {
+                step: record.step,
+                losses: per_part
+                    .iter()
+                    .flat_map(|records| records[k].losses.iter().copied())
+                    .collect(),
+            })
+            .collect())
+    }
+
+    fn state(&mut self) -> anyhow::Result<TrainState> {
+        let parts = self
+            .parts
+            .iter_mut()
+            .map(|(_, t)| t.state())
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(TrainState::concat(&parts))
+    }
+
+    fn device_bytes(&self) -> u64 {
+        self.parts.iter().map(|(_, t)| t.device_bytes()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::cpu::CpuTrainer;
+
+    #[test]
+    fn workers_together_equal_one_trainer() {
+        let exp = Settings {
+            density: Some(vec![1.0, 0.3, 0.1, 0.03, 0.01]),
+            steps: Some(40),
+            batch: Some(64),
+            log_every: Some(10),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let mut one = CpuTrainer::new(&exp, TrainState::initial(&exp));
+        let cpu = || -> WorkerFactory {
+            Box::new(|e: &Experiment, s| Ok(Box::new(CpuTrainer::new(e, s)) as SendTrainer))
+        };
+        let mut many =
+            MultiTrainer::new(&exp, TrainState::initial(&exp), vec![cpu(), cpu(), cpu()]).unwrap();
+        assert_eq!(many.advance(25).unwrap(), one.advance(25).unwrap());
+        assert_eq!(many.advance(40).unwrap(), one.advance(40).unwrap());
+        assert_eq!(many.state().unwrap(), one.state().unwrap());
+        assert_eq!(many.device().matches(" + ").count(), 2);
+    }
+}
