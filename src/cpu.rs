@@ -8,15 +8,16 @@
 
 use crate::config::{Experiment, ModelKind};
 use crate::features::{unit_float, FeatureSource, LANES};
-use crate::model::{activate, passes, zero_sample};
+use crate::model::zero_sample;
 use crate::optim::{adam_update, step_table, AdamHyper};
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
 use rayon::prelude::*;
+use wide::f32x8;
 
 /// Samples per parallel work item.
 pub const CHUNK_SAMPLES: usize = 256;
 
-/// Eight samples side by side: one SIMD register of f32 on AVX2.
+/// Eight samples side by side, as plain floats (for filling) and as a SIMD vector (for arithmetic).
 type Lanes = [f32; LANES];
 
 /// A slice of one instance's batch, with its own gradient accumulators and scratch space.
@@ -42,12 +43,14 @@ struct Chunk {
     value_index: Vec<u32>,
     value_words: Vec<[u32; 4]>,
     /// Phase 3: the eight-sample block and its per-lane accumulators.
-    x: Vec<Lanes>,
-    h: Vec<Lanes>,
-    y: Vec<Lanes>,
-    dh: Vec<Lanes>,
-    acc_w: Vec<Lanes>,
-    acc_b: Vec<Lanes>,
+    x_lanes: Vec<Lanes>,
+    x: Vec<f32x8>,
+    x_any: Vec<bool>,
+    h: Vec<f32x8>,
+    y: Vec<f32x8>,
+    dh: Vec<f32x8>,
+    acc_w: Vec<f32x8>,
+    acc_b: Vec<f32x8>,
     zero_delta: Vec<f32>,
 }
 
@@ -72,52 +75,20 @@ impl Chunk {
             slot: vec![0; len * groups],
             value_index: Vec::with_capacity(len * groups),
             value_words: vec![[0; 4]; len * groups],
-            x: vec![[0.0; LANES]; n],
-            h: vec![[0.0; LANES]; m],
-            y: vec![[0.0; LANES]; n],
-            dh: vec![[0.0; LANES]; m],
-            acc_w: vec![[0.0; LANES]; m * n],
-            acc_b: vec![[0.0; LANES]; n],
+            x_lanes: vec![[0.0; LANES]; n],
+            x: vec![f32x8::ZERO; n],
+            x_any: vec![false; n],
+            h: vec![f32x8::ZERO; m],
+            y: vec![f32x8::ZERO; n],
+            dh: vec![f32x8::ZERO; m],
+            acc_w: vec![f32x8::ZERO; m * n],
+            acc_b: vec![f32x8::ZERO; n],
             zero_delta: vec![0.0; n],
         }
     }
 
     /// Loss and gradient of this chunk's samples at `step`, for the instance's current W and b.
-    /// Uses AVX2 where the processor has it (same results: no fused multiply-adds are introduced).
     fn compute(
-        &mut self,
-        kind: ModelKind,
-        step: u32,
-        w: &[f32],
-        b: &[f32],
-        importance: &[f32],
-        c: f32,
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the processor supports AVX2, checked just above.
-            unsafe { self.compute_avx2(kind, step, w, b, importance, c) };
-            return;
-        }
-        self.compute_portable(kind, step, w, b, importance, c);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn compute_avx2(
-        &mut self,
-        kind: ModelKind,
-        step: u32,
-        w: &[f32],
-        b: &[f32],
-        importance: &[f32],
-        c: f32,
-    ) {
-        self.compute_portable(kind, step, w, b, importance, c);
-    }
-
-    #[inline(always)]
-    fn compute_portable(
         &mut self,
         kind: ModelKind,
         step: u32,
@@ -150,44 +121,56 @@ impl Chunk {
         self.source.value_words(step, &self.value_index, words);
 
         // Phase 3: forward and backward, eight live samples at a time.
-        self.acc_w.fill([0.0; LANES]);
-        self.acc_b.fill([0.0; LANES]);
+        self.acc_w.fill(f32x8::ZERO);
+        self.acc_b.fill(f32x8::ZERO);
         let mut loss = 0.0f64;
         for block in self.live.chunks(LANES) {
-            for (j, xj) in self.x.iter_mut().enumerate() {
-                for (l, v) in xj.iter_mut().enumerate() {
-                    *v = match block.get(l) {
-                        Some(&s) if self.present[s as usize * n + j] != 0 => unit_float(
-                            self.value_words[self.slot[s as usize * groups + j / 4] as usize]
-                                [j % 4],
-                        ),
-                        _ => 0.0,
-                    };
+            self.x_lanes.fill([0.0; LANES]);
+            for (l, &s) in block.iter().enumerate() {
+                let row = &self.present[s as usize * n..(s as usize + 1) * n];
+                for (j, _) in row.iter().enumerate().filter(|(_, &p)| p != 0) {
+                    self.x_lanes[j][l] = unit_float(
+                        self.value_words[self.slot[s as usize * groups + j / 4] as usize][j % 4],
+                    );
                 }
+            }
+            for ((x, lanes), any) in self
+                .x
+                .iter_mut()
+                .zip(&self.x_lanes)
+                .zip(self.x_any.iter_mut())
+            {
+                *x = f32x8::from(*lanes);
+                *any = lanes.iter().any(|&v| v != 0.0);
             }
             let mut valid = [0.0f32; LANES];
             valid[..block.len()].fill(1.0);
-            let lanes = block_pass(
+            let block_loss = block_pass(
                 kind,
                 w,
                 b,
                 importance,
                 c,
-                valid,
+                f32x8::from(valid),
                 &self.x,
+                &self.x_any,
                 &mut self.h,
                 &mut self.y,
                 &mut self.dh,
                 &mut self.acc_w,
                 &mut self.acc_b,
             );
-            loss += lanes.iter().map(|&l| f64::from(l)).sum::<f64>();
+            loss += block_loss
+                .to_array()
+                .iter()
+                .map(|&l| f64::from(l))
+                .sum::<f64>();
         }
         for (g, acc) in self.grad_w.iter_mut().zip(&self.acc_w) {
-            *g = acc.iter().sum();
+            *g = acc.to_array().iter().sum();
         }
         for (g, acc) in self.grad_b.iter_mut().zip(&self.acc_b) {
-            *g = acc.iter().sum();
+            *g = acc.to_array().iter().sum();
         }
         let zero_samples = self.samples.len() - self.live.len();
         if zero_samples > 0 {
@@ -204,9 +187,10 @@ impl Chunk {
     }
 }
 
-/// Forward and backward pass of eight samples at once (one per lane; `valid` is 0 for padding
+/// Forward and backward pass of eight samples at once (one per SIMD lane; `valid` is 0 for padding
 /// lanes), adding their gradients into the per-lane accumulators; returns the per-lane losses.
-/// The maths is [`crate::model`]'s, lane by lane.
+/// The maths is [`crate::model`]'s, lane by lane. `x_any[j]` says whether feature j is present in
+/// any lane: absent features are skipped in W x.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn block_pass(
@@ -215,77 +199,74 @@ fn block_pass(
     b: &[f32],
     importance: &[f32],
     c: f32,
-    valid: Lanes,
-    x: &[Lanes],
-    h: &mut [Lanes],
-    y: &mut [Lanes],
-    dh: &mut [Lanes],
-    acc_w: &mut [Lanes],
-    acc_b: &mut [Lanes],
-) -> Lanes {
+    valid: f32x8,
+    x: &[f32x8],
+    x_any: &[bool],
+    h: &mut [f32x8],
+    y: &mut [f32x8],
+    dh: &mut [f32x8],
+    acc_w: &mut [f32x8],
+    acc_b: &mut [f32x8],
+) -> f32x8 {
     let n = x.len();
-    // h = W x, skipping features absent from all eight samples.
+    // h = W x
     for (k, hk) in h.iter_mut().enumerate() {
-        let mut acc = [0.0; LANES];
-        for (&wkj, xj) in w[k * n..(k + 1) * n].iter().zip(x) {
-            if xj.iter().any(|&v| v != 0.0) {
-                for l in 0..LANES {
-                    acc[l] += wkj * xj[l];
-                }
-            }
+        let mut acc = f32x8::ZERO;
+        for ((&wkj, &xj), _) in w[k * n..(k + 1) * n]
+            .iter()
+            .zip(x)
+            .zip(x_any)
+            .filter(|(_, &any)| any)
+        {
+            acc += f32x8::splat(wkj) * xj;
         }
         *hk = acc;
     }
     // y = Wᵀ h + b
     for (yi, &bi) in y.iter_mut().zip(b) {
-        *yi = [bi; LANES];
+        *yi = f32x8::splat(bi);
     }
-    for (k, hk) in h.iter().enumerate() {
+    for (k, &hk) in h.iter().enumerate() {
         for (yi, &wki) in y.iter_mut().zip(&w[k * n..(k + 1) * n]) {
-            for l in 0..LANES {
-                yi[l] += wki * hk[l];
-            }
+            *yi += f32x8::splat(wki) * hk;
         }
     }
     // Loss, and δ = ∂loss/∂y written over y.
-    let mut loss = [0.0; LANES];
-    let two_c = c + c;
-    for ((yi, xi), &ii) in y.iter_mut().zip(x).zip(importance) {
-        for l in 0..LANES {
-            let err = activate(kind, yi[l]) - xi[l];
-            loss[l] += ii * err * err;
-            yi[l] = if passes(kind, yi[l]) {
-                two_c * ii * err * valid[l]
-            } else {
-                0.0
-            };
-        }
+    let mut loss = f32x8::ZERO;
+    let two_c = f32x8::splat(c + c) * valid;
+    for ((yi, &xi), &ii) in y.iter_mut().zip(x).zip(importance) {
+        let ii = f32x8::splat(ii);
+        let out = match kind {
+            ModelKind::Linear => *yi,
+            ModelKind::Relu => yi.max(f32x8::ZERO),
+        };
+        let err = out - xi;
+        loss += ii * err * err;
+        let delta = two_c * ii * err;
+        *yi = match kind {
+            ModelKind::Linear => delta,
+            ModelKind::Relu => yi.simd_gt(f32x8::ZERO) & delta,
+        };
     }
     let delta = &*y;
     // dh = W δ
     for (k, dhk) in dh.iter_mut().enumerate() {
-        let mut acc = [0.0; LANES];
-        for (&wki, di) in w[k * n..(k + 1) * n].iter().zip(delta) {
-            for l in 0..LANES {
-                acc[l] += wki * di[l];
-            }
+        let mut acc = f32x8::ZERO;
+        for (&wki, &di) in w[k * n..(k + 1) * n].iter().zip(delta) {
+            acc += f32x8::splat(wki) * di;
         }
         *dhk = acc;
     }
     // ∂W += h δᵀ + dh xᵀ, ∂b += δ
-    for (k, (hk, dhk)) in h.iter().zip(dh.iter()).enumerate() {
-        for ((g, di), xi) in acc_w[k * n..(k + 1) * n].iter_mut().zip(delta).zip(x) {
-            for l in 0..LANES {
-                g[l] += hk[l] * di[l] + dhk[l] * xi[l];
-            }
+    for (k, (&hk, &dhk)) in h.iter().zip(dh.iter()).enumerate() {
+        for ((g, &di), &xi) in acc_w[k * n..(k + 1) * n].iter_mut().zip(delta).zip(x) {
+            *g += hk * di + dhk * xi;
         }
     }
-    for (g, di) in acc_b.iter_mut().zip(delta) {
-        for l in 0..LANES {
-            g[l] += di[l];
-        }
+    for (g, &di) in acc_b.iter_mut().zip(delta) {
+        *g += di;
     }
-    std::array::from_fn(|l| loss[l] * c * valid[l])
+    loss * f32x8::splat(c) * valid
 }
 
 /// Trains all instances of an experiment on the CPU, on all cores.

@@ -57,35 +57,39 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 /// Counters per call of the batched generator [`philox4x32_10_lanes`].
 pub const LANES: usize = 8;
 
-/// Philox4x32-10 of [`LANES`] counters that differ only in their first word, computed lane by lane
-/// in a shape the compiler turns into SIMD multiplies. Returns words[word][lane]; equal, lane for
-/// lane, to [`philox4x32_10`] of `[first[lane], rest[0], rest[1], rest[2]]`.
+/// Philox4x32-10 of [`LANES`] counters that differ only in their first word, in SIMD registers
+/// (`wide::u32x8`). Returns words[word][lane]; equal, lane for lane, to [`philox4x32_10`] of
+/// `[first[lane], rest[0], rest[1], rest[2]]`.
 #[inline(always)]
 pub fn philox4x32_10_lanes(
     first: [u32; LANES],
     rest: [u32; 3],
     key: [u32; 2],
 ) -> [[u32; LANES]; 4] {
-    let (mut c0, mut c1, mut c2, mut c3) =
-        (first, [rest[0]; LANES], [rest[1]; LANES], [rest[2]; LANES]);
+    use wide::u32x8;
+    let (m0, m1) = (u32x8::splat(PHILOX_M0), u32x8::splat(PHILOX_M1));
+    let (mut c0, mut c1, mut c2, mut c3) = (
+        u32x8::from(first),
+        u32x8::splat(rest[0]),
+        u32x8::splat(rest[1]),
+        u32x8::splat(rest[2]),
+    );
     let [mut k0, mut k1] = key;
     for round in 0..10 {
         if round > 0 {
             k0 = k0.wrapping_add(PHILOX_W0);
             k1 = k1.wrapping_add(PHILOX_W1);
         }
-        for l in 0..LANES {
-            let p0 = u64::from(PHILOX_M0) * u64::from(c0[l]);
-            let p1 = u64::from(PHILOX_M1) * u64::from(c2[l]);
-            (c0[l], c1[l], c2[l], c3[l]) = (
-                (p1 >> 32) as u32 ^ c1[l] ^ k0,
-                p1 as u32,
-                (p0 >> 32) as u32 ^ c3[l] ^ k1,
-                p0 as u32,
-            );
-        }
+        let (hi0, lo0) = (c0.mul_keep_high(m0), c0 * m0);
+        let (hi1, lo1) = (c2.mul_keep_high(m1), c2 * m1);
+        (c0, c1, c2, c3) = (
+            hi1 ^ c1 ^ u32x8::splat(k0),
+            lo1,
+            hi0 ^ c3 ^ u32x8::splat(k1),
+            lo0,
+        );
     }
-    [c0, c1, c2, c3]
+    [c0.to_array(), c1.to_array(), c2.to_array(), c3.to_array()]
 }
 
 /// Which independent stream of random numbers a counter belongs to (the fourth counter word).
