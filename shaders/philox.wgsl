@@ -1,0 +1,39 @@
+// Philox4x32-10 (Salmon et al., SC 2011), bit for bit the generator of src/features.rs.
+// WGSL has no 64-bit integers, so the 32×32 → 64-bit products are built from 16-bit halves.
+
+const PHILOX_M0: u32 = 0xD2511F53u;
+const PHILOX_M1: u32 = 0xCD9E8D57u;
+const PHILOX_W0: u32 = 0x9E3779B9u;
+const PHILOX_W1: u32 = 0xBB67AE85u;
+
+// The high 32 bits of a · b (the low half is the wrapping product a * b).
+fn mulhi(a: u32, b: u32) -> u32 {
+    let a_lo = a & 0xFFFFu;
+    let a_hi = a >> 16u;
+    let b_lo = b & 0xFFFFu;
+    let b_hi = b >> 16u;
+    let lo_lo = a_lo * b_lo;
+    let hi_lo = a_hi * b_lo;
+    let lo_hi = a_lo * b_hi;
+    let hi_hi = a_hi * b_hi;
+    // Sum of the middle terms plus the carry out of the low half; each term is < 2^32 and the sum
+    // of three 16-bit quantities cannot overflow.
+    let cross = (lo_lo >> 16u) + (hi_lo & 0xFFFFu) + (lo_hi & 0xFFFFu);
+    return hi_hi + (hi_lo >> 16u) + (lo_hi >> 16u) + (cross >> 16u);
+}
+
+fn philox4x32_10(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
+    var c = counter;
+    var k = key;
+    for (var round = 0u; round < 10u; round++) {
+        if round > 0u {
+            k = k + vec2<u32>(PHILOX_W0, PHILOX_W1);
+        }
+        let hi0 = mulhi(PHILOX_M0, c.x);
+        let lo0 = PHILOX_M0 * c.x;
+        let hi1 = mulhi(PHILOX_M1, c.z);
+        let lo1 = PHILOX_M1 * c.z;
+        c = vec4<u32>(hi1 ^ c.y ^ k.x, lo1, hi0 ^ c.w ^ k.y, lo0);
+    }
+    return c;
+}
