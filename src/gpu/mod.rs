@@ -87,6 +87,9 @@ pub struct Gpu {
     pub queue: wgpu::Queue,
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
+    /// A CPU implementation (llvmpipe, lavapipe): its loops stop after 65,535 iterations in all per
+    /// invocation, so long dispatches must be cut shorter.
+    pub software: bool,
 }
 
 impl Gpu {
@@ -101,7 +104,8 @@ impl Gpu {
         let limits = adapter.limits();
         let descriptor = wgpu::DeviceDescriptor { label: Some("tms"), required_limits: limits.clone(), ..Default::default() };
         let (device, queue) = pollster::block_on(adapter.request_device(&descriptor)).context("cannot open the GPU device")?;
-        Ok(Gpu { device, queue, adapter: summary(&adapter), limits })
+        let software = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        Ok(Gpu { device, queue, adapter: summary(&adapter), limits, software })
     }
 
     /// A storage buffer holding `data` (also a copy source, for read-back).

@@ -5,7 +5,7 @@
 //! Two kernel sets do the work:
 //! - small models (the seed's n = 20, m = 5; anything with m·n + n ≤ 1024 whose staging fits 15 KiB
 //!   of workgroup memory): `shaders/small.wgsl`, one 64-thread workgroup per instance running up to
-//!   [`SMALL_DISPATCH_STEPS`] steps per dispatch with the parameters in workgroup memory;
+//!   100 steps per dispatch (fewer on llvmpipe, see [`LOOP_BUDGET`]) with the parameters in workgroup memory;
 //! - everything else: `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, five dispatches per step over
 //!   16 × 16 tiles, with H, dH and δ of the batch in device buffers.
 //!
@@ -30,9 +30,14 @@ const SMALL_SHM_FLOATS: usize = 3840;
 const TILE: usize = 16;
 /// Threads per workgroup of tiled_adam.wgsl.
 const ADAM_WG: usize = 256;
-/// Steps one small-model dispatch runs: long enough to amortise the launch, short enough to stay far
-/// from GPU watchdog timeouts.
-pub const SMALL_DISPATCH_STEPS: u32 = 100;
+/// Steps one small-model dispatch runs at most: long enough to amortise the launch, short enough to
+/// stay far from GPU watchdog timeouts.
+const SMALL_DISPATCH_STEPS: u32 = 100;
+/// Loop iterations one invocation may run on a software adapter. Mesa's llvmpipe (lavapipe, and its
+/// OpenGL driver) counts every loop back-edge of an invocation against one limit of 65,535 and then
+/// silently leaves all loops: a long small-model dispatch would stop training midway. Dispatches
+/// there are cut to stay below this, with a margin for the estimate in [`small_loop_iterations`].
+const LOOP_BUDGET: u64 = 50_000;
 /// Steps and log points per command buffer (sizes the step table, params and loss buffers).
 const SUBMIT_STEPS: u32 = 1000;
 const LOG_SLOTS: usize = 64;
@@ -51,6 +56,15 @@ pub struct GpuOptions {
 /// Whether the small-model kernel can train n features with m hidden dimensions.
 pub fn fits_small(n: usize, m: usize) -> bool {
     m * n + n <= SMALL_WG * SMALL_PPT && m * n + 2 * n + SMALL_WG * (2 * n + 2 * m) <= SMALL_SHM_FLOATS
+}
+
+/// An upper estimate of the loop iterations one small.wgsl invocation runs per step (dense samples):
+/// per round of 64 samples, the sampler's lanes, the forward and backward passes, the flag count and
+/// the owned parameters' sums over the staged rows.
+fn small_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
+    let owned = (m * n + n).div_ceil(SMALL_WG);
+    let per_round = 4 * n.div_ceil(4) + 3 * n * m + 2 * n + 2 * m + SMALL_WG + SMALL_PPT + owned * SMALL_WG;
+    (batch.div_ceil(SMALL_WG) * per_round + 2 * n + 2 * SMALL_PPT + 8) as u64
 }
 
 /// A contiguous range of instances with its own buffers.
@@ -76,6 +90,8 @@ pub struct GpuTrainer {
     table: wgpu::Buffer,
     params: wgpu::Buffer,
     params_stride: u64,
+    /// Steps per dispatch of the small-model kernel.
+    small_steps: u32,
     loss_readback: wgpu::Buffer,
     state_readback: wgpu::Buffer,
 }
@@ -127,6 +143,7 @@ impl GpuTrainer {
             vec![gpu.pipeline(&layout, &gpu.module("small.wgsl"), "train")]
         };
 
+        let small_steps = if gpu.software { (LOOP_BUDGET / small_loop_iterations(n, m, batch)).clamp(1, u64::from(SMALL_DISPATCH_STEPS)) as u32 } else { SMALL_DISPATCH_STEPS };
         let params_stride = u64::from(gpu.limits.min_uniform_buffer_offset_alignment).max(std::mem::size_of::<Params>() as u64);
         let params = gpu.uniform("params", params_stride * u64::from(SUBMIT_STEPS));
         let table = gpu.storage_zeroed("step table", u64::from(SUBMIT_STEPS) * std::mem::size_of::<StepConstants>() as u64);
@@ -175,7 +192,7 @@ impl GpuTrainer {
             );
             shards.push(Shard { first, count: len, state: state_buffer, losses, bind_group });
         }
-        Ok(GpuTrainer { gpu, exp: exp.clone(), step: state.step, tiled, pipelines, shards, table, params, params_stride, loss_readback, state_readback })
+        Ok(GpuTrainer { gpu, exp: exp.clone(), step: state.step, tiled, pipelines, shards, table, params, params_stride, small_steps, loss_readback, state_readback })
     }
 
     /// The number of shards the instances were split into.
@@ -216,7 +233,7 @@ impl GpuTrainer {
     fn submit(&mut self, from: u32, to: u32, logs: &[u32]) -> anyhow::Result<Vec<LossRecord>> {
         let gpu = &self.gpu;
         gpu.queue.write_buffer(&self.table, 0, bytemuck::cast_slice(&step_table(&self.exp, from, to)));
-        let per_dispatch = if self.tiled { 1 } else { SMALL_DISPATCH_STEPS };
+        let per_dispatch = if self.tiled { 1 } else { self.small_steps };
         let mut slots = vec![];
         let mut first = from;
         while first < to {
