@@ -3,12 +3,17 @@
 use crate::config::{ConfigError, Experiment, ModelKind, OptimizerKind, Schedule, Settings};
 use crate::cpu::CpuTrainer;
 use crate::export::{write_run, Results, RunConfig};
+use crate::gpu::{list_adapters, GpuOptions, GpuTrainer};
 use crate::trainer::{evaluate, run_to_end, TrainState, Trainer};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "tms", version, about = "Toy Models of Superposition on the CPU and on any GPU (wgpu)")]
+#[command(
+    name = "tms",
+    version,
+    about = "Toy Models of Superposition on the CPU and on any GPU (wgpu)"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -18,6 +23,8 @@ pub struct Cli {
 pub enum Command {
     /// Train every instance of an experiment and write config.json, results.json, weights.safetensors.
     Train(TrainArgs),
+    /// List the GPU adapters wgpu finds (WGPU_BACKEND=vulkan,metal,dx12,gl restricts the search).
+    Devices,
 }
 
 /// Which trainer runs the experiment.
@@ -78,6 +85,9 @@ pub struct TrainArgs {
     pub experiment: ExperimentArgs,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
+    /// GPU adapter to use: a substring of its name, as `tms devices` lists it.
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
     /// Run directory for the result files.
     #[arg(long, value_name = "DIR", default_value = "tms-run")]
     pub out: PathBuf,
@@ -120,50 +130,131 @@ impl ExperimentArgs {
 
 /// An error chain in one line.
 pub fn one_line(err: &anyhow::Error) -> String {
-    err.chain().map(|e| e.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
+    err.chain()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+        .replace('\n', " ")
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(&args),
+        Command::Devices => devices(),
     }
 }
 
 /// Checks that `dir` can hold a new run before any work starts.
 fn prepare_run_dir(dir: &Path, force: bool) -> Result<(), ConfigError> {
     if dir.join("results.json").exists() && !force {
-        return Err(ConfigError(format!("run directory {} already holds results (use --force to overwrite)", dir.display())));
+        return Err(ConfigError(format!(
+            "run directory {} already holds results (use --force to overwrite)",
+            dir.display()
+        )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| ConfigError(format!("cannot create output directory {}: {e}", dir.display())))?;
+    std::fs::create_dir_all(dir).map_err(|e| {
+        ConfigError(format!(
+            "cannot create output directory {}: {e}",
+            dir.display()
+        ))
+    })?;
     let probe = dir.join(".tms-write-test");
-    std::fs::write(&probe, b"").and_then(|()| std::fs::remove_file(&probe)).map_err(|e| ConfigError(format!("output directory {} is not writable: {e}", dir.display())))
+    std::fs::write(&probe, b"")
+        .and_then(|()| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            ConfigError(format!(
+                "output directory {} is not writable: {e}",
+                dir.display()
+            ))
+        })
 }
 
-/// Builds the trainer for a backend choice; returns it with the backend's name.
-pub fn make_trainer(choice: BackendChoice, exp: &Experiment, state: TrainState) -> anyhow::Result<(Box<dyn Trainer>, &'static str)> {
+/// Builds the trainer for a backend choice (and GPU adapter name, if given); returns it with the
+/// backend's name. `auto` falls back to the CPU, with one line on stderr, when no adapter works.
+pub fn make_trainer(
+    choice: BackendChoice,
+    adapter: Option<&str>,
+    exp: &Experiment,
+    state: TrainState,
+) -> anyhow::Result<(Box<dyn Trainer>, &'static str)> {
+    let options = GpuOptions {
+        adapter: adapter.map(str::to_owned),
+        ..Default::default()
+    };
     match choice {
-        BackendChoice::Cpu | BackendChoice::Auto => Ok((Box::new(CpuTrainer::new(exp, state)), "cpu")),
-        BackendChoice::Gpu => anyhow::bail!("the GPU trainer is not built yet; use --backend cpu"),
+        BackendChoice::Cpu => Ok((Box::new(CpuTrainer::new(exp, state)), "cpu")),
+        BackendChoice::Gpu => Ok((Box::new(GpuTrainer::new(exp, state, &options)?), "gpu")),
+        BackendChoice::Auto if list_adapters().is_empty() => {
+            eprintln!("no GPU adapter found; training on the CPU");
+            Ok((Box::new(CpuTrainer::new(exp, state)), "cpu"))
+        }
+        BackendChoice::Auto => match GpuTrainer::new(exp, state.clone(), &options) {
+            Ok(trainer) => Ok((Box::new(trainer), "gpu")),
+            Err(e) => {
+                eprintln!(
+                    "the GPU adapter cannot train this ({}); training on the CPU",
+                    one_line(&e)
+                );
+                Ok((Box::new(CpuTrainer::new(exp, state)), "cpu"))
+            }
+        },
     }
+}
+
+/// `tms devices`: one line per adapter.
+fn devices() -> anyhow::Result<()> {
+    let adapters = list_adapters();
+    if adapters.is_empty() {
+        println!(
+            "no GPU adapter found (on Linux without a GPU: apt-get install mesa-vulkan-drivers)"
+        );
+    }
+    for adapter in adapters {
+        println!("{adapter}");
+    }
+    Ok(())
 }
 
 fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let exp = args.experiment.resolve()?;
     prepare_run_dir(&args.out, args.force)?;
-    let (mut trainer, backend) = make_trainer(args.backend, &exp, TrainState::initial(&exp))?;
+    let (mut trainer, backend) = make_trainer(
+        args.backend,
+        args.adapter.as_deref(),
+        &exp,
+        TrainState::initial(&exp),
+    )?;
     let device = trainer.device();
-    eprintln!("training {} {:?} instances (n = {}, m = {}) for {} steps on {device}", exp.instances.len(), exp.model, exp.features, exp.hidden, exp.steps);
+    eprintln!(
+        "training {} {:?} instances (n = {}, m = {}) for {} steps on {device}",
+        exp.instances.len(),
+        exp.model,
+        exp.features,
+        exp.hidden,
+        exp.steps
+    );
     let started = std::time::Instant::now();
     let (state, records) = run_to_end(&exp, trainer.as_mut(), 0)?;
     let train_seconds = started.elapsed().as_secs_f64();
     let eval = evaluate(&exp, &state);
     let results = Results::collect(&exp, &state, &records, &eval);
-    let config = RunConfig { experiment: exp, backend: backend.into(), device, tms_version: env!("CARGO_PKG_VERSION").into() };
+    let config = RunConfig {
+        experiment: exp,
+        backend: backend.into(),
+        device,
+        tms_version: env!("CARGO_PKG_VERSION").into(),
+    };
     write_run(&args.out, &config, &results, &state)?;
-    eprintln!("trained in {train_seconds:.2} s; wrote {}", args.out.display());
+    eprintln!(
+        "trained in {train_seconds:.2} s; wrote {}",
+        args.out.display()
+    );
     for r in &results.instances {
-        eprintln!("  density {:<6} final loss {:.6}  eval loss {:.6}", r.density, r.final_loss, r.eval_loss);
+        eprintln!(
+            "  density {:<6} final loss {:.6}  eval loss {:.6}",
+            r.density, r.final_loss, r.eval_loss
+        );
     }
     Ok(())
 }

@@ -98,23 +98,45 @@ impl Gpu {
     pub fn open(name: Option<&str>) -> anyhow::Result<Gpu> {
         let all = adapters();
         let adapter = match name {
-            Some(want) => all.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&want.to_lowercase())).with_context(|| format!("no GPU adapter matches {want:?} (see tms devices)"))?,
+            Some(want) => all
+                .into_iter()
+                .find(|a| {
+                    a.get_info()
+                        .name
+                        .to_lowercase()
+                        .contains(&want.to_lowercase())
+                })
+                .with_context(|| format!("no GPU adapter matches {want:?} (see tms devices)"))?,
             None => all.into_iter().next().context("no GPU adapter found")?,
         };
         let limits = adapter.limits();
-        let descriptor = wgpu::DeviceDescriptor { label: Some("tms"), required_limits: limits.clone(), ..Default::default() };
-        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor)).context("cannot open the GPU device")?;
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("tms"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .context("cannot open the GPU device")?;
         let software = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
-        Ok(Gpu { device, queue, adapter: summary(&adapter), limits, software })
+        Ok(Gpu {
+            device,
+            queue,
+            adapter: summary(&adapter),
+            limits,
+            software,
+        })
     }
 
     /// A storage buffer holding `data` (also a copy source, for read-back).
     pub fn storage<T: Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
-        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some(label),
-            contents: bytemuck::cast_slice(data),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        })
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
     }
 
     /// An uninitialised storage buffer of `bytes` (at least 16, so that unused bindings stay valid).
@@ -122,19 +144,31 @@ impl Gpu {
         self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         })
     }
 
     /// A uniform buffer of `bytes`, written with `queue.write_buffer`.
     pub fn uniform(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: bytes, usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false })
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
     }
 
     /// A buffer the host maps to read results back.
     pub fn readback(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor { label: Some(label), size: bytes.max(16), usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false })
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
     }
 
     /// Waits for the queue, then copies the first `len` values out of a mapped read-back buffer.
@@ -148,28 +182,44 @@ impl Gpu {
         slice.map_async(wgpu::MapMode::Read, move |result| {
             let _ = tx.send(result);
         });
-        self.device.poll(wgpu::PollType::wait_indefinitely()).context("waiting for the GPU")?;
-        rx.recv().context("read-back callback dropped")?.context("cannot map the read-back buffer")?;
-        let values = bytemuck::cast_slice::<u8, T>(&slice.get_mapped_range().context("mapped range")?).to_vec();
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .context("waiting for the GPU")?;
+        rx.recv()
+            .context("read-back callback dropped")?
+            .context("cannot map the read-back buffer")?;
+        let values =
+            bytemuck::cast_slice::<u8, T>(&slice.get_mapped_range().context("mapped range")?)
+                .to_vec();
         buffer.unmap();
         Ok(values)
     }
 
     /// A compute pipeline for entry point `entry` of kernel file `kernel`, with the shared layout.
-    fn pipeline(&self, layout: &wgpu::PipelineLayout, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
-        self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(entry),
-            layout: Some(layout),
-            module,
-            entry_point: Some(entry),
-            compilation_options: Default::default(),
-            cache: None,
-        })
+    fn pipeline(
+        &self,
+        layout: &wgpu::PipelineLayout,
+        module: &wgpu::ShaderModule,
+        entry: &str,
+    ) -> wgpu::ComputePipeline {
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(layout),
+                module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
     }
 
     fn module(&self, kernel: &str) -> wgpu::ShaderModule {
         let source = shaders::assembled(kernel);
-        self.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(kernel), source: wgpu::ShaderSource::Wgsl(source.into()) })
+        self.device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            })
     }
 
     /// The one bind group layout every kernel uses (see `shaders/common.wgsl` and the kernels):
@@ -177,12 +227,17 @@ impl Gpu {
     /// 3 instance data, 4 step table, 5 losses, 6 hidden activations, 7 δ, 8 gradients. Kernels
     /// declare the subset they use; seven storage buffers stay within WebGPU's default of eight.
     fn layout(&self) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
-        let entry = |binding: u32, ty: wgpu::BufferBindingType, dynamic: bool| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::COMPUTE,
-            ty: wgpu::BindingType::Buffer { ty, has_dynamic_offset: dynamic, min_binding_size: None },
-            count: None,
-        };
+        let entry =
+            |binding: u32, ty: wgpu::BufferBindingType, dynamic: bool| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty,
+                    has_dynamic_offset: dynamic,
+                    min_binding_size: None,
+                },
+                count: None,
+            };
         let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
         let entries = [
             entry(0, wgpu::BufferBindingType::Uniform, false),
@@ -195,8 +250,19 @@ impl Gpu {
             entry(7, storage(false), false),
             entry(8, storage(false), false),
         ];
-        let group = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some("tms"), entries: &entries });
-        let pipeline = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor { label: Some("tms"), bind_group_layouts: &[Some(&group)], immediate_size: 0 });
+        let group = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("tms"),
+                entries: &entries,
+            });
+        let pipeline = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("tms"),
+                bind_group_layouts: &[Some(&group)],
+                immediate_size: 0,
+            });
         (group, pipeline)
     }
 }
@@ -211,14 +277,33 @@ struct Bindings<'a> {
 impl Gpu {
     fn bind_group(&self, layout: &wgpu::BindGroupLayout, b: Bindings<'_>) -> wgpu::BindGroup {
         let mut entries = vec![
-            wgpu::BindGroupEntry { binding: 0, resource: b.config.as_entire_binding() },
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: b.config.as_entire_binding(),
+            },
             wgpu::BindGroupEntry {
                 binding: 1,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: b.params, offset: 0, size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64) }),
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.params,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
+                }),
             },
         ];
-        entries.extend(b.storage.iter().enumerate().map(|(i, buffer)| wgpu::BindGroupEntry { binding: 2 + i as u32, resource: buffer.as_entire_binding() }));
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some("tms"), layout, entries: &entries })
+        entries.extend(
+            b.storage
+                .iter()
+                .enumerate()
+                .map(|(i, buffer)| wgpu::BindGroupEntry {
+                    binding: 2 + i as u32,
+                    resource: buffer.as_entire_binding(),
+                }),
+        );
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("tms"),
+            layout,
+            entries: &entries,
+        })
     }
 }
 

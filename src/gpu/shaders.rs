@@ -9,12 +9,18 @@ const KERNELS: [(&str, &str); 4] = [
     ("features.wgsl", include_str!("../../shaders/features.wgsl")),
     ("small.wgsl", include_str!("../../shaders/small.wgsl")),
     ("tiled.wgsl", include_str!("../../shaders/tiled.wgsl")),
-    ("tiled_adam.wgsl", include_str!("../../shaders/tiled_adam.wgsl")),
+    (
+        "tiled_adam.wgsl",
+        include_str!("../../shaders/tiled_adam.wgsl"),
+    ),
 ];
 
 /// The complete source of kernel `name` (one of [`kernel_names`]), as handed to wgpu.
 pub fn assembled(name: &str) -> String {
-    let (_, kernel) = KERNELS.iter().find(|(file, _)| *file == name).unwrap_or_else(|| panic!("no kernel {name}"));
+    let (_, kernel) = KERNELS
+        .iter()
+        .find(|(file, _)| *file == name)
+        .unwrap_or_else(|| panic!("no kernel {name}"));
     format!("{PHILOX}\n{COMMON}\n{kernel}")
 }
 

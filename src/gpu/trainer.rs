@@ -55,7 +55,8 @@ pub struct GpuOptions {
 
 /// Whether the small-model kernel can train n features with m hidden dimensions.
 pub fn fits_small(n: usize, m: usize) -> bool {
-    m * n + n <= SMALL_WG * SMALL_PPT && m * n + 2 * n + SMALL_WG * (2 * n + 2 * m) <= SMALL_SHM_FLOATS
+    m * n + n <= SMALL_WG * SMALL_PPT
+        && m * n + 2 * n + SMALL_WG * (2 * n + 2 * m) <= SMALL_SHM_FLOATS
 }
 
 /// An upper estimate of the loop iterations one small.wgsl invocation runs per step (dense samples):
@@ -63,7 +64,8 @@ pub fn fits_small(n: usize, m: usize) -> bool {
 /// the owned parameters' sums over the staged rows.
 fn small_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
     let owned = (m * n + n).div_ceil(SMALL_WG);
-    let per_round = 4 * n.div_ceil(4) + 3 * n * m + 2 * n + 2 * m + SMALL_WG + SMALL_PPT + owned * SMALL_WG;
+    let per_round =
+        4 * n.div_ceil(4) + 3 * n * m + 2 * n + 2 * m + SMALL_WG + SMALL_PPT + owned * SMALL_WG;
     (batch.div_ceil(SMALL_WG) * per_round + 2 * n + 2 * SMALL_PPT + 8) as u64
 }
 
@@ -98,18 +100,31 @@ pub struct GpuTrainer {
 
 impl GpuTrainer {
     /// Opens the adapter and uploads `state`.
-    pub fn new(exp: &Experiment, state: TrainState, options: &GpuOptions) -> anyhow::Result<GpuTrainer> {
+    pub fn new(
+        exp: &Experiment,
+        state: TrainState,
+        options: &GpuOptions,
+    ) -> anyhow::Result<GpuTrainer> {
         let gpu = Gpu::open(options.adapter.as_deref())?;
         // Catch validation errors (e.g. a backend that cannot run a kernel) as errors, not panics.
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let trainer = GpuTrainer::build(gpu, exp, state, options)?;
         if let Some(error) = pollster::block_on(scope.pop()) {
-            bail!("the GPU adapter {} cannot run the kernels: {}", trainer.gpu.adapter.name, error.to_string().replace('\n', " "));
+            bail!(
+                "the GPU adapter {} cannot run the kernels: {}",
+                trainer.gpu.adapter.name,
+                error.to_string().replace('\n', " ")
+            );
         }
         Ok(trainer)
     }
 
-    fn build(gpu: Gpu, exp: &Experiment, state: TrainState, options: &GpuOptions) -> anyhow::Result<GpuTrainer> {
+    fn build(
+        gpu: Gpu,
+        exp: &Experiment,
+        state: TrainState,
+        options: &GpuOptions,
+    ) -> anyhow::Result<GpuTrainer> {
         let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
         let count = m * n + n;
         let tiled = options.force_tiled || !fits_small(n, m);
@@ -126,7 +141,11 @@ impl GpuTrainer {
             per_instance.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
         }
         let per_instance = *per_instance.iter().max().expect("non-empty") as u64;
-        let max_binding = gpu.limits.max_storage_buffer_binding_size.min(gpu.limits.max_buffer_size).min(options.max_binding_bytes.unwrap_or(u64::MAX));
+        let max_binding = gpu
+            .limits
+            .max_storage_buffer_binding_size
+            .min(gpu.limits.max_buffer_size)
+            .min(options.max_binding_bytes.unwrap_or(u64::MAX));
         let per_shard = ((max_binding / per_instance) as usize).min(max_groups);
         if per_shard == 0 {
             bail!("one instance needs {per_instance} bytes in one storage buffer, more than the adapter's {max_binding}");
@@ -136,20 +155,40 @@ impl GpuTrainer {
         let pipelines = if tiled {
             let main = gpu.module("tiled.wgsl");
             let adam = gpu.module("tiled_adam.wgsl");
-            let mut p: Vec<_> = ["hidden_forward", "output_delta", "hidden_backward", "gradient"].iter().map(|e| gpu.pipeline(&layout, &main, e)).collect();
+            let mut p: Vec<_> = [
+                "hidden_forward",
+                "output_delta",
+                "hidden_backward",
+                "gradient",
+            ]
+            .iter()
+            .map(|e| gpu.pipeline(&layout, &main, e))
+            .collect();
             p.push(gpu.pipeline(&layout, &adam, "adam_step"));
             p
         } else {
             vec![gpu.pipeline(&layout, &gpu.module("small.wgsl"), "train")]
         };
 
-        let small_steps = if gpu.software { (LOOP_BUDGET / small_loop_iterations(n, m, batch)).clamp(1, u64::from(SMALL_DISPATCH_STEPS)) as u32 } else { SMALL_DISPATCH_STEPS };
-        let params_stride = u64::from(gpu.limits.min_uniform_buffer_offset_alignment).max(std::mem::size_of::<Params>() as u64);
+        let small_steps = if gpu.software {
+            (LOOP_BUDGET / small_loop_iterations(n, m, batch))
+                .clamp(1, u64::from(SMALL_DISPATCH_STEPS)) as u32
+        } else {
+            SMALL_DISPATCH_STEPS
+        };
+        let params_stride = u64::from(gpu.limits.min_uniform_buffer_offset_alignment)
+            .max(std::mem::size_of::<Params>() as u64);
         let params = gpu.uniform("params", params_stride * u64::from(SUBMIT_STEPS));
-        let table = gpu.storage_zeroed("step table", u64::from(SUBMIT_STEPS) * std::mem::size_of::<StepConstants>() as u64);
+        let table = gpu.storage_zeroed(
+            "step table",
+            u64::from(SUBMIT_STEPS) * std::mem::size_of::<StepConstants>() as u64,
+        );
         let instances = exp.instances.len();
         let loss_readback = gpu.readback("loss read-back", (LOG_SLOTS * instances * 4) as u64);
-        let state_readback = gpu.readback("state read-back", (3 * count * 4 * per_shard.min(instances)) as u64);
+        let state_readback = gpu.readback(
+            "state read-back",
+            (3 * count * 4 * per_shard.min(instances)) as u64,
+        );
 
         let [seed_lo, seed_hi] = seed_key(exp.seed);
         let o = &exp.optimizer;
@@ -175,24 +214,67 @@ impl GpuTrainer {
                 scale: 1.0 / (batch * n) as f32,
             };
             let config_buffer = gpu.uniform("config", std::mem::size_of::<Config>() as u64);
-            gpu.queue.write_buffer(&config_buffer, 0, bytemuck::bytes_of(&config));
+            gpu.queue
+                .write_buffer(&config_buffer, 0, bytemuck::bytes_of(&config));
             let inst = &exp.instances[first..first + len];
-            let mut words: Vec<u32> = inst.iter().flat_map(|i| i.importance.iter().map(|v| v.to_bits())).collect();
+            let mut words: Vec<u32> = inst
+                .iter()
+                .flat_map(|i| i.importance.iter().map(|v| v.to_bits()))
+                .collect();
             words.extend(inst.iter().map(|i| presence_threshold(i.density)));
             let state_buffer = gpu.storage("state", &pack(&state, exp, first, len));
             let losses = gpu.storage_zeroed("losses", (LOG_SLOTS * len * 4) as u64);
             let (hidden, delta, grad) = if tiled {
-                (gpu.storage_zeroed("hidden", (2 * len * batch * m * 4) as u64), gpu.storage_zeroed("delta", (len * batch * n * 4) as u64), gpu.storage_zeroed("gradients", (len * (count + loss_tiles) * 4) as u64))
+                (
+                    gpu.storage_zeroed("hidden", (2 * len * batch * m * 4) as u64),
+                    gpu.storage_zeroed("delta", (len * batch * n * 4) as u64),
+                    gpu.storage_zeroed("gradients", (len * (count + loss_tiles) * 4) as u64),
+                )
             } else {
-                (gpu.storage_zeroed("unused", 16), gpu.storage_zeroed("unused", 16), gpu.storage_zeroed("unused", 16))
+                (
+                    gpu.storage_zeroed("unused", 16),
+                    gpu.storage_zeroed("unused", 16),
+                    gpu.storage_zeroed("unused", 16),
+                )
             };
             let bind_group = gpu.bind_group(
                 &group_layout,
-                Bindings { config: &config_buffer, params: &params, storage: [&state_buffer, &gpu.storage("instance data", &words), &table, &losses, &hidden, &delta, &grad] },
+                Bindings {
+                    config: &config_buffer,
+                    params: &params,
+                    storage: [
+                        &state_buffer,
+                        &gpu.storage("instance data", &words),
+                        &table,
+                        &losses,
+                        &hidden,
+                        &delta,
+                        &grad,
+                    ],
+                },
             );
-            shards.push(Shard { first, count: len, state: state_buffer, losses, bind_group });
+            shards.push(Shard {
+                first,
+                count: len,
+                state: state_buffer,
+                losses,
+                bind_group,
+            });
         }
-        Ok(GpuTrainer { gpu, exp: exp.clone(), step: state.step, tiled, pipelines, shards, table, params, params_stride, small_steps, loss_readback, state_readback })
+        Ok(GpuTrainer {
+            gpu,
+            exp: exp.clone(),
+            step: state.step,
+            tiled,
+            pipelines,
+            shards,
+            table,
+            params,
+            params_stride,
+            small_steps,
+            loss_readback,
+            state_readback,
+        })
     }
 
     /// The number of shards the instances were split into.
@@ -219,8 +301,15 @@ impl GpuTrainer {
             }
             let tiles = |len: usize| len.div_ceil(TILE) as u32;
             let adam_groups = (shard.count * (m * n + n)).div_ceil(ADAM_WG);
-            let adam_x = adam_groups.min(self.gpu.limits.max_compute_workgroups_per_dimension as usize);
-            let grids = [(tiles(m), tiles(batch), count), (tiles(n), tiles(batch), count), (tiles(m), tiles(batch), count), (tiles(n), tiles(m), count), (adam_x as u32, adam_groups.div_ceil(adam_x) as u32, 1)];
+            let adam_x =
+                adam_groups.min(self.gpu.limits.max_compute_workgroups_per_dimension as usize);
+            let grids = [
+                (tiles(m), tiles(batch), count),
+                (tiles(n), tiles(batch), count),
+                (tiles(m), tiles(batch), count),
+                (tiles(n), tiles(m), count),
+                (adam_x as u32, adam_groups.div_ceil(adam_x) as u32, 1),
+            ];
             for (pipeline, (x, y, z)) in self.pipelines.iter().zip(grids) {
                 pass.set_pipeline(pipeline);
                 pass.dispatch_workgroups(x, y, z);
@@ -232,14 +321,23 @@ impl GpuTrainer {
     /// command buffer; waits for the device only when there are losses to read.
     fn submit(&mut self, from: u32, to: u32, logs: &[u32]) -> anyhow::Result<Vec<LossRecord>> {
         let gpu = &self.gpu;
-        gpu.queue.write_buffer(&self.table, 0, bytemuck::cast_slice(&step_table(&self.exp, from, to)));
+        gpu.queue.write_buffer(
+            &self.table,
+            0,
+            bytemuck::cast_slice(&step_table(&self.exp, from, to)),
+        );
         let per_dispatch = if self.tiled { 1 } else { self.small_steps };
         let mut slots = vec![];
         let mut first = from;
         while first < to {
             let steps = per_dispatch.min(to - first);
             let log_slot = logs.iter().filter(|&&s| s < first).count() as u32;
-            slots.push(Params { first_step: first, steps, table_offset: first - from, log_slot });
+            slots.push(Params {
+                first_step: first,
+                steps,
+                table_offset: first - from,
+                log_slot,
+            });
             first += steps;
         }
         let mut bytes = vec![0u8; slots.len() * self.params_stride as usize];
@@ -259,7 +357,13 @@ impl GpuTrainer {
         for shard in &self.shards {
             let bytes = (logs.len() * shard.count * 4) as u64;
             if bytes > 0 {
-                encoder.copy_buffer_to_buffer(&shard.losses, 0, &self.loss_readback, (LOG_SLOTS * shard.first * 4) as u64, bytes);
+                encoder.copy_buffer_to_buffer(
+                    &shard.losses,
+                    0,
+                    &self.loss_readback,
+                    (LOG_SLOTS * shard.first * 4) as u64,
+                    bytes,
+                );
             }
         }
         gpu.queue.submit([encoder.finish()]);
@@ -271,7 +375,15 @@ impl GpuTrainer {
             .iter()
             .enumerate()
             .map(|(slot, &step)| {
-                let losses = self.shards.iter().flat_map(|s| all[LOG_SLOTS * s.first + slot * s.count..][..s.count].iter().copied()).collect();
+                let losses = self
+                    .shards
+                    .iter()
+                    .flat_map(|s| {
+                        all[LOG_SLOTS * s.first + slot * s.count..][..s.count]
+                            .iter()
+                            .copied()
+                    })
+                    .collect();
                 LossRecord { step, losses }
             })
             .collect())
@@ -282,7 +394,11 @@ impl GpuTrainer {
 fn pack(state: &TrainState, exp: &Experiment, first: usize, count: usize) -> Vec<f32> {
     let (n, mn) = (exp.features, exp.hidden * exp.features);
     let mut out = Vec::with_capacity(3 * count * (mn + n));
-    for (w, b) in [(&state.w, &state.b), (&state.m_w, &state.m_b), (&state.v_w, &state.v_b)] {
+    for (w, b) in [
+        (&state.w, &state.b),
+        (&state.m_w, &state.m_b),
+        (&state.v_w, &state.v_b),
+    ] {
         for i in first..first + count {
             out.extend_from_slice(&w[i * mn..(i + 1) * mn]);
             out.extend_from_slice(&b[i * n..(i + 1) * n]);
@@ -295,7 +411,11 @@ fn pack(state: &TrainState, exp: &Experiment, first: usize, count: usize) -> Vec
 fn unpack(data: &[f32], state: &mut TrainState, exp: &Experiment, first: usize, count: usize) {
     let (n, mn) = (exp.features, exp.hidden * exp.features);
     let mut chunks = data.chunks_exact(mn + n);
-    for (w, b) in [(&mut state.w, &mut state.b), (&mut state.m_w, &mut state.m_b), (&mut state.v_w, &mut state.v_b)] {
+    for (w, b) in [
+        (&mut state.w, &mut state.b),
+        (&mut state.m_w, &mut state.m_b),
+        (&mut state.v_w, &mut state.v_b),
+    ] {
         for i in first..first + count {
             let chunk = chunks.next().expect("a full shard");
             w[i * mn..(i + 1) * mn].copy_from_slice(&chunk[..mn]);
@@ -332,14 +452,34 @@ impl Trainer for GpuTrainer {
 
     fn state(&mut self) -> anyhow::Result<TrainState> {
         let exp = &self.exp;
-        let (len_w, len_b) = (exp.instances.len() * exp.hidden * exp.features, exp.instances.len() * exp.features);
-        let mut state = TrainState { step: self.step, w: vec![0.0; len_w], b: vec![0.0; len_b], m_w: vec![0.0; len_w], v_w: vec![0.0; len_w], m_b: vec![0.0; len_b], v_b: vec![0.0; len_b] };
+        let (len_w, len_b) = (
+            exp.instances.len() * exp.hidden * exp.features,
+            exp.instances.len() * exp.features,
+        );
+        let mut state = TrainState {
+            step: self.step,
+            w: vec![0.0; len_w],
+            b: vec![0.0; len_b],
+            m_w: vec![0.0; len_w],
+            v_w: vec![0.0; len_w],
+            m_b: vec![0.0; len_b],
+            v_b: vec![0.0; len_b],
+        };
         for shard in &self.shards {
             let len = 3 * shard.count * (exp.hidden * exp.features + exp.features);
             let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-            encoder.copy_buffer_to_buffer(&shard.state, 0, &self.state_readback, 0, (len * 4) as u64);
+            encoder.copy_buffer_to_buffer(
+                &shard.state,
+                0,
+                &self.state_readback,
+                0,
+                (len * 4) as u64,
+            );
             self.gpu.queue.submit([encoder.finish()]);
-            let data: Vec<f32> = self.gpu.read(&self.state_readback, len).context("reading the state back")?;
+            let data: Vec<f32> = self
+                .gpu
+                .read(&self.state_readback, len)
+                .context("reading the state back")?;
             unpack(&data, &mut state, exp, shard.first, shard.count);
         }
         Ok(state)
