@@ -25,6 +25,8 @@ pub enum Command {
     Train(TrainArgs),
     /// List the GPU adapters wgpu finds (WGPU_BACKEND=vulkan,metal,dx12,gl restricts the search).
     Devices,
+    /// Time the standard workloads on every available backend (and optionally the PyTorch loop).
+    Bench(BenchArgs),
 }
 
 /// Which trainer runs the experiment.
@@ -51,21 +53,26 @@ pub struct ExperimentArgs {
     #[arg(long, value_name = "M")]
     pub hidden: Option<usize>,
     /// Feature densities 1 − S, one instance each.
-    #[arg(long, value_name = "D1,D2,...", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "D1,D2,...",
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
     pub density: Option<Vec<f64>>,
     /// Importance I_i = R^i.
-    #[arg(long, value_name = "R")]
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub importance_decay: Option<f64>,
     #[arg(long, value_name = "B")]
     pub batch: Option<usize>,
     #[arg(long, value_name = "T")]
     pub steps: Option<u32>,
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub lr: Option<f64>,
     #[arg(long, value_enum)]
     pub optimizer: Option<OptimizerKind>,
     /// Weight decay (default 0.01 for adamw, 0 for adam).
-    #[arg(long, value_name = "X")]
+    #[arg(long, value_name = "X", allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     #[arg(long, value_enum)]
     pub schedule: Option<Schedule>,
@@ -94,6 +101,28 @@ pub struct TrainArgs {
     /// Overwrite the result files of an existing run directory.
     #[arg(long)]
     pub force: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Which backends to time: auto = every available one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Workloads to run (basic, sweep, geometry, large); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub workload: Option<Vec<String>>,
+    /// Steps per timed repeat (default: calibrated to about half a second).
+    #[arg(long, value_name = "T")]
+    pub steps: Option<u32>,
+    /// Timed repeats; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Also write the table as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also time benches/pytorch_loop.py (CPU, and CUDA when torch sees a GPU) and print the ratios.
+    #[arg(long)]
+    pub compare_pytorch: bool,
 }
 
 impl ExperimentArgs {
@@ -142,6 +171,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(&args),
         Command::Devices => devices(),
+        Command::Bench(args) => bench(&args),
     }
 }
 
@@ -255,6 +285,168 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             "  density {:<6} final loss {:.6}  eval loss {:.6}",
             r.density, r.final_loss, r.eval_loss
         );
+    }
+    Ok(())
+}
+
+/// A backend to benchmark: its name and a way to build its trainer.
+type TrainerFactory = Box<dyn Fn(&Experiment, TrainState) -> anyhow::Result<Box<dyn Trainer>>>;
+
+/// The backends `tms bench` measures for a choice.
+fn bench_backends(choice: BackendChoice) -> Vec<(String, TrainerFactory)> {
+    let mut backends: Vec<(String, TrainerFactory)> = vec![];
+    if choice != BackendChoice::Gpu {
+        backends.push((
+            "cpu".into(),
+            Box::new(|exp: &Experiment, state| {
+                Ok(Box::new(CpuTrainer::new(exp, state)) as Box<dyn Trainer>)
+            }),
+        ));
+    }
+    if choice != BackendChoice::Cpu && !list_adapters().is_empty() {
+        backends.push((
+            "gpu".into(),
+            Box::new(|exp: &Experiment, state| {
+                Ok(
+                    Box::new(GpuTrainer::new(exp, state, &GpuOptions::default())?)
+                        as Box<dyn Trainer>,
+                )
+            }),
+        ));
+    }
+    backends
+}
+
+/// Runs benches/pytorch_loop.py for one workload and device; None (with a message) if it cannot run.
+fn pytorch_row(
+    workload: &crate::bench::Workload,
+    device: &str,
+    repeats: usize,
+) -> Option<crate::bench::Measurement> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pytorch_loop.py");
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .args([
+            "--workload",
+            &workload.name,
+            "--device",
+            device,
+            "--repeats",
+            &repeats.to_string(),
+        ])
+        .output();
+    let parsed = output
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    let Some(v) = parsed else {
+        eprintln!("pytorch ({device}) could not run {}: is torch installed? (pip install -r benches/requirements.txt)", workload.name);
+        return None;
+    };
+    let per_step = v["seconds_per_step"].as_f64()?;
+    let instances = workload.densities.len() as f64;
+    Some(crate::bench::Measurement {
+        workload: workload.name.clone(),
+        backend: format!("pytorch-{device}"),
+        device: v["device"].as_str().unwrap_or(device).to_string(),
+        steps: v["steps"].as_u64().unwrap_or(0) as u32,
+        repeats,
+        seconds_per_step: per_step,
+        instance_steps_per_second: instances / per_step,
+        samples_per_second: instances * 1024.0 / per_step,
+        gflops: workload.flops_per_step() / per_step / 1e9,
+        randoms_per_second: workload.randoms_per_step() / per_step,
+        peak_host_bytes: 0,
+        device_bytes: 0,
+        speedup_vs_cpu: None,
+    })
+}
+
+fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    use crate::bench::{add_speedups, markdown_table, measure, standard_workloads};
+    let all = standard_workloads();
+    let workloads: Vec<_> = match &args.workload {
+        None => all,
+        Some(names) => names
+            .iter()
+            .map(|name| {
+                all.iter()
+                    .find(|w| &w.name == name)
+                    .cloned()
+                    .ok_or_else(|| {
+                        ConfigError(format!(
+                            "invalid --workload: {name} (one of basic, sweep, geometry, large)"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    if args.repeats == 0 {
+        return Err(ConfigError("invalid --repeats: 0 (must be at least 1)".into()).into());
+    }
+    let cuda = args.compare_pytorch
+        && std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    let mut rows = vec![];
+    for workload in &workloads {
+        for (name, factory) in bench_backends(args.backend) {
+            let exp = workload.experiment(crate::config::MAX_STEPS);
+            let mut trainer = factory(&exp, TrainState::initial(&exp))?;
+            eprintln!("timing {} on {name} ({})", workload.name, trainer.device());
+            rows.push(measure(
+                workload,
+                &name,
+                trainer.as_mut(),
+                args.steps,
+                3,
+                args.repeats,
+            )?);
+        }
+        if args.compare_pytorch {
+            for device in if cuda {
+                vec!["cpu", "cuda"]
+            } else {
+                vec!["cpu"]
+            } {
+                rows.extend(pytorch_row(workload, device, args.repeats));
+            }
+        }
+    }
+    add_speedups(&mut rows);
+    println!("{}", markdown_table(&rows));
+    println!("Work counted per instance-step: 10·B·n·m flops and 2·B·n random numbers (B = 1024); times are medians of {} repeats.", args.repeats);
+    if args.compare_pytorch {
+        println!("\ntms vs the PyTorch loop (PyTorch time / tms time):");
+        for tms_row in rows.iter().filter(|r| !r.backend.starts_with("pytorch")) {
+            for torch_row in rows
+                .iter()
+                .filter(|r| r.backend.starts_with("pytorch") && r.workload == tms_row.workload)
+            {
+                println!(
+                    "  {:<9} tms {:<4} vs {:<13}: {:.2}×",
+                    tms_row.workload,
+                    tms_row.backend,
+                    torch_row.backend,
+                    torch_row.seconds_per_step / tms_row.seconds_per_step
+                );
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        let report = serde_json::json!({
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "tms_version": env!("CARGO_PKG_VERSION"),
+            "commit": std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+            "host": std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())),
+            "threads": rayon::current_num_threads(),
+            "rows": rows,
+        });
+        crate::export::write_atomic(path, &serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(())
 }

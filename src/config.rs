@@ -124,8 +124,10 @@ pub const MAX_STEPS: u32 = 1 << 31;
 impl Settings {
     /// Reads a TOML config file; syntax errors and unknown keys name the line and column.
     pub fn from_toml_file(path: &Path) -> Result<Settings, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
-        Settings::from_toml_str(&text).map_err(|ConfigError(e)| ConfigError(format!("config {}: {e}", path.display())))
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+        Settings::from_toml_str(&text)
+            .map_err(|ConfigError(e)| ConfigError(format!("config {}: {e}", path.display())))
     }
 
     /// Parses TOML text into settings.
@@ -135,7 +137,8 @@ impl Settings {
                 .span()
                 .map(|span| {
                     let line = text[..span.start].matches('\n').count() + 1;
-                    let column = span.start - text[..span.start].rfind('\n').map_or(0, |p| p + 1) + 1;
+                    let column =
+                        span.start - text[..span.start].rfind('\n').map_or(0, |p| p + 1) + 1;
                     format!("line {line}, column {column}: ")
                 })
                 .unwrap_or_default();
@@ -148,7 +151,23 @@ impl Settings {
         macro_rules! pick {
             ($($f:ident),*) => { Settings { $($f: over.$f.or(self.$f)),* } };
         }
-        pick!(model, features, hidden, density, importance_decay, instances, batch, steps, lr, optimizer, weight_decay, schedule, log_every, eval_samples, seed)
+        pick!(
+            model,
+            features,
+            hidden,
+            density,
+            importance_decay,
+            instances,
+            batch,
+            steps,
+            lr,
+            optimizer,
+            weight_decay,
+            schedule,
+            log_every,
+            eval_samples,
+            seed
+        )
     }
 
     /// Applies defaults and validates every value.
@@ -165,16 +184,37 @@ impl Settings {
         check_decay("importance-decay", decay)?;
 
         let instances = match (&self.instances, &self.density) {
-            (Some(_), Some(_)) => return Err(ConfigError("give either density or instances, not both".into())),
-            (Some(list), None) => list.iter().enumerate().map(|(i, spec)| resolve_instance(i, spec, features, decay)).collect::<Result<Vec<_>, _>>()?,
+            (Some(_), Some(_)) => {
+                return Err(ConfigError(
+                    "give either density or instances, not both".into(),
+                ))
+            }
+            (Some(list), None) => list
+                .iter()
+                .enumerate()
+                .map(|(i, spec)| resolve_instance(i, spec, features, decay))
+                .collect::<Result<Vec<_>, _>>()?,
             (None, density) => {
-                let densities = density.clone().unwrap_or_else(|| DEFAULT_DENSITIES.to_vec());
-                let spec = |d| InstanceSettings { density: Some(d), ..Default::default() };
-                densities.iter().enumerate().map(|(i, &d)| resolve_instance(i, &spec(d), features, decay)).collect::<Result<Vec<_>, _>>()?
+                let densities = density
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_DENSITIES.to_vec());
+                let spec = |d| InstanceSettings {
+                    density: Some(d),
+                    ..Default::default()
+                };
+                densities
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &d)| resolve_instance(i, &spec(d), features, decay))
+                    .collect::<Result<Vec<_>, _>>()?
             }
         };
         if instances.is_empty() {
-            return Err(bad("instances", "[]", "at least one instance (density) is needed"));
+            return Err(bad(
+                "instances",
+                "[]",
+                "at least one instance (density) is needed",
+            ));
         }
 
         let batch = self.batch.unwrap_or(1024);
@@ -190,10 +230,18 @@ impl Settings {
         if !(lr.is_finite() && lr > 0.0) {
             return Err(bad("lr", lr, "must be a positive finite number"));
         }
-        let default_decay = if kind == OptimizerKind::Adamw { 0.01 } else { 0.0 };
+        let default_decay = if kind == OptimizerKind::Adamw {
+            0.01
+        } else {
+            0.0
+        };
         let weight_decay = self.weight_decay.unwrap_or(default_decay);
         if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-            return Err(bad("weight-decay", weight_decay, "must be a finite number ≥ 0"));
+            return Err(bad(
+                "weight-decay",
+                weight_decay,
+                "must be a finite number ≥ 0",
+            ));
         }
         let log_every = self.log_every.unwrap_or(100);
         if log_every == 0 {
@@ -201,10 +249,16 @@ impl Settings {
         }
         let eval_samples = self.eval_samples.unwrap_or(16_384);
         if eval_samples == 0 || eval_samples > 1 << 24 {
-            return Err(bad("eval-samples", eval_samples, "must be between 1 and 16777216"));
+            return Err(bad(
+                "eval-samples",
+                eval_samples,
+                "must be between 1 and 16777216",
+            ));
         }
         if (batch.max(eval_samples) as u64) * (features.div_ceil(4) as u64) > u64::from(u32::MAX) {
-            return Err(ConfigError(format!("batch × features too large for the 32-bit sample counter: {batch} × {features}")));
+            return Err(ConfigError(format!(
+                "batch × features too large for the 32-bit sample counter: {batch} × {features}"
+            )));
         }
         Ok(Experiment {
             model: self.model.unwrap_or(ModelKind::Relu),
@@ -213,7 +267,14 @@ impl Settings {
             instances,
             batch,
             steps,
-            optimizer: Optimizer { kind, lr, weight_decay, beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+            optimizer: Optimizer {
+                kind,
+                lr,
+                weight_decay,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+            },
             schedule: self.schedule.unwrap_or(Schedule::Constant),
             log_every,
             eval_samples,
@@ -226,23 +287,50 @@ fn check_decay(field: &str, decay: f64) -> Result<(), ConfigError> {
     if decay.is_finite() && decay > 0.0 {
         Ok(())
     } else {
-        Err(bad(field, decay, "must be a positive finite number, e.g. 0.7 for I_i = 0.7^i"))
+        Err(bad(
+            field,
+            decay,
+            "must be a positive finite number, e.g. 0.7 for I_i = 0.7^i",
+        ))
     }
 }
 
-fn resolve_instance(index: usize, spec: &InstanceSettings, features: usize, decay: f64) -> Result<Instance, ConfigError> {
-    let density = spec.density.ok_or_else(|| ConfigError(format!("invalid instances[{index}]: missing density")))?;
+fn resolve_instance(
+    index: usize,
+    spec: &InstanceSettings,
+    features: usize,
+    decay: f64,
+) -> Result<Instance, ConfigError> {
+    let density = spec
+        .density
+        .ok_or_else(|| ConfigError(format!("invalid instances[{index}]: missing density")))?;
     if !(density.is_finite() && density > 0.0 && density <= 1.0) {
-        return Err(bad(&format!("density of instance {index}"), density, "must be in (0, 1]"));
+        return Err(bad(
+            &format!("density of instance {index}"),
+            density,
+            "must be in (0, 1]",
+        ));
     }
     let importance = match (&spec.importance, spec.importance_decay) {
-        (Some(_), Some(_)) => return Err(ConfigError(format!("invalid instances[{index}]: give importance or importance_decay, not both"))),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError(format!(
+                "invalid instances[{index}]: give importance or importance_decay, not both"
+            )))
+        }
         (Some(list), None) => {
             if list.len() != features {
-                return Err(bad(&format!("importance of instance {index}"), format!("{} values", list.len()), &format!("must list one value per feature ({features})")));
+                return Err(bad(
+                    &format!("importance of instance {index}"),
+                    format!("{} values", list.len()),
+                    &format!("must list one value per feature ({features})"),
+                ));
             }
             if let Some(v) = list.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-                return Err(bad(&format!("importance of instance {index}"), v, "values must be finite and ≥ 0"));
+                return Err(bad(
+                    &format!("importance of instance {index}"),
+                    v,
+                    "values must be finite and ≥ 0",
+                ));
             }
             list.iter().map(|&v| v as f32).collect()
         }
@@ -252,7 +340,10 @@ fn resolve_instance(index: usize, spec: &InstanceSettings, features: usize, deca
             geometric_importance(features, r)
         }
     };
-    Ok(Instance { density, importance })
+    Ok(Instance {
+        density,
+        importance,
+    })
 }
 
 /// I_i = r^i, computed in f64 and rounded once.
@@ -279,8 +370,14 @@ mod tests {
     #[test]
     fn defaults_are_the_seed_experiment_with_notebook_settings() {
         let e = Experiment::seed_default();
-        assert_eq!((e.features, e.hidden, e.batch, e.steps, e.model), (20, 5, 1024, 10_000, ModelKind::Relu));
-        assert_eq!(e.instances.iter().map(|i| i.density).collect::<Vec<_>>(), DEFAULT_DENSITIES);
+        assert_eq!(
+            (e.features, e.hidden, e.batch, e.steps, e.model),
+            (20, 5, 1024, 10_000, ModelKind::Relu)
+        );
+        assert_eq!(
+            e.instances.iter().map(|i| i.density).collect::<Vec<_>>(),
+            DEFAULT_DENSITIES
+        );
         assert_eq!(e.optimizer.kind, OptimizerKind::Adamw);
         assert_eq!((e.optimizer.lr, e.optimizer.weight_decay), (1e-3, 0.01));
         assert_eq!(e.schedule, Schedule::Constant);
@@ -289,10 +386,18 @@ mod tests {
 
     #[test]
     fn flags_override_the_file() {
-        let file = Settings::from_toml_str("features = 10\nhidden = 3\nlr = 0.01\nmodel = \"linear\"").unwrap();
-        let flags = Settings { lr: Some(0.05), ..Default::default() };
+        let file =
+            Settings::from_toml_str("features = 10\nhidden = 3\nlr = 0.01\nmodel = \"linear\"")
+                .unwrap();
+        let flags = Settings {
+            lr: Some(0.05),
+            ..Default::default()
+        };
         let e = file.overlay(flags).resolve().unwrap();
-        assert_eq!((e.features, e.hidden, e.optimizer.lr, e.model), (10, 3, 0.05, ModelKind::Linear));
+        assert_eq!(
+            (e.features, e.hidden, e.optimizer.lr, e.model),
+            (10, 3, 0.05, ModelKind::Linear)
+        );
     }
 
     #[test]
@@ -306,19 +411,97 @@ mod tests {
     #[test]
     fn bad_values_get_one_line_naming_the_field() {
         let cases: Vec<(Settings, &str)> = vec![
-            (Settings { features: Some(0), ..Default::default() }, "features"),
-            (Settings { hidden: Some(0), ..Default::default() }, "hidden"),
-            (Settings { density: Some(vec![0.0]), ..Default::default() }, "density"),
-            (Settings { density: Some(vec![1.5]), ..Default::default() }, "density"),
-            (Settings { density: Some(vec![f64::NAN]), ..Default::default() }, "density"),
-            (Settings { density: Some(vec![]), ..Default::default() }, "instances"),
-            (Settings { lr: Some(-1.0), ..Default::default() }, "lr"),
-            (Settings { lr: Some(f64::INFINITY), ..Default::default() }, "lr"),
-            (Settings { batch: Some(0), ..Default::default() }, "batch"),
-            (Settings { steps: Some(0), ..Default::default() }, "steps"),
-            (Settings { importance_decay: Some(0.0), ..Default::default() }, "importance-decay"),
-            (Settings { weight_decay: Some(f64::NAN), ..Default::default() }, "weight-decay"),
-            (Settings { log_every: Some(0), ..Default::default() }, "log-every"),
+            (
+                Settings {
+                    features: Some(0),
+                    ..Default::default()
+                },
+                "features",
+            ),
+            (
+                Settings {
+                    hidden: Some(0),
+                    ..Default::default()
+                },
+                "hidden",
+            ),
+            (
+                Settings {
+                    density: Some(vec![0.0]),
+                    ..Default::default()
+                },
+                "density",
+            ),
+            (
+                Settings {
+                    density: Some(vec![1.5]),
+                    ..Default::default()
+                },
+                "density",
+            ),
+            (
+                Settings {
+                    density: Some(vec![f64::NAN]),
+                    ..Default::default()
+                },
+                "density",
+            ),
+            (
+                Settings {
+                    density: Some(vec![]),
+                    ..Default::default()
+                },
+                "instances",
+            ),
+            (
+                Settings {
+                    lr: Some(-1.0),
+                    ..Default::default()
+                },
+                "lr",
+            ),
+            (
+                Settings {
+                    lr: Some(f64::INFINITY),
+                    ..Default::default()
+                },
+                "lr",
+            ),
+            (
+                Settings {
+                    batch: Some(0),
+                    ..Default::default()
+                },
+                "batch",
+            ),
+            (
+                Settings {
+                    steps: Some(0),
+                    ..Default::default()
+                },
+                "steps",
+            ),
+            (
+                Settings {
+                    importance_decay: Some(0.0),
+                    ..Default::default()
+                },
+                "importance-decay",
+            ),
+            (
+                Settings {
+                    weight_decay: Some(f64::NAN),
+                    ..Default::default()
+                },
+                "weight-decay",
+            ),
+            (
+                Settings {
+                    log_every: Some(0),
+                    ..Default::default()
+                },
+                "log-every",
+            ),
         ];
         for (settings, field) in cases {
             let err = settings.resolve().unwrap_err().0;
@@ -328,9 +511,13 @@ mod tests {
 
     #[test]
     fn toml_errors_name_line_and_column() {
-        let err = Settings::from_toml_str("features = 20\nhidden = = 5\n").unwrap_err().0;
+        let err = Settings::from_toml_str("features = 20\nhidden = = 5\n")
+            .unwrap_err()
+            .0;
         assert!(err.starts_with("line 2, column"), "{err}");
-        let err = Settings::from_toml_str("features = 20\nhiden = 5\n").unwrap_err().0;
+        let err = Settings::from_toml_str("features = 20\nhiden = 5\n")
+            .unwrap_err()
+            .0;
         assert!(err.contains("line 2") && err.contains("hiden"), "{err}");
     }
 }

@@ -31,7 +31,15 @@ struct Chunk {
 
 impl Chunk {
     /// Loss and gradient of this chunk's samples at `step`, for the instance's current W and b.
-    fn compute(&mut self, kind: ModelKind, step: u32, w: &[f32], b: &[f32], importance: &[f32], c: f32) {
+    fn compute(
+        &mut self,
+        kind: ModelKind,
+        step: u32,
+        w: &[f32],
+        b: &[f32],
+        importance: &[f32],
+        c: f32,
+    ) {
         self.grad_w.fill(0.0);
         self.grad_b.fill(0.0);
         let mut loss = 0.0f64;
@@ -42,15 +50,30 @@ impl Chunk {
                 continue;
             }
             forward(w, b, &self.x, &mut self.scratch);
-            loss += f64::from(output_delta(kind, importance, &self.x, c, &mut self.scratch));
-            backward(w, &self.x, &mut self.scratch, &mut self.grad_w, &mut self.grad_b);
+            loss += f64::from(output_delta(
+                kind,
+                importance,
+                &self.x,
+                c,
+                &mut self.scratch,
+            ));
+            backward(
+                w,
+                &self.x,
+                &mut self.scratch,
+                &mut self.grad_w,
+                &mut self.grad_b,
+            );
         }
         if zero_samples > 0 {
             // Every all-zero sample has the same loss and bias gradient: add them in closed form.
             let zero_loss = zero_sample(kind, importance, b, c, &mut self.zero_delta);
             loss += f64::from(zero_loss) * f64::from(zero_samples);
             let count = zero_samples as f32;
-            self.grad_b.iter_mut().zip(&self.zero_delta).for_each(|(g, d)| *g += count * d);
+            self.grad_b
+                .iter_mut()
+                .zip(&self.zero_delta)
+                .for_each(|(g, d)| *g += count * d);
         }
         self.loss = loss;
     }
@@ -70,7 +93,12 @@ impl CpuTrainer {
         let chunks_per_instance = exp.batch.div_ceil(CHUNK_SAMPLES);
         let chunks = (0..exp.instances.len())
             .flat_map(|instance| {
-                let source = FeatureSource::train(exp.seed, instance as u32, exp.instances[instance].density, n);
+                let source = FeatureSource::train(
+                    exp.seed,
+                    instance as u32,
+                    exp.instances[instance].density,
+                    n,
+                );
                 (0..chunks_per_instance).map(move |k| {
                     let first = k * CHUNK_SAMPLES;
                     let last = (first + CHUNK_SAMPLES).min(exp.batch);
@@ -88,11 +116,20 @@ impl CpuTrainer {
                 })
             })
             .collect();
-        CpuTrainer { exp: exp.clone(), state, chunks, chunks_per_instance }
+        CpuTrainer {
+            exp: exp.clone(),
+            state,
+            chunks,
+            chunks_per_instance,
+        }
     }
 
     /// One training step of every instance; returns the per-instance batch losses.
-    fn step(&mut self, constants: crate::optim::StepConstants, record_loss: bool) -> Option<Vec<f32>> {
+    fn step(
+        &mut self,
+        constants: crate::optim::StepConstants,
+        record_loss: bool,
+    ) -> Option<Vec<f32>> {
         let exp = &self.exp;
         let (n, mn) = (exp.features, exp.hidden * exp.features);
         let c = 1.0 / (exp.batch * n) as f32;
@@ -102,7 +139,14 @@ impl CpuTrainer {
             let (w, b) = (&state.w, &state.b);
             self.chunks.par_iter_mut().for_each(|chunk| {
                 let i = chunk.instance;
-                chunk.compute(exp.model, step, &w[i * mn..(i + 1) * mn], &b[i * n..(i + 1) * n], &exp.instances[i].importance, c);
+                chunk.compute(
+                    exp.model,
+                    step,
+                    &w[i * mn..(i + 1) * mn],
+                    &b[i * n..(i + 1) * n],
+                    &exp.instances[i].importance,
+                    c,
+                );
             });
         }
         // Per instance: sum the chunks in order into the first one, then take the Adam step.
@@ -117,10 +161,20 @@ impl CpuTrainer {
             .zip(state.m_b.par_chunks_mut(n))
             .zip(state.v_b.par_chunks_mut(n))
             .map(|((((((chunks, w), m_w), v_w), b), m_b), v_b)| {
-                let (first, rest) = chunks.split_first_mut().expect("every instance has a chunk");
+                let (first, rest) = chunks
+                    .split_first_mut()
+                    .expect("every instance has a chunk");
                 for other in rest.iter() {
-                    first.grad_w.iter_mut().zip(&other.grad_w).for_each(|(a, g)| *a += g);
-                    first.grad_b.iter_mut().zip(&other.grad_b).for_each(|(a, g)| *a += g);
+                    first
+                        .grad_w
+                        .iter_mut()
+                        .zip(&other.grad_w)
+                        .for_each(|(a, g)| *a += g);
+                    first
+                        .grad_b
+                        .iter_mut()
+                        .zip(&other.grad_b)
+                        .for_each(|(a, g)| *a += g);
                     first.loss += other.loss;
                 }
                 adam_update(hyper, constants, w, &first.grad_w, m_w, v_w);

@@ -46,14 +46,20 @@ pub struct Results {
 
 impl Results {
     /// Gathers the per-instance results of a finished run.
-    pub fn collect(exp: &Experiment, state: &TrainState, records: &[LossRecord], eval: &[f64]) -> Results {
+    pub fn collect(
+        exp: &Experiment,
+        state: &TrainState,
+        records: &[LossRecord],
+        eval: &[f64],
+    ) -> Results {
         let n = exp.features;
         let instances = exp
             .instances
             .iter()
             .enumerate()
             .map(|(i, inst)| {
-                let loss_curve: Vec<(u32, f32)> = records.iter().map(|r| (r.step, r.losses[i])).collect();
+                let loss_curve: Vec<(u32, f32)> =
+                    records.iter().map(|r| (r.step, r.losses[i])).collect();
                 InstanceResult {
                     index: i,
                     density: inst.density,
@@ -66,32 +72,61 @@ impl Results {
                 }
             })
             .collect();
-        Results { model: exp.model, features: n, hidden: exp.hidden, steps: exp.steps, instances }
+        Results {
+            model: exp.model,
+            features: n,
+            hidden: exp.hidden,
+            steps: exp.steps,
+            instances,
+        }
     }
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a reader
 /// never sees a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path.file_name().context("file path has no name")?.to_string_lossy();
+    let name = path
+        .file_name()
+        .context("file path has no name")?
+        .to_string_lossy();
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
 }
 
 /// The safetensors bytes of W [instances, m, n] and b [instances, n].
 pub fn weights_safetensors(exp: &Experiment, state: &TrainState) -> anyhow::Result<Vec<u8>> {
     use safetensors::tensor::{Dtype, TensorView};
     let count = exp.instances.len();
-    let w = TensorView::new(Dtype::F32, vec![count, exp.hidden, exp.features], bytemuck::cast_slice(&state.w))?;
-    let b = TensorView::new(Dtype::F32, vec![count, exp.features], bytemuck::cast_slice(&state.b))?;
+    let w = TensorView::new(
+        Dtype::F32,
+        vec![count, exp.hidden, exp.features],
+        bytemuck::cast_slice(&state.w),
+    )?;
+    let b = TensorView::new(
+        Dtype::F32,
+        vec![count, exp.features],
+        bytemuck::cast_slice(&state.b),
+    )?;
     Ok(safetensors::serialize([("W", w), ("b", b)], None)?)
 }
 
 /// Writes config.json, results.json and weights.safetensors into `dir` (which must exist).
-pub fn write_run(dir: &Path, config: &RunConfig, results: &Results, state: &TrainState) -> anyhow::Result<()> {
-    write_atomic(&dir.join("config.json"), &serde_json::to_vec_pretty(config)?)?;
-    write_atomic(&dir.join("weights.safetensors"), &weights_safetensors(&config.experiment, state)?)?;
+pub fn write_run(
+    dir: &Path,
+    config: &RunConfig,
+    results: &Results,
+    state: &TrainState,
+) -> anyhow::Result<()> {
+    write_atomic(
+        &dir.join("config.json"),
+        &serde_json::to_vec_pretty(config)?,
+    )?;
+    write_atomic(
+        &dir.join("weights.safetensors"),
+        &weights_safetensors(&config.experiment, state)?,
+    )?;
     write_atomic(&dir.join("results.json"), &serde_json::to_vec(results)?)?;
     Ok(())
 }
@@ -100,14 +135,16 @@ pub fn write_run(dir: &Path, config: &RunConfig, results: &Results, state: &Trai
 pub fn read_results(dir: &Path) -> anyhow::Result<Results> {
     let path = dir.join("results.json");
     let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{} is not a tms results file", path.display()))
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a tms results file", path.display()))
 }
 
 /// Reads config.json of a run directory.
 pub fn read_config(dir: &Path) -> anyhow::Result<RunConfig> {
     let path = dir.join("config.json");
     let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&text).with_context(|| format!("{} is not a tms config file", path.display()))
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a tms config file", path.display()))
 }
 
 /// Reads W and b back from weights.safetensors: (W flat [instances·m·n], b flat [instances·n], shape of W).
@@ -118,7 +155,11 @@ pub fn read_weights(dir: &Path) -> anyhow::Result<(Vec<f32>, Vec<f32>, Vec<usize
     let read = |name: &str| -> anyhow::Result<(Vec<f32>, Vec<usize>)> {
         let t = tensors.tensor(name)?;
         anyhow::ensure!(t.dtype() == safetensors::Dtype::F32, "{name} is not f32");
-        let values = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let values = t
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
         Ok((values, t.shape().to_vec()))
     };
     let (w, shape) = read("W")?;

@@ -98,16 +98,44 @@ pub struct FeatureSource {
 impl FeatureSource {
     /// The training data of `instance`: a fresh batch every step.
     pub fn train(seed: u64, instance: u32, density: f64, features: usize) -> Self {
-        Self::new(seed, instance, density, features, Stream::TrainMask, Stream::TrainValue)
+        Self::new(
+            seed,
+            instance,
+            density,
+            features,
+            Stream::TrainMask,
+            Stream::TrainValue,
+        )
     }
 
     /// The held-out evaluation data of `instance` (step 0 of its own streams, never used for training).
     pub fn eval(seed: u64, instance: u32, density: f64, features: usize) -> Self {
-        Self::new(seed, instance, density, features, Stream::EvalMask, Stream::EvalValue)
+        Self::new(
+            seed,
+            instance,
+            density,
+            features,
+            Stream::EvalMask,
+            Stream::EvalValue,
+        )
     }
 
-    fn new(seed: u64, instance: u32, density: f64, features: usize, mask_stream: Stream, value_stream: Stream) -> Self {
-        FeatureSource { key: seed_key(seed), instance, threshold: presence_threshold(density), features, mask_stream, value_stream }
+    fn new(
+        seed: u64,
+        instance: u32,
+        density: f64,
+        features: usize,
+        mask_stream: Stream,
+        value_stream: Stream,
+    ) -> Self {
+        FeatureSource {
+            key: seed_key(seed),
+            instance,
+            threshold: presence_threshold(density),
+            features,
+            mask_stream,
+            value_stream,
+        }
     }
 
     /// Number of four-feature groups per sample.
@@ -124,12 +152,22 @@ impl FeatureSource {
         let mut present = 0;
         for (group, chunk) in x.chunks_mut(4).enumerate() {
             let index = sample * groups + group as u32;
-            let mask = philox4x32_10([index, step, self.instance, self.mask_stream as u32], self.key);
+            let mask = philox4x32_10(
+                [index, step, self.instance, self.mask_stream as u32],
+                self.key,
+            );
             let live = |lane: usize| mask[lane] <= self.threshold;
             if (0..chunk.len()).any(live) {
-                let value = philox4x32_10([index, step, self.instance, self.value_stream as u32], self.key);
+                let value = philox4x32_10(
+                    [index, step, self.instance, self.value_stream as u32],
+                    self.key,
+                );
                 for (lane, out) in chunk.iter_mut().enumerate() {
-                    *out = if live(lane) { unit_float(value[lane]) } else { 0.0 };
+                    *out = if live(lane) {
+                        unit_float(value[lane])
+                    } else {
+                        0.0
+                    };
                     present += usize::from(live(lane));
                 }
             } else {
@@ -153,20 +191,57 @@ pub fn init_normal(seed: u64, instance: u32, index: u32) -> f64 {
 mod tests {
     use super::*;
 
-    /// Random123 tests/kat_vectors, the philox4x32 lines: (rounds, counter, key, expected).
-    const KAT: [(u32, [u32; 4], [u32; 2], [u32; 4]); 6] = [
-        (7, [0, 0, 0, 0], [0, 0], [0x5f6fb709, 0x0d893f64, 0x4f121f81, 0x4f730a48]),
-        (7, [u32::MAX; 4], [u32::MAX; 2], [0x5207ddc2, 0x45165e59, 0x4d8ee751, 0x8c52f662]),
-        (7, [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0], [0x4dfccaba, 0x190a87f0, 0xc47362ba, 0xb6b5242a]),
-        (10, [0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
-        (10, [u32::MAX; 4], [u32::MAX; 2], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]),
-        (10, [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344], [0xa4093822, 0x299f31d0], [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1]),
+    /// (rounds, counter, key, expected output).
+    type KnownAnswer = (u32, [u32; 4], [u32; 2], [u32; 4]);
+
+    /// Random123 tests/kat_vectors, the philox4x32 lines.
+    const KAT: [KnownAnswer; 6] = [
+        (
+            7,
+            [0, 0, 0, 0],
+            [0, 0],
+            [0x5f6fb709, 0x0d893f64, 0x4f121f81, 0x4f730a48],
+        ),
+        (
+            7,
+            [u32::MAX; 4],
+            [u32::MAX; 2],
+            [0x5207ddc2, 0x45165e59, 0x4d8ee751, 0x8c52f662],
+        ),
+        (
+            7,
+            [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+            [0xa4093822, 0x299f31d0],
+            [0x4dfccaba, 0x190a87f0, 0xc47362ba, 0xb6b5242a],
+        ),
+        (
+            10,
+            [0, 0, 0, 0],
+            [0, 0],
+            [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
+        ),
+        (
+            10,
+            [u32::MAX; 4],
+            [u32::MAX; 2],
+            [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
+        ),
+        (
+            10,
+            [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
+            [0xa4093822, 0x299f31d0],
+            [0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1],
+        ),
     ];
 
     #[test]
     fn philox_matches_published_known_answers() {
         for (rounds, counter, key, expected) in KAT {
-            assert_eq!(philox4x32(rounds, counter, key), expected, "philox4x32-{rounds} {counter:x?}");
+            assert_eq!(
+                philox4x32(rounds, counter, key),
+                expected,
+                "philox4x32-{rounds} {counter:x?}"
+            );
         }
     }
 
@@ -195,7 +270,12 @@ mod tests {
             }
         }
         let mean = sum / present as f64;
-        (present as f64 / (f64::from(samples) * n as f64), mean, sq / present as f64 - mean * mean, bins)
+        (
+            present as f64 / (f64::from(samples) * n as f64),
+            mean,
+            sq / present as f64 - mean * mean,
+            bins,
+        )
     }
 
     #[test]
@@ -204,14 +284,23 @@ mod tests {
             let draws = 20_000 * 20;
             let (rate, mean, var, bins) = moments(density, 20, 20_000);
             let sd = (density * (1.0 - density) / draws as f64).sqrt();
-            assert!((rate - density).abs() <= 5.0 * sd + 1e-9, "density {density}: rate {rate}");
+            assert!(
+                (rate - density).abs() <= 5.0 * sd + 1e-9,
+                "density {density}: rate {rate}"
+            );
             let present = (rate * draws as f64) as u64;
             let tol = 5.0 / (12.0 * present as f64).sqrt();
             assert!((mean - 0.5).abs() < tol, "density {density}: mean {mean}");
-            assert!((var - 1.0 / 12.0).abs() < 0.01, "density {density}: var {var}");
+            assert!(
+                (var - 1.0 / 12.0).abs() < 0.01,
+                "density {density}: var {var}"
+            );
             // Chi-square of the histogram, 9 degrees of freedom: 99.99 % quantile ≈ 33.7.
             let expect = present as f64 / 10.0;
-            let chi2: f64 = bins.iter().map(|&b| (b as f64 - expect).powi(2) / expect).sum();
+            let chi2: f64 = bins
+                .iter()
+                .map(|&b| (b as f64 - expect).powi(2) / expect)
+                .sum();
             assert!(chi2 < 33.7, "density {density}: chi2 {chi2} bins {bins:?}");
         }
     }
@@ -219,7 +308,10 @@ mod tests {
     /// Pearson correlation of value pairs drawn at neighbouring counters.
     fn correlation(pairs: &[(f64, f64)]) -> f64 {
         let n = pairs.len() as f64;
-        let (ma, mb) = (pairs.iter().map(|p| p.0).sum::<f64>() / n, pairs.iter().map(|p| p.1).sum::<f64>() / n);
+        let (ma, mb) = (
+            pairs.iter().map(|p| p.0).sum::<f64>() / n,
+            pairs.iter().map(|p| p.1).sum::<f64>() / n,
+        );
         let cov: f64 = pairs.iter().map(|p| (p.0 - ma) * (p.1 - mb)).sum::<f64>() / n;
         let va: f64 = pairs.iter().map(|p| (p.0 - ma).powi(2)).sum::<f64>() / n;
         let vb: f64 = pairs.iter().map(|p| (p.1 - mb).powi(2)).sum::<f64>() / n;
@@ -251,10 +343,18 @@ mod tests {
                 by_step.push((f64::from(a[f]), f64::from(d[f])));
             }
         }
-        for (what, pairs) in [("feature", by_feature), ("sample", by_sample), ("instance", by_instance), ("step", by_step)] {
+        for (what, pairs) in [
+            ("feature", by_feature),
+            ("sample", by_sample),
+            ("instance", by_instance),
+            ("step", by_step),
+        ] {
             let r = correlation(&pairs);
             let bound = 5.0 / (pairs.len() as f64).sqrt();
-            assert!(r.abs() < bound, "neighbouring {what}s correlate: r = {r}, bound {bound}");
+            assert!(
+                r.abs() < bound,
+                "neighbouring {what}s correlate: r = {r}, bound {bound}"
+            );
         }
     }
 
@@ -283,6 +383,9 @@ mod tests {
         let draws: Vec<f64> = (0..100_000).map(|i| init_normal(9, 1, i)).collect();
         let mean = draws.iter().sum::<f64>() / draws.len() as f64;
         let var = draws.iter().map(|d| (d - mean).powi(2)).sum::<f64>() / draws.len() as f64;
-        assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.02, "mean {mean} var {var}");
+        assert!(
+            mean.abs() < 0.02 && (var - 1.0).abs() < 0.02,
+            "mean {mean} var {var}"
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! one sample), [`optim`] (Adam/AdamW), [`trainer`] (the interface every backend implements),
 //! [`cpu`] (the reference trainer), [`gpu`] (the wgpu trainer), [`export`] (result files), [`cli`] (the command line).
 
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod cpu;

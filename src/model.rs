@@ -21,7 +21,17 @@ use crate::config::ModelKind;
 use std::ops::{Add, AddAssign, Mul, Sub};
 
 /// The float types the model runs in.
-pub trait Real: Copy + Default + PartialOrd + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign + From<f32> {}
+pub trait Real:
+    Copy
+    + Default
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + AddAssign
+    + From<f32>
+{
+}
 impl Real for f32 {}
 impl Real for f64 {}
 
@@ -36,7 +46,12 @@ pub struct Scratch<T> {
 
 impl<T: Real> Scratch<T> {
     pub fn new(features: usize, hidden: usize) -> Self {
-        Scratch { h: vec![T::default(); hidden], y: vec![T::default(); features], delta: vec![T::default(); features], dh: vec![T::default(); hidden] }
+        Scratch {
+            h: vec![T::default(); hidden],
+            y: vec![T::default(); features],
+            delta: vec![T::default(); features],
+            dh: vec![T::default(); hidden],
+        }
     }
 }
 
@@ -71,16 +86,32 @@ pub fn activate<T: Real>(kind: ModelKind, y: T) -> T {
     }
 }
 
+/// Whether the gradient flows through the activation at pre-activation y (ReLU'(y) as a gate).
+#[inline]
+pub fn passes<T: Real>(kind: ModelKind, y: T) -> bool {
+    kind == ModelKind::Linear || y > T::default()
+}
+
 /// Loss of one sample (scaled by `c`) after [`forward`]; fills `s.delta` with ∂loss/∂y.
 #[inline]
-pub fn output_delta<T: Real>(kind: ModelKind, importance: &[T], x: &[T], c: T, s: &mut Scratch<T>) -> T {
+pub fn output_delta<T: Real>(
+    kind: ModelKind,
+    importance: &[T],
+    x: &[T],
+    c: T,
+    s: &mut Scratch<T>,
+) -> T {
     let mut loss = T::default();
     let two_c = c + c;
     for (((d, &y), &xi), &ii) in s.delta.iter_mut().zip(&s.y).zip(x).zip(importance) {
         let out = activate(kind, y);
         let err = out - xi;
         loss += ii * err * err;
-        *d = if kind == ModelKind::Relu && !(y > T::default()) { T::default() } else { two_c * ii * err };
+        *d = if passes(kind, y) {
+            two_c * ii * err
+        } else {
+            T::default()
+        };
     }
     loss * c
 }
@@ -110,13 +141,23 @@ pub fn backward<T: Real>(w: &[T], x: &[T], s: &mut Scratch<T>, grad_w: &mut [T],
 }
 
 /// Loss and bias gradient of one all-zero sample (h = 0, y = b): returns the loss and fills `delta`.
-pub fn zero_sample<T: Real>(kind: ModelKind, importance: &[T], b: &[T], c: T, delta: &mut [T]) -> T {
+pub fn zero_sample<T: Real>(
+    kind: ModelKind,
+    importance: &[T],
+    b: &[T],
+    c: T,
+    delta: &mut [T],
+) -> T {
     let mut loss = T::default();
     let two_c = c + c;
     for ((d, &bi), &ii) in delta.iter_mut().zip(b).zip(importance) {
         let out = activate(kind, bi);
         loss += ii * out * out;
-        *d = if kind == ModelKind::Relu && !(bi > T::default()) { T::default() } else { two_c * ii * out };
+        *d = if passes(kind, bi) {
+            two_c * ii * out
+        } else {
+            T::default()
+        };
     }
     loss * c
 }
@@ -127,7 +168,9 @@ mod tests {
     use crate::features::init_normal;
 
     fn random(seed: u64, count: usize, scale: f64, offset: f64) -> Vec<f64> {
-        (0..count).map(|i| offset + scale * init_normal(seed, 0, i as u32)).collect()
+        (0..count)
+            .map(|i| offset + scale * init_normal(seed, 0, i as u32))
+            .collect()
     }
 
     fn loss_of(kind: ModelKind, w: &[f64], b: &[f64], xs: &[Vec<f64>], imp: &[f64], c: f64) -> f64 {
@@ -150,7 +193,19 @@ mod tests {
             let imp: Vec<f64> = random(3, n, 0.3, 1.0).iter().map(|v| v.abs()).collect();
             // Mix of sparse and dense samples, one all zero.
             let xs: Vec<Vec<f64>> = (0..batch)
-                .map(|s| random(10 + s as u64, n, 0.5, 0.5).iter().enumerate().map(|(j, v)| if (j + s) % 3 == 0 || s == 4 { 0.0 } else { v.abs() }).collect())
+                .map(|s| {
+                    random(10 + s as u64, n, 0.5, 0.5)
+                        .iter()
+                        .enumerate()
+                        .map(|(j, v)| {
+                            if (j + s) % 3 == 0 || s == 4 {
+                                0.0
+                            } else {
+                                v.abs()
+                            }
+                        })
+                        .collect()
+                })
                 .collect();
             let c = 1.0 / (batch * n) as f64;
             let (mut gw, mut gb) = (vec![0.0; m * n], vec![0.0; n]);
@@ -173,14 +228,22 @@ mod tests {
                 wp[p] += eps;
                 wm[p] -= eps;
                 let numeric = (fd(&wp, &b) - fd(&wm, &b)) / (2.0 * eps);
-                assert!((numeric - gw[p]).abs() < 1e-7 * (1.0 + numeric.abs()), "{kind:?} dW[{p}]: fd {numeric} analytic {}", gw[p]);
+                assert!(
+                    (numeric - gw[p]).abs() < 1e-7 * (1.0 + numeric.abs()),
+                    "{kind:?} dW[{p}]: fd {numeric} analytic {}",
+                    gw[p]
+                );
             }
             for p in 0..n {
                 let (mut bp, mut bm) = (b.clone(), b.clone());
                 bp[p] += eps;
                 bm[p] -= eps;
                 let numeric = (fd(&w, &bp) - fd(&w, &bm)) / (2.0 * eps);
-                assert!((numeric - gb[p]).abs() < 1e-7 * (1.0 + numeric.abs()), "{kind:?} db[{p}]: fd {numeric} analytic {}", gb[p]);
+                assert!(
+                    (numeric - gb[p]).abs() < 1e-7 * (1.0 + numeric.abs()),
+                    "{kind:?} db[{p}]: fd {numeric} analytic {}",
+                    gb[p]
+                );
             }
         }
     }

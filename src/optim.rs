@@ -43,7 +43,12 @@ pub fn step_constants(exp: &Experiment, step: u32) -> StepConstants {
         OptimizerKind::Adamw => (1.0 - lr * o.weight_decay, 0.0),
         OptimizerKind::Adam => (1.0, o.weight_decay),
     };
-    StepConstants { step_size: (lr / bias1) as f32, bias2_sqrt: bias2.sqrt() as f32, decay_factor: decay_factor as f32, l2: l2 as f32 }
+    StepConstants {
+        step_size: (lr / bias1) as f32,
+        bias2_sqrt: bias2.sqrt() as f32,
+        decay_factor: decay_factor as f32,
+        l2: l2 as f32,
+    }
 }
 
 /// The constants of steps `from..to`.
@@ -62,14 +67,30 @@ pub struct AdamHyper {
 impl AdamHyper {
     pub fn of(exp: &Experiment) -> AdamHyper {
         let o = &exp.optimizer;
-        AdamHyper { beta1: o.beta1 as f32, beta2: o.beta2 as f32, eps: o.eps as f32 }
+        AdamHyper {
+            beta1: o.beta1 as f32,
+            beta2: o.beta2 as f32,
+            eps: o.eps as f32,
+        }
     }
 }
 
 /// One Adam/AdamW update of a slice of parameters with their moments, in PyTorch's order of operations.
 #[inline]
-pub fn adam_update(hyper: AdamHyper, c: StepConstants, param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32]) {
-    for (((p, &g), m), v) in param.iter_mut().zip(grad).zip(m.iter_mut()).zip(v.iter_mut()) {
+pub fn adam_update(
+    hyper: AdamHyper,
+    c: StepConstants,
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+) {
+    for (((p, &g), m), v) in param
+        .iter_mut()
+        .zip(grad)
+        .zip(m.iter_mut())
+        .zip(v.iter_mut())
+    {
         let g = g + c.l2 * *p;
         *p *= c.decay_factor;
         *m = hyper.beta1 * *m + (1.0 - hyper.beta1) * g;
@@ -85,7 +106,15 @@ mod tests {
     use crate::config::Settings;
 
     fn exp(kind: OptimizerKind, schedule: Schedule) -> Experiment {
-        Settings { optimizer: Some(kind), schedule: Some(schedule), steps: Some(100), lr: Some(0.1), ..Default::default() }.resolve().unwrap()
+        Settings {
+            optimizer: Some(kind),
+            schedule: Some(schedule),
+            steps: Some(100),
+            lr: Some(0.1),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap()
     }
 
     /// First Adam step by hand: m = 0.1 g, v = 0.001 g², bias corrections 0.1 and 0.001, so the step
@@ -94,14 +123,26 @@ mod tests {
     fn adam_first_step_by_hand() {
         let e = exp(OptimizerKind::Adam, Schedule::Constant);
         let c = step_constants(&e, 0);
-        assert!((c.step_size - 1.0).abs() < 1e-6, "lr / (1 - 0.9) = 0.1 / 0.1");
+        assert!(
+            (c.step_size - 1.0).abs() < 1e-6,
+            "lr / (1 - 0.9) = 0.1 / 0.1"
+        );
         assert!((c.bias2_sqrt - 0.001f32.sqrt()).abs() < 1e-7);
         let (mut p, mut m, mut v) = ([1.0f32, -2.0], [0.0f32; 2], [0.0f32; 2]);
         adam_update(AdamHyper::of(&e), c, &mut p, &[0.5, -4.0], &mut m, &mut v);
-        assert!((m[0] - 0.05).abs() < 1e-7 && (m[1] + 0.4).abs() < 1e-6, "{m:?}");
-        assert!((v[0] - 0.00025).abs() < 1e-8 && (v[1] - 0.016).abs() < 1e-6, "{v:?}");
+        assert!(
+            (m[0] - 0.05).abs() < 1e-7 && (m[1] + 0.4).abs() < 1e-6,
+            "{m:?}"
+        );
+        assert!(
+            (v[0] - 0.00025).abs() < 1e-8 && (v[1] - 0.016).abs() < 1e-6,
+            "{v:?}"
+        );
         // denom = sqrt(v)/sqrt(0.001) + 1e-8 = |g| + 1e-8; p -= 1.0 * m / denom = 0.1 · g/|g|.
-        assert!((p[0] - 0.9).abs() < 1e-6 && (p[1] + 1.9).abs() < 1e-6, "{p:?}");
+        assert!(
+            (p[0] - 0.9).abs() < 1e-6 && (p[1] + 1.9).abs() < 1e-6,
+            "{p:?}"
+        );
     }
 
     /// Second AdamW step by hand, with decoupled decay 0.01 and lr 0.1.
@@ -116,15 +157,23 @@ mod tests {
         adam_update(hyper, step_constants(&e, 1), &mut p, &[3.0], &mut m, &mut v);
         // step 2: m = 0.09 + 0.3 = 0.39, v = 0.000999 + 0.009 = 0.009999,
         // m̂ = 0.39/0.19, v̂ = 0.009999/0.001999, p = 1.898·0.999 − 0.1·m̂/(sqrt(v̂)+1e-8)
-        let expected = 1.898 * 0.999 - 0.1 * (0.39 / 0.19) / ((0.009999f64 / (1.0 - 0.999f64.powi(2))).sqrt() + 1e-8);
-        assert!((f64::from(p[0]) - expected).abs() < 1e-5, "{} vs {expected}", p[0]);
+        let expected = 1.898 * 0.999
+            - 0.1 * (0.39 / 0.19) / ((0.009999f64 / (1.0 - 0.999f64.powi(2))).sqrt() + 1e-8);
+        assert!(
+            (f64::from(p[0]) - expected).abs() < 1e-5,
+            "{} vs {expected}",
+            p[0]
+        );
     }
 
     #[test]
     fn schedules_decay_as_the_notebook() {
         assert_eq!(schedule_scale(Schedule::Constant, 50, 100), 1.0);
         assert!((schedule_scale(Schedule::Linear, 25, 100) - 0.75).abs() < 1e-12);
-        assert!((schedule_scale(Schedule::Cosine, 50, 100) - (std::f64::consts::PI / 4.0).cos()).abs() < 1e-12);
+        assert!(
+            (schedule_scale(Schedule::Cosine, 50, 100) - (std::f64::consts::PI / 4.0).cos()).abs()
+                < 1e-12
+        );
         let e = exp(OptimizerKind::Adamw, Schedule::Linear);
         let c = step_constants(&e, 99);
         assert!((c.decay_factor - (1.0 - 0.1 * 0.01 * 0.01)).abs() < 1e-7);

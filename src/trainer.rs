@@ -26,9 +26,21 @@ impl TrainState {
     pub fn initial(exp: &Experiment) -> TrainState {
         let (n, m) = (exp.features, exp.hidden);
         let std = (2.0 / (n + m) as f64).sqrt();
-        let w = (0..exp.instances.len()).flat_map(|i| (0..m * n).map(move |j| (std * init_normal(exp.seed, i as u32, j as u32)) as f32)).collect::<Vec<_>>();
+        let w = (0..exp.instances.len())
+            .flat_map(|i| {
+                (0..m * n).map(move |j| (std * init_normal(exp.seed, i as u32, j as u32)) as f32)
+            })
+            .collect::<Vec<_>>();
         let zeros_b = vec![0.0; exp.instances.len() * n];
-        TrainState { step: 0, m_w: vec![0.0; w.len()], v_w: vec![0.0; w.len()], w, b: zeros_b.clone(), m_b: zeros_b.clone(), v_b: zeros_b }
+        TrainState {
+            step: 0,
+            m_w: vec![0.0; w.len()],
+            v_w: vec![0.0; w.len()],
+            w,
+            b: zeros_b.clone(),
+            m_b: zeros_b.clone(),
+            v_b: zeros_b,
+        }
     }
 
     /// W of instance `i` (m × n, row-major).
@@ -52,7 +64,7 @@ pub struct LossRecord {
 
 /// Whether step `step` is a log point: every `log_every` steps, and the last step.
 pub fn is_log_step(exp: &Experiment, step: u32) -> bool {
-    step % exp.log_every == 0 || step + 1 == exp.steps
+    step.is_multiple_of(exp.log_every) || step + 1 == exp.steps
 }
 
 /// A backend that trains every instance of an experiment. Implementations hold their state (on the
@@ -61,17 +73,33 @@ pub trait Trainer {
     /// The device this trainer runs on, for config.json and messages.
     fn device(&self) -> String;
     /// Trains until `until` steps have been taken in total, returning the loss records of the log
-    /// points passed on the way.
+    /// points passed on the way. Returns only once that work is done (benchmarks time it).
     fn advance(&mut self, until: u32) -> anyhow::Result<Vec<LossRecord>>;
     /// The current state (weights and optimizer moments), read back from the device if need be.
     fn state(&mut self) -> anyhow::Result<TrainState>;
+    /// Bytes of device memory this trainer holds (0 for host-only trainers).
+    fn device_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// Runs `trainer` to the end of the experiment in chunks, drawing a progress bar when stderr is a
 /// terminal, and returns the final state with all loss records.
-pub fn run_to_end(exp: &Experiment, trainer: &mut dyn Trainer, start: u32) -> anyhow::Result<(TrainState, Vec<LossRecord>)> {
-    let bar = indicatif::ProgressBar::with_draw_target(Some(u64::from(exp.steps)), indicatif::ProgressDrawTarget::stderr());
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}").expect("valid template"));
+pub fn run_to_end(
+    exp: &Experiment,
+    trainer: &mut dyn Trainer,
+    start: u32,
+) -> anyhow::Result<(TrainState, Vec<LossRecord>)> {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(u64::from(exp.steps)),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
+        )
+        .expect("valid template"),
+    );
     bar.set_position(u64::from(start));
     let chunk = exp.log_every.max(1).min(exp.steps);
     let mut records = vec![];
@@ -80,7 +108,8 @@ pub fn run_to_end(exp: &Experiment, trainer: &mut dyn Trainer, start: u32) -> an
         let until = (step + chunk).min(exp.steps);
         let new = trainer.advance(until)?;
         if let Some(last) = new.last() {
-            let mean = last.losses.iter().map(|&l| f64::from(l)).sum::<f64>() / last.losses.len() as f64;
+            let mean =
+                last.losses.iter().map(|&l| f64::from(l)).sum::<f64>() / last.losses.len() as f64;
             bar.set_message(format!("mean loss {mean:.5}"));
         }
         records.extend(new);

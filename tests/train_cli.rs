@@ -1,0 +1,219 @@
+//! End-to-end tests of `tms train` on the CPU: result files, the linear model's known solution,
+//! determinism, and one-line errors for bad settings.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use tms::config::{ModelKind, Settings};
+use tms::cpu::CpuTrainer;
+use tms::export::{read_config, read_results, read_weights};
+use tms::trainer::{run_to_end, TrainState};
+
+fn tms(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tms"))
+        .args(args)
+        .output()
+        .expect("tms runs")
+}
+
+/// ‖W_i‖ of every column of an m × n row-major matrix.
+fn column_norms(w: &[f32], m: usize, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| (0..m).map(|k| w[k * n + i].powi(2)).sum::<f32>().sqrt())
+        .collect()
+}
+
+/// Asserts that W (m × n) represents exactly the m most important features: ‖W_i‖ ≈ 1 for i < m,
+/// ≈ 0 otherwise, and WᵀW ≈ the projection onto the first m features.
+fn assert_learns_top_m(w: &[f32], m: usize, n: usize, what: &str) {
+    let norms = column_norms(w, m, n);
+    for (i, norm) in norms.iter().enumerate() {
+        let want = if i < m { 1.0 } else { 0.0 };
+        assert!(
+            (norm - want).abs() < 0.1,
+            "{what}: ‖W_{i}‖ = {norm}, norms {norms:?}"
+        );
+    }
+    for i in 0..n {
+        for j in 0..n {
+            let gram: f32 = (0..m).map(|k| w[k * n + i] * w[k * n + j]).sum();
+            let want = if i == j && i < m { 1.0 } else { 0.0 };
+            assert!((gram - want).abs() < 0.1, "{what}: (WᵀW)[{i},{j}] = {gram}");
+        }
+    }
+}
+
+#[test]
+fn linear_model_learns_the_top_m_features_at_every_density_and_exports_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let densities = "1,0.3,0.03,0.003";
+    let result = tms(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--model",
+        "linear",
+        "--steps",
+        "2000",
+        "--lr",
+        "0.01",
+        "--density",
+        densities,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    for file in ["config.json", "results.json", "weights.safetensors"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    assert!(
+        std::fs::read_dir(&out).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".tmp")),
+        "temporary files left behind"
+    );
+
+    let config = read_config(&out).unwrap();
+    assert_eq!(config.experiment.model, ModelKind::Linear);
+    assert_eq!(config.experiment.steps, 2000);
+    assert_eq!(config.backend, "cpu");
+
+    let (w, b, shape) = read_weights(&out).unwrap();
+    assert_eq!(shape, vec![4, 5, 20]);
+    assert_eq!(b.len(), 4 * 20);
+    let results = read_results(&out).unwrap();
+    for (i, inst) in results.instances.iter().enumerate() {
+        let w_i = &w[i * 100..(i + 1) * 100];
+        let from_json: Vec<f32> = inst.w.iter().flatten().copied().collect();
+        assert_eq!(
+            from_json, w_i,
+            "results.json and weights.safetensors disagree"
+        );
+        assert_learns_top_m(w_i, 5, 20, &format!("linear, density {}", inst.density));
+        assert!(inst.eval_loss.is_finite() && inst.eval_loss > 0.0);
+        assert_eq!(inst.loss_curve.first().map(|p| p.0), Some(0));
+        assert_eq!(inst.loss_curve.last().map(|p| p.0), Some(1999));
+        let (first, last) = (inst.loss_curve[0].1, inst.final_loss);
+        assert!(last < first, "loss did not fall: {first} → {last}");
+    }
+}
+
+#[test]
+fn relu_model_at_density_one_learns_the_top_m_features() {
+    let exp = Settings {
+        model: Some(ModelKind::Relu),
+        density: Some(vec![1.0]),
+        steps: Some(2000),
+        lr: Some(0.01),
+        ..Default::default()
+    }
+    .resolve()
+    .unwrap();
+    let mut trainer = CpuTrainer::new(&exp, TrainState::initial(&exp));
+    let (state, _) = run_to_end(&exp, &mut trainer, 0).unwrap();
+    assert_learns_top_m(&state.w, 5, 20, "relu, density 1");
+}
+
+#[test]
+fn same_seed_gives_identical_weights_and_other_seeds_differ() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, seed: &str| {
+        let out = dir.path().join(name);
+        let r = tms(&[
+            "train",
+            "--backend",
+            "cpu",
+            "--steps",
+            "50",
+            "--seed",
+            seed,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        std::fs::read(out.join("weights.safetensors")).unwrap()
+    };
+    assert_eq!(run("a", "3"), run("b", "3"));
+    assert_ne!(run("a2", "3"), run("c", "4"));
+}
+
+#[test]
+fn bad_settings_get_one_line_exit_status_2_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "features = 20\nhidden = [\n").unwrap();
+    let unknown = dir.path().join("unknown.toml");
+    std::fs::write(&unknown, "featurs = 20\n").unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--features", "0"], "features"),
+        (&["--hidden", "0"], "hidden"),
+        (&["--density", "0"], "density"),
+        (&["--density", "1.5"], "density"),
+        (&["--density", "NaN"], "density"),
+        (&["--lr", "-0.1"], "lr"),
+        (&["--lr", "inf"], "lr"),
+        (&["--batch", "0"], "batch"),
+        (&["--steps", "0"], "steps"),
+        (&["--importance-decay", "0"], "importance-decay"),
+        (&["--weight-decay", "-1"], "weight-decay"),
+        (&["--model", "cubic"], "cubic"),
+        (&["--optimizer", "sgd"], "sgd"),
+        (&["--schedule", "step"], "step"),
+        (&["--backend", "tpu"], "tpu"),
+        (&["--config", config.to_str().unwrap()], "line 2"),
+        (&["--config", unknown.to_str().unwrap()], "featurs"),
+    ];
+    for (i, (args, needle)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("run{i}"));
+        let mut full = vec!["train", "--out", out.to_str().unwrap()];
+        full.extend_from_slice(args);
+        let r = tms(&full);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: error does not name {needle}: {stderr}"
+        );
+        assert!(
+            stderr.starts_with("error: "),
+            "{args:?}: no error line first: {stderr}"
+        );
+        assert!(
+            !Path::new(&out).exists(),
+            "{args:?}: wrote {}",
+            out.display()
+        );
+    }
+}
+
+#[test]
+fn an_existing_run_is_refused_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().to_str().unwrap();
+    assert!(
+        tms(&["train", "--backend", "cpu", "--steps", "5", "--out", out])
+            .status
+            .success()
+    );
+    let again = tms(&["train", "--backend", "cpu", "--steps", "5", "--out", out]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert!(tms(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--steps",
+        "5",
+        "--out",
+        out,
+        "--force"
+    ])
+    .status
+    .success());
+}
