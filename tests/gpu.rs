@@ -5,8 +5,10 @@
 //! compilers may fuse multiply-adds), so per-step gradients differ by a few f32 ulps. Adam turns a
 //! gradient into a step of about lr · m̂/√v̂, so after one step parameters agree to ~1e-6 absolute
 //! (lr = 1e-3 times a relative difference far below 1e-3, plus the rounding of the parameter itself).
-//! Over hundreds of steps such differences are fed back through the weights but stay small: the
-//! trajectory tests allow 2e-4 absolute on W and b and 1e-3 relative on logged losses.
+//! Over hundreds of steps such differences are fed back through the weights but stay small (on
+//! lavapipe W and b differ by at most 6e-7 after 300 steps, losses by 7e-7 relative): the trajectory
+//! tests allow 2e-5 absolute on W and b and 1e-4 relative on logged losses, a margin for drivers
+//! that fuse multiply-adds differently.
 
 use tms::config::{Experiment, ModelKind, Settings};
 use tms::cpu::CpuTrainer;
@@ -216,7 +218,7 @@ fn trajectories_match_the_cpu() {
             assert_eq!(gpu_run.is_tiled(), force_tiled, "{what}: kernel choice");
             let gpu = run(&mut gpu_run, steps);
             let cpu = run(&mut CpuTrainer::new(&exp, TrainState::initial(&exp)), steps);
-            assert_close(&what, &gpu, &cpu, 2e-4, 1e-3);
+            assert_close(&what, &gpu, &cpu, 2e-5, 1e-4);
             assert_trained(&what, &exp, &gpu.0, 0.05);
             assert_eq!(
                 gpu.1.len(),
@@ -265,7 +267,7 @@ fn split_sweeps_equal_unsplit_ones() {
         assert_eq!(a, b, "tiled {force_tiled}: split and unsplit sweeps differ");
         assert_trained("split", &exp, &b.0, 0.01);
         let cpu = run(&mut CpuTrainer::new(&exp, TrainState::initial(&exp)), 60);
-        assert_close("split sweep vs cpu", &b, &cpu, 1e-4, 1e-3);
+        assert_close("split sweep vs cpu", &b, &cpu, 2e-5, 1e-4);
     }
 }
 

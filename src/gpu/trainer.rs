@@ -60,13 +60,26 @@ pub fn fits_small(n: usize, m: usize) -> bool {
 }
 
 /// An upper estimate of the loop iterations one small.wgsl invocation runs per step (dense samples):
-/// per round of 64 samples, the sampler's lanes, the forward and backward passes, the flag count and
-/// the owned parameters' sums over the staged rows.
+/// per round of 64 samples, the sampler's groups and lanes, the forward and backward passes, the flag
+/// count and the owned parameters' sums over the staged rows; per step, the zero-sample terms, the
+/// loss reduction and the Adam loop.
 fn small_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
     let owned = (m * n + n).div_ceil(SMALL_WG);
     let per_round =
-        4 * n.div_ceil(4) + 3 * n * m + 2 * n + 2 * m + SMALL_WG + SMALL_PPT + owned * SMALL_WG;
+        5 * n.div_ceil(4) + 3 * n * m + 2 * n + 2 * m + SMALL_WG + SMALL_PPT + owned * SMALL_WG + 1;
     (batch.div_ceil(SMALL_WG) * per_round + 2 * n + 2 * SMALL_PPT + 8) as u64
+}
+
+/// An upper estimate of the loop iterations of the busiest tiled.wgsl / tiled_adam.wgsl invocation:
+/// the gradient tile's loop over the batch, the hidden tiles' loop over features, or the loss sum
+/// over output_delta's tiles.
+fn tiled_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
+    let per_tile = TILE + 4 + 1;
+    let gradient = batch.div_ceil(TILE) * (2 * TILE + per_tile);
+    let hidden = n.div_ceil(TILE) * per_tile;
+    let delta = m.div_ceil(TILE) * per_tile + 4 + 8;
+    let losses = n.div_ceil(TILE) * batch.div_ceil(TILE);
+    gradient.max(hidden).max(delta).max(losses) as u64
 }
 
 /// A contiguous range of instances with its own buffers.
@@ -127,7 +140,13 @@ impl GpuTrainer {
     ) -> anyhow::Result<GpuTrainer> {
         let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
         let count = m * n + n;
-        let tiled = options.force_tiled || !fits_small(n, m);
+        // On llvmpipe a step of the small kernel must fit the loop budget; the tiled kernels loop
+        // less per invocation.
+        let small_budget = !gpu.software || small_loop_iterations(n, m, batch) <= LOOP_BUDGET;
+        let tiled = options.force_tiled || !fits_small(n, m) || !small_budget;
+        if gpu.software && tiled && tiled_loop_iterations(n, m, batch) > LOOP_BUDGET {
+            bail!("n = {n}, m = {m}, batch {batch} needs more loop iterations per invocation than the software adapter {} runs; use --backend cpu", gpu.adapter.name);
+        }
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
         if tiled && batch.div_ceil(TILE) > max_groups {
             bail!("batch {batch} needs {} tiles of samples, more than the adapter's {max_groups} workgroups per dimension", batch.div_ceil(TILE));
