@@ -5,6 +5,8 @@ use crate::checkpoint::{checkpoint_path, read_checkpoint};
 use crate::config::{ConfigError, Experiment, ModelKind, OptimizerKind, Schedule, Settings, Shard};
 use crate::cpu::CpuTrainer;
 use crate::export::{write_run, Results, RunConfig};
+use crate::gpu::{list_adapters, GpuOptions, GpuTrainer};
+use crate::multi::{MultiTrainer, SendTrainer, WorkerFactory};
 use crate::trainer::{
     diverged_instances, evaluate, run_to_end, LossRecord, Outcome, RunControl, TrainState, Trainer,
 };
@@ -28,6 +30,8 @@ pub struct Cli {
 pub enum Command {
     /// Train every instance of an experiment and write config.json, results.json, weights.safetensors.
     Train(Box<TrainArgs>),
+    /// List the GPU adapters wgpu finds (WGPU_BACKEND=vulkan,metal,dx12,gl restricts the search).
+    Devices,
     /// Time the standard workloads on every available backend (and optionally the PyTorch loop).
     Bench(BenchArgs),
     /// Redraw the figures of a run directory, or of a directory of runs (as `tms reproduce` writes).
@@ -52,9 +56,10 @@ pub struct MergeArgs {
 }
 
 /// Which trainer runs the experiment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum BackendChoice {
     /// A GPU adapter when there is one, otherwise the CPU.
+    #[default]
     Auto,
     Gpu,
     Cpu,
@@ -128,6 +133,13 @@ pub struct TrainArgs {
     pub experiment: ExperimentArgs,
     #[arg(long, value_enum, default_value = "auto")]
     pub backend: BackendChoice,
+    /// GPU adapter to use: its number or a substring of its name, as `tms devices` lists them.
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+    /// Train on several devices at once, each taking a contiguous part of the instances: `all` (every
+    /// GPU adapter), or a list of adapter numbers/names and `cpu` (the CPU trainer as a worker).
+    #[arg(long, value_name = "all|LIST", value_delimiter = ',', conflicts_with_all = ["backend", "adapter"])]
+    pub devices: Option<Vec<String>>,
     /// Run directory for the result files.
     #[arg(long, value_name = "DIR", default_value = "tms-run")]
     pub out: PathBuf,
@@ -250,6 +262,7 @@ pub fn one_line(err: &anyhow::Error) -> String {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train(&args),
+        Command::Devices => devices(),
         Command::Bench(args) => bench(&args),
         Command::Merge(args) => {
             let results = crate::merge::merge(&args.shards, &args.out, args.force)?;
@@ -300,18 +313,112 @@ pub fn prepare_run_dir(dir: &Path, force: bool) -> Result<(), ConfigError> {
         })
 }
 
-/// Builds the trainer for a backend choice; returns it with the backend's name.
+/// Where a run trains: a backend (with optionally one GPU adapter), or several devices at once.
+#[derive(Clone, Debug, Default)]
+pub struct Placement {
+    pub backend: BackendChoice,
+    pub adapter: Option<String>,
+    pub devices: Option<Vec<String>>,
+}
+
+impl Placement {
+    /// Builds the trainer for this placement; returns it with the backend's name for config.json.
+    pub fn trainer(
+        &self,
+        exp: &Experiment,
+        state: TrainState,
+    ) -> anyhow::Result<(SendTrainer, &'static str)> {
+        match &self.devices {
+            None => make_trainer(self.backend, self.adapter.as_deref(), exp, state),
+            Some(list) => Ok((
+                Box::new(MultiTrainer::new(exp, state, device_workers(list)?)?),
+                "devices",
+            )),
+        }
+    }
+}
+
+/// One worker factory per device of a `--devices` list (`all`, adapter numbers or names, `cpu`).
+fn device_workers(list: &[String]) -> anyhow::Result<Vec<WorkerFactory<'static>>> {
+    let mut adapters: Vec<Option<String>> = vec![]; // None: the CPU trainer
+    for item in list {
+        match item.trim() {
+            "all" => {
+                let count = list_adapters().len();
+                if count == 0 {
+                    return Err(ConfigError(
+                        "invalid --devices: all (no GPU adapter found; see tms devices)".into(),
+                    )
+                    .into());
+                }
+                adapters.extend((0..count).map(|i| Some(i.to_string())));
+            }
+            "cpu" => adapters.push(None),
+            name => adapters.push(Some(name.to_string())),
+        }
+    }
+    Ok(adapters
+        .into_iter()
+        .map(|adapter| -> WorkerFactory<'static> {
+            Box::new(move |exp: &Experiment, state| match adapter {
+                None => Ok(Box::new(CpuTrainer::new(exp, state)) as SendTrainer),
+                Some(name) => Ok(Box::new(GpuTrainer::new(
+                    exp,
+                    state,
+                    &GpuOptions {
+                        adapter: Some(name),
+                        ..Default::default()
+                    },
+                )?) as SendTrainer),
+            })
+        })
+        .collect())
+}
+
+/// Builds the trainer for a backend choice (and GPU adapter name, if given); returns it with the
+/// backend's name. `auto` falls back to the CPU, with one line on stderr, when no adapter works.
 pub fn make_trainer(
     choice: BackendChoice,
+    adapter: Option<&str>,
     exp: &Experiment,
     state: TrainState,
-) -> anyhow::Result<(Box<dyn Trainer>, &'static str)> {
+) -> anyhow::Result<(SendTrainer, &'static str)> {
+    let options = GpuOptions {
+        adapter: adapter.map(str::to_owned),
+        ..Default::default()
+    };
     match choice {
-        BackendChoice::Cpu | BackendChoice::Auto => {
+        BackendChoice::Cpu => Ok((Box::new(CpuTrainer::new(exp, state)), "cpu")),
+        BackendChoice::Gpu => Ok((Box::new(GpuTrainer::new(exp, state, &options)?), "gpu")),
+        BackendChoice::Auto if list_adapters().is_empty() => {
+            eprintln!("no GPU adapter found; training on the CPU");
             Ok((Box::new(CpuTrainer::new(exp, state)), "cpu"))
         }
-        BackendChoice::Gpu => anyhow::bail!("the GPU trainer is not built yet; use --backend cpu"),
+        BackendChoice::Auto => match GpuTrainer::new(exp, state.clone(), &options) {
+            Ok(trainer) => Ok((Box::new(trainer), "gpu")),
+            Err(e) => {
+                eprintln!(
+                    "the GPU adapter cannot train this ({}); training on the CPU",
+                    one_line(&e)
+                );
+                Ok((Box::new(CpuTrainer::new(exp, state)), "cpu"))
+            }
+        },
     }
+}
+
+/// `tms devices`: one line per adapter.
+fn devices() -> anyhow::Result<()> {
+    let adapters = list_adapters();
+    if adapters.is_empty() {
+        println!(
+            "no GPU adapter found (on Linux without a GPU: apt-get install mesa-vulkan-drivers)"
+        );
+    }
+    for adapter in adapters {
+        println!("{adapter}");
+    }
+    Ok(())
 }
 
 /// The shard to train: `--shard K/N`, else a Slurm array task's SLURM_ARRAY_TASK_ID (minus
@@ -402,14 +509,12 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
             ConfigError("invalid --checkpoint-every: 0 (must be at least 1)".into()).into(),
         );
     }
-    let results = train_from(
-        exp,
-        args.backend,
-        &dir,
-        state,
-        records,
-        args.checkpoint_every,
-    )?;
+    let placement = Placement {
+        backend: args.backend,
+        adapter: args.adapter.clone(),
+        devices: args.devices.clone(),
+    };
+    let results = train_from(exp, &placement, &dir, state, records, args.checkpoint_every)?;
     let diverged: Vec<usize> = results
         .instances
         .iter()
@@ -426,14 +531,18 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
 /// config.json, results.json, weights.safetensors and metrics.json. Returns the results.
 pub fn train_run(exp: Experiment, backend: BackendChoice, out: &Path) -> anyhow::Result<Results> {
     let state = TrainState::initial(&exp);
-    train_from(exp, backend, out, state, vec![], None)
+    let placement = Placement {
+        backend,
+        ..Default::default()
+    };
+    train_from(exp, &placement, out, state, vec![], None)
 }
 
 /// Trains `exp` from `state` (with the loss records so far) to the end, checkpointing into `dir`,
 /// and writes the run's files there. Stops with [`Interrupted`] on Ctrl-C or SIGTERM.
 fn train_from(
     exp: Experiment,
-    backend: BackendChoice,
+    placement: &Placement,
     dir: &Path,
     state: TrainState,
     records: Vec<LossRecord>,
@@ -441,7 +550,7 @@ fn train_from(
 ) -> anyhow::Result<Results> {
     install_stop_handler()?;
     let start = state.step;
-    let (mut trainer, backend) = make_trainer(backend, &exp, state)?;
+    let (mut trainer, backend) = placement.trainer(&exp, state)?;
     let device = trainer.device();
     eprintln!(
         "training {} {:?} instances (n = {}, m = {}) for {} steps on {device}",
@@ -499,6 +608,17 @@ fn bench_backends(choice: BackendChoice) -> Vec<(String, TrainerFactory)> {
             "cpu".into(),
             Box::new(|exp: &Experiment, state| {
                 Ok(Box::new(CpuTrainer::new(exp, state)) as Box<dyn Trainer>)
+            }),
+        ));
+    }
+    if choice != BackendChoice::Cpu && !list_adapters().is_empty() {
+        backends.push((
+            "gpu".into(),
+            Box::new(|exp: &Experiment, state| {
+                Ok(
+                    Box::new(GpuTrainer::new(exp, state, &GpuOptions::default())?)
+                        as Box<dyn Trainer>,
+                )
             }),
         ));
     }

@@ -3,8 +3,10 @@
 //!
 //! Reading order: [`config`] (what to train), [`features`] (the random data), [`model`] (the maths of
 //! one sample), [`optim`] (Adam/AdamW), [`trainer`] (the interface every backend implements),
-//! [`cpu`] (the reference trainer), [`export`] (result files), [`analysis`] (superposition metrics),
-//! [`figures`] (the paper's plots), [`reproduce`] (whole experiments), [`cli`] (the command line).
+//! [`cpu`] (the reference trainer), [`gpu`] (the wgpu trainer), [`multi`] (several devices at once),
+//! [`checkpoint`] (resumable runs), [`export`] (result files), [`merge`] (joining shards),
+//! [`analysis`] (superposition metrics), [`figures`] (the paper's plots), [`reproduce`] (whole
+//! experiments), [`bench`] (timings), [`cli`] (the command line).
 
 pub mod analysis;
 pub mod bench;
@@ -15,6 +17,7 @@ pub mod cpu;
 pub mod export;
 pub mod features;
 pub mod figures;
+pub mod gpu;
 pub mod merge;
 pub mod model;
 pub mod multi;

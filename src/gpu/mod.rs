@@ -1,0 +1,343 @@
+//! The GPU backend: adapter discovery and device setup on any wgpu backend, the buffer and pipeline
+//! plumbing shared by the kernels, and the [`GpuTrainer`].
+//!
+//! Reading order: [`shaders`] (the WGSL sources), this module (device, layout, buffers),
+//! [`trainer`] (the training loop on the device), [`batch`] (the sampler kernel the tests check
+//! against the CPU). No optional feature is required: subgroups and timestamp queries are not used, so
+//! the same kernels run on Vulkan, Metal, DX12 and GL.
+
+pub mod batch;
+pub mod shaders;
+pub mod trainer;
+
+pub use trainer::{GpuOptions, GpuTrainer};
+
+use anyhow::Context;
+use bytemuck::{Pod, Zeroable};
+use wgpu::util::DeviceExt;
+
+/// An adapter as `tms devices` lists it.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub max_storage_binding: u64,
+    pub max_workgroup_storage: u32,
+    pub max_invocations: u32,
+    pub subgroups: bool,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} ({}, {}): storage binding {} MiB, workgroup storage {} KiB, {} invocations per workgroup, subgroups {}",
+            self.name,
+            self.backend,
+            self.device_type,
+            self.max_storage_binding >> 20,
+            self.max_workgroup_storage >> 10,
+            self.max_invocations,
+            if self.subgroups { "yes" } else { "no" }
+        )
+    }
+}
+
+/// A wgpu instance on the backends WGPU_BACKEND names (all by default).
+fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
+    let (info, limits) = (adapter.get_info(), adapter.limits());
+    AdapterSummary {
+        name: info.name,
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        max_storage_binding: limits.max_storage_buffer_binding_size,
+        max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+        max_invocations: limits.max_compute_invocations_per_workgroup,
+        subgroups: adapter.features().contains(wgpu::Features::SUBGROUP),
+    }
+}
+
+/// Every adapter wgpu finds, best first.
+fn adapters() -> Vec<wgpu::Adapter> {
+    let mut found = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
+    // Real GPUs before software rasterisers; the sort is stable, so wgpu's order breaks ties.
+    found.sort_by_key(|a| match a.get_info().device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    });
+    found
+}
+
+/// The adapters `tms devices` lists, best first.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    adapters().iter().map(summary).collect()
+}
+
+/// A device and its queue, with the adapter's description and the limits the device was given.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    /// A CPU implementation (llvmpipe, lavapipe): its loops stop after 65,535 iterations in all per
+    /// invocation, so long dispatches must be cut shorter.
+    pub software: bool,
+}
+
+impl Gpu {
+    /// Opens the best adapter, adapter number `name` of [`list_adapters`], or the first whose name
+    /// contains `name` (case-insensitive), asking for
+    /// all of its limits (storage binding and workgroup storage are often far above the defaults).
+    pub fn open(name: Option<&str>) -> anyhow::Result<Gpu> {
+        let all = adapters();
+        let adapter = match name {
+            // An index into `tms devices`' list, or a substring of an adapter's name.
+            Some(want) => match want.parse::<usize>() {
+                Ok(index) => all.into_iter().nth(index),
+                Err(_) => all.into_iter().find(|a| {
+                    a.get_info()
+                        .name
+                        .to_lowercase()
+                        .contains(&want.to_lowercase())
+                }),
+            }
+            .with_context(|| format!("no GPU adapter matches {want:?} (see tms devices)"))?,
+            None => all.into_iter().next().context("no GPU adapter found")?,
+        };
+        let limits = adapter.limits();
+        let descriptor = wgpu::DeviceDescriptor {
+            label: Some("tms"),
+            required_limits: limits.clone(),
+            ..Default::default()
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+            .context("cannot open the GPU device")?;
+        let software = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        Ok(Gpu {
+            device,
+            queue,
+            adapter: summary(&adapter),
+            limits,
+            software,
+        })
+    }
+
+    /// A storage buffer holding `data` (also a copy source, for read-back).
+    pub fn storage<T: Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::cast_slice(data),
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// An uninitialised storage buffer of `bytes` (at least 16, so that unused bindings stay valid).
+    pub fn storage_zeroed(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16),
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A uniform buffer of `bytes`, written with `queue.write_buffer`.
+    pub fn uniform(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A buffer the host maps to read results back.
+    pub fn readback(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(16),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Waits for the queue, then copies the first `len` values out of a mapped read-back buffer.
+    pub fn read<T: Pod>(&self, buffer: &wgpu::Buffer, len: usize) -> anyhow::Result<Vec<T>> {
+        let bytes = (len * std::mem::size_of::<T>()) as u64;
+        if bytes == 0 {
+            return Ok(vec![]);
+        }
+        let slice = buffer.slice(..bytes);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let _ = tx.send(result);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .context("waiting for the GPU")?;
+        rx.recv()
+            .context("read-back callback dropped")?
+            .context("cannot map the read-back buffer")?;
+        let values =
+            bytemuck::cast_slice::<u8, T>(&slice.get_mapped_range().context("mapped range")?)
+                .to_vec();
+        buffer.unmap();
+        Ok(values)
+    }
+
+    /// A compute pipeline for entry point `entry` of kernel file `kernel`, with the shared layout.
+    fn pipeline(
+        &self,
+        layout: &wgpu::PipelineLayout,
+        module: &wgpu::ShaderModule,
+        entry: &str,
+    ) -> wgpu::ComputePipeline {
+        self.device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(entry),
+                layout: Some(layout),
+                module,
+                entry_point: Some(entry),
+                compilation_options: Default::default(),
+                cache: None,
+            })
+    }
+
+    fn module(&self, kernel: &str) -> wgpu::ShaderModule {
+        let source = shaders::assembled(kernel);
+        self.device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel),
+                source: wgpu::ShaderSource::Wgsl(source.into()),
+            })
+    }
+
+    /// The one bind group layout every kernel uses (see `shaders/common.wgsl` and the kernels):
+    /// 0 config (uniform), 1 params (uniform, dynamic offset: one slot per dispatch), 2 state,
+    /// 3 instance data, 4 step table, 5 losses, 6 hidden activations, 7 δ, 8 gradients. Kernels
+    /// declare the subset they use; seven storage buffers stay within WebGPU's default of eight.
+    fn layout(&self) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+        let entry =
+            |binding: u32, ty: wgpu::BufferBindingType, dynamic: bool| wgpu::BindGroupLayoutEntry {
+                binding,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty,
+                    has_dynamic_offset: dynamic,
+                    min_binding_size: None,
+                },
+                count: None,
+            };
+        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+        let entries = [
+            entry(0, wgpu::BufferBindingType::Uniform, false),
+            entry(1, wgpu::BufferBindingType::Uniform, true),
+            entry(2, storage(false), false),
+            entry(3, storage(true), false),
+            entry(4, storage(true), false),
+            entry(5, storage(false), false),
+            entry(6, storage(false), false),
+            entry(7, storage(false), false),
+            entry(8, storage(false), false),
+        ];
+        let group = self
+            .device
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: Some("tms"),
+                entries: &entries,
+            });
+        let pipeline = self
+            .device
+            .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some("tms"),
+                bind_group_layouts: &[Some(&group)],
+                immediate_size: 0,
+            });
+        (group, pipeline)
+    }
+}
+
+/// The buffers behind one bind group of the shared layout, in binding order.
+struct Bindings<'a> {
+    config: &'a wgpu::Buffer,
+    params: &'a wgpu::Buffer,
+    storage: [&'a wgpu::Buffer; 7],
+}
+
+impl Gpu {
+    fn bind_group(&self, layout: &wgpu::BindGroupLayout, b: Bindings<'_>) -> wgpu::BindGroup {
+        let mut entries = vec![
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: b.config.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: b.params,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
+                }),
+            },
+        ];
+        entries.extend(
+            b.storage
+                .iter()
+                .enumerate()
+                .map(|(i, buffer)| wgpu::BindGroupEntry {
+                    binding: 2 + i as u32,
+                    resource: buffer.as_entire_binding(),
+                }),
+        );
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("tms"),
+            layout,
+            entries: &entries,
+        })
+    }
+}
+
+/// Mirrors `struct Config` in shaders/common.wgsl: one per shard of instances.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct Config {
+    features: u32,
+    hidden: u32,
+    batch: u32,
+    instances: u32,
+    first_instance: u32,
+    relu: u32,
+    log_every: u32,
+    total_steps: u32,
+    seed_lo: u32,
+    seed_hi: u32,
+    mask_stream: u32,
+    value_stream: u32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    scale: f32,
+}
+
+/// Mirrors `struct Params` in shaders/common.wgsl: one per dispatch, at a dynamic offset.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+struct Params {
+    first_step: u32,
+    steps: u32,
+    table_offset: u32,
+    log_slot: u32,
+}

@@ -1,0 +1,506 @@
+//! The GPU trainer: keeps every instance's W, b and Adam moments on the device and records many
+//! training steps per command buffer, reading back only the losses of log points (and the state when
+//! [`Trainer::state`] asks).
+//!
+//! Two kernel sets do the work:
+//! - small models (the seed's n = 20, m = 5; anything with m·n + n ≤ 1024 whose staging fits 15 KiB
+//!   of workgroup memory): `shaders/small.wgsl`, one 64-thread workgroup per instance running up to
+//!   100 steps per dispatch (fewer on llvmpipe, see [`LOOP_BUDGET`]) with the parameters in workgroup memory;
+//! - everything else: `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, five dispatches per step over
+//!   16 × 16 tiles, with H, dH and δ of the batch in device buffers.
+//!
+//! Splitting: instances are cut into shards, each with its own buffers and bind group, holding as
+//! many instances as keep every buffer within one storage binding (the adapter's limit, or a smaller
+//! cap for tests) and the instance grid dimension within the adapter's workgroups per dimension.
+//! Shards never interact; each dispatch runs over one shard.
+
+use super::{Bindings, Config, Gpu, Params};
+use crate::config::{Experiment, ModelKind};
+use crate::features::{presence_threshold, seed_key, Stream};
+use crate::optim::{step_table, StepConstants};
+use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
+use anyhow::{bail, Context};
+
+/// Threads per workgroup of small.wgsl, parameters per thread, and floats of staging memory (must
+/// match the constants WG, PPT and SHM_FLOATS there).
+const SMALL_WG: usize = 64;
+const SMALL_PPT: usize = 16;
+const SMALL_SHM_FLOATS: usize = 3840;
+/// Tile edge of tiled.wgsl.
+const TILE: usize = 16;
+/// Threads per workgroup of tiled_adam.wgsl.
+const ADAM_WG: usize = 256;
+/// Steps one small-model dispatch runs at most: long enough to amortise the launch, short enough to
+/// stay far from GPU watchdog timeouts.
+const SMALL_DISPATCH_STEPS: u32 = 100;
+/// Loop iterations one invocation may run on a software adapter. Mesa's llvmpipe (lavapipe, and its
+/// OpenGL driver) counts every loop back-edge of an invocation against one limit of 65,535 and then
+/// silently leaves all loops: a long small-model dispatch would stop training midway. Dispatches
+/// there are cut to stay below this, with a margin for the estimate in [`small_loop_iterations`].
+const LOOP_BUDGET: u64 = 50_000;
+/// Steps and log points per command buffer (sizes the step table, params and loss buffers).
+const SUBMIT_STEPS: u32 = 1000;
+const LOG_SLOTS: usize = 64;
+
+/// Choices a caller may make about the device and the kernels.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Adapter name substring (case-insensitive); the best adapter when absent.
+    pub adapter: Option<String>,
+    /// A cap on the bytes of one storage binding below the adapter's (tests force splits with it).
+    pub max_binding_bytes: Option<u64>,
+    /// Use the tiled kernels even where the small-model kernel fits (tests).
+    pub force_tiled: bool,
+}
+
+/// Whether the small-model kernel can train n features with m hidden dimensions.
+pub fn fits_small(n: usize, m: usize) -> bool {
+    m * n + n <= SMALL_WG * SMALL_PPT
+        && m * n + 2 * n + SMALL_WG * (2 * n + 2 * m) <= SMALL_SHM_FLOATS
+}
+
+/// An upper estimate of the loop iterations one small.wgsl invocation runs per step (dense samples):
+/// per round of 64 samples, the sampler's groups and lanes, the forward and backward passes, the flag
+/// count and the owned parameters' sums over the staged rows; per step, the zero-sample terms, the
+/// loss reduction and the Adam loop.
+fn small_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
+    let owned = (m * n + n).div_ceil(SMALL_WG);
+    let per_round =
+        5 * n.div_ceil(4) + 3 * n * m + 2 * n + 2 * m + SMALL_WG + SMALL_PPT + owned * SMALL_WG + 1;
+    (batch.div_ceil(SMALL_WG) * per_round + 2 * n + 2 * SMALL_PPT + 8) as u64
+}
+
+/// An upper estimate of the loop iterations of the busiest tiled.wgsl / tiled_adam.wgsl invocation:
+/// the gradient tile's loop over the batch, the hidden tiles' loop over features, or the loss sum
+/// over output_delta's tiles.
+fn tiled_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
+    let per_tile = TILE + 4 + 1;
+    let gradient = batch.div_ceil(TILE) * (2 * TILE + per_tile);
+    let hidden = n.div_ceil(TILE) * per_tile;
+    let delta = m.div_ceil(TILE) * per_tile + 4 + 8;
+    let losses = n.div_ceil(TILE) * batch.div_ceil(TILE);
+    gradient.max(hidden).max(delta).max(losses) as u64
+}
+
+/// A contiguous range of instances with its own buffers.
+struct Shard {
+    first: usize,
+    count: usize,
+    /// [params | first moments | second moments], each [count][m·n + n] with W before b.
+    state: wgpu::Buffer,
+    /// [log slot][instance]
+    losses: wgpu::Buffer,
+    bind_group: wgpu::BindGroup,
+}
+
+/// Trains all instances of an experiment on one GPU.
+pub struct GpuTrainer {
+    gpu: Gpu,
+    exp: Experiment,
+    step: u32,
+    tiled: bool,
+    /// small: [train]; tiled: [hidden_forward, output_delta, hidden_backward, gradient, adam_step].
+    pipelines: Vec<wgpu::ComputePipeline>,
+    shards: Vec<Shard>,
+    table: wgpu::Buffer,
+    params: wgpu::Buffer,
+    params_stride: u64,
+    /// Steps per dispatch of the small-model kernel.
+    small_steps: u32,
+    loss_readback: wgpu::Buffer,
+    state_readback: wgpu::Buffer,
+}
+
+impl GpuTrainer {
+    /// Opens the adapter and uploads `state`.
+    pub fn new(
+        exp: &Experiment,
+        state: TrainState,
+        options: &GpuOptions,
+    ) -> anyhow::Result<GpuTrainer> {
+        let gpu = Gpu::open(options.adapter.as_deref())?;
+        // Catch validation errors (e.g. a backend that cannot run a kernel) as errors, not panics.
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let trainer = GpuTrainer::build(gpu, exp, state, options)?;
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            bail!(
+                "the GPU adapter {} cannot run the kernels: {}",
+                trainer.gpu.adapter.name,
+                error.to_string().replace('\n', " ")
+            );
+        }
+        Ok(trainer)
+    }
+
+    fn build(
+        gpu: Gpu,
+        exp: &Experiment,
+        state: TrainState,
+        options: &GpuOptions,
+    ) -> anyhow::Result<GpuTrainer> {
+        let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
+        let count = m * n + n;
+        // On llvmpipe a step of the small kernel must fit the loop budget; the tiled kernels loop
+        // less per invocation.
+        let small_budget = !gpu.software || small_loop_iterations(n, m, batch) <= LOOP_BUDGET;
+        let tiled = options.force_tiled || !fits_small(n, m) || !small_budget;
+        if gpu.software && tiled && tiled_loop_iterations(n, m, batch) > LOOP_BUDGET {
+            bail!("n = {n}, m = {m}, batch {batch} needs more loop iterations per invocation than the software adapter {} runs; use --backend cpu", gpu.adapter.name);
+        }
+        let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+        if tiled && batch.div_ceil(TILE) > max_groups {
+            bail!("batch {batch} needs {} tiles of samples, more than the adapter's {max_groups} workgroups per dimension", batch.div_ceil(TILE));
+        }
+
+        // Bytes per instance of each storage binding; a shard holds as many instances as keep the
+        // largest within one binding.
+        let loss_tiles = n.div_ceil(TILE) * batch.div_ceil(TILE);
+        let mut per_instance = vec![3 * count * 4, (n + 1) * 4, LOG_SLOTS * 4];
+        if tiled {
+            per_instance.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
+        }
+        let per_instance = *per_instance.iter().max().expect("non-empty") as u64;
+        let max_binding = gpu
+            .limits
+            .max_storage_buffer_binding_size
+            .min(gpu.limits.max_buffer_size)
+            .min(options.max_binding_bytes.unwrap_or(u64::MAX));
+        let per_shard = ((max_binding / per_instance) as usize).min(max_groups);
+        if per_shard == 0 {
+            bail!("one instance needs {per_instance} bytes in one storage buffer, more than the adapter's {max_binding}");
+        }
+
+        let (group_layout, layout) = gpu.layout();
+        let pipelines = if tiled {
+            let main = gpu.module("tiled.wgsl");
+            let adam = gpu.module("tiled_adam.wgsl");
+            let mut p: Vec<_> = [
+                "hidden_forward",
+                "output_delta",
+                "hidden_backward",
+                "gradient",
+            ]
+            .iter()
+            .map(|e| gpu.pipeline(&layout, &main, e))
+            .collect();
+            p.push(gpu.pipeline(&layout, &adam, "adam_step"));
+            p
+        } else {
+            vec![gpu.pipeline(&layout, &gpu.module("small.wgsl"), "train")]
+        };
+
+        let small_steps = if gpu.software {
+            (LOOP_BUDGET / small_loop_iterations(n, m, batch))
+                .clamp(1, u64::from(SMALL_DISPATCH_STEPS)) as u32
+        } else {
+            SMALL_DISPATCH_STEPS
+        };
+        let params_stride = u64::from(gpu.limits.min_uniform_buffer_offset_alignment)
+            .max(std::mem::size_of::<Params>() as u64);
+        let params = gpu.uniform("params", params_stride * u64::from(SUBMIT_STEPS));
+        let table = gpu.storage_zeroed(
+            "step table",
+            u64::from(SUBMIT_STEPS) * std::mem::size_of::<StepConstants>() as u64,
+        );
+        let instances = exp.instances.len();
+        let loss_readback = gpu.readback("loss read-back", (LOG_SLOTS * instances * 4) as u64);
+        let state_readback = gpu.readback(
+            "state read-back",
+            (3 * count * 4 * per_shard.min(instances)) as u64,
+        );
+
+        let [seed_lo, seed_hi] = seed_key(exp.seed);
+        let o = &exp.optimizer;
+        let mut shards = vec![];
+        for first in (0..instances).step_by(per_shard) {
+            let len = per_shard.min(instances - first);
+            let config = Config {
+                features: n as u32,
+                hidden: m as u32,
+                batch: batch as u32,
+                instances: len as u32,
+                first_instance: exp.global_index(first),
+                relu: u32::from(exp.model == ModelKind::Relu),
+                log_every: exp.log_every,
+                total_steps: exp.steps,
+                seed_lo,
+                seed_hi,
+                mask_stream: Stream::TrainMask as u32,
+                value_stream: Stream::TrainValue as u32,
+                beta1: o.beta1 as f32,
+                beta2: o.beta2 as f32,
+                eps: o.eps as f32,
+                scale: 1.0 / (batch * n) as f32,
+            };
+            let config_buffer = gpu.uniform("config", std::mem::size_of::<Config>() as u64);
+            gpu.queue
+                .write_buffer(&config_buffer, 0, bytemuck::bytes_of(&config));
+            let inst = &exp.instances[first..first + len];
+            let mut words: Vec<u32> = inst
+                .iter()
+                .flat_map(|i| i.importance.iter().map(|v| v.to_bits()))
+                .collect();
+            words.extend(inst.iter().map(|i| presence_threshold(i.density)));
+            let state_buffer = gpu.storage("state", &pack(&state, exp, first, len));
+            let losses = gpu.storage_zeroed("losses", (LOG_SLOTS * len * 4) as u64);
+            let (hidden, delta, grad) = if tiled {
+                (
+                    gpu.storage_zeroed("hidden", (2 * len * batch * m * 4) as u64),
+                    gpu.storage_zeroed("delta", (len * batch * n * 4) as u64),
+                    gpu.storage_zeroed("gradients", (len * (count + loss_tiles) * 4) as u64),
+                )
+            } else {
+                (
+                    gpu.storage_zeroed("unused", 16),
+                    gpu.storage_zeroed("unused", 16),
+                    gpu.storage_zeroed("unused", 16),
+                )
+            };
+            let bind_group = gpu.bind_group(
+                &group_layout,
+                Bindings {
+                    config: &config_buffer,
+                    params: &params,
+                    storage: [
+                        &state_buffer,
+                        &gpu.storage("instance data", &words),
+                        &table,
+                        &losses,
+                        &hidden,
+                        &delta,
+                        &grad,
+                    ],
+                },
+            );
+            shards.push(Shard {
+                first,
+                count: len,
+                state: state_buffer,
+                losses,
+                bind_group,
+            });
+        }
+        Ok(GpuTrainer {
+            gpu,
+            exp: exp.clone(),
+            step: state.step,
+            tiled,
+            pipelines,
+            shards,
+            table,
+            params,
+            params_stride,
+            small_steps,
+            loss_readback,
+            state_readback,
+        })
+    }
+
+    /// The number of shards the instances were split into.
+    pub fn shards(&self) -> usize {
+        self.shards.len()
+    }
+
+    /// Whether the tiled kernels run this experiment.
+    pub fn is_tiled(&self) -> bool {
+        self.tiled
+    }
+
+    /// Encodes the dispatches of one [`Params`] slot for every shard.
+    fn encode(&self, pass: &mut wgpu::ComputePass<'_>, slot: u32) {
+        let (n, m, batch) = (self.exp.features, self.exp.hidden, self.exp.batch);
+        let offset = (u64::from(slot) * self.params_stride) as u32;
+        for shard in &self.shards {
+            pass.set_bind_group(0, &shard.bind_group, &[offset]);
+            let count = shard.count as u32;
+            if !self.tiled {
+                pass.set_pipeline(&self.pipelines[0]);
+                pass.dispatch_workgroups(count, 1, 1);
+                continue;
+            }
+            let tiles = |len: usize| len.div_ceil(TILE) as u32;
+            let adam_groups = (shard.count * (m * n + n)).div_ceil(ADAM_WG);
+            let adam_x =
+                adam_groups.min(self.gpu.limits.max_compute_workgroups_per_dimension as usize);
+            let grids = [
+                (tiles(m), tiles(batch), count),
+                (tiles(n), tiles(batch), count),
+                (tiles(m), tiles(batch), count),
+                (tiles(n), tiles(m), count),
+                (adam_x as u32, adam_groups.div_ceil(adam_x) as u32, 1),
+            ];
+            for (pipeline, (x, y, z)) in self.pipelines.iter().zip(grids) {
+                pass.set_pipeline(pipeline);
+                pass.dispatch_workgroups(x, y, z);
+            }
+        }
+    }
+
+    /// Runs steps `from..to` (at most SUBMIT_STEPS of them with at most LOG_SLOTS log points) in one
+    /// command buffer; waits for the device only when there are losses to read.
+    fn submit(&mut self, from: u32, to: u32, logs: &[u32]) -> anyhow::Result<Vec<LossRecord>> {
+        let gpu = &self.gpu;
+        gpu.queue.write_buffer(
+            &self.table,
+            0,
+            bytemuck::cast_slice(&step_table(&self.exp, from, to)),
+        );
+        let per_dispatch = if self.tiled { 1 } else { self.small_steps };
+        let mut slots = vec![];
+        let mut first = from;
+        while first < to {
+            let steps = per_dispatch.min(to - first);
+            let log_slot = logs.iter().filter(|&&s| s < first).count() as u32;
+            slots.push(Params {
+                first_step: first,
+                steps,
+                table_offset: first - from,
+                log_slot,
+            });
+            first += steps;
+        }
+        let mut bytes = vec![0u8; slots.len() * self.params_stride as usize];
+        for (i, p) in slots.iter().enumerate() {
+            let at = i * self.params_stride as usize;
+            bytes[at..at + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(p));
+        }
+        gpu.queue.write_buffer(&self.params, 0, &bytes);
+
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for slot in 0..slots.len() as u32 {
+                self.encode(&mut pass, slot);
+            }
+        }
+        for shard in &self.shards {
+            let bytes = (logs.len() * shard.count * 4) as u64;
+            if bytes > 0 {
+                encoder.copy_buffer_to_buffer(
+                    &shard.losses,
+                    0,
+                    &self.loss_readback,
+                    (LOG_SLOTS * shard.first * 4) as u64,
+                    bytes,
+                );
+            }
+        }
+        gpu.queue.submit([encoder.finish()]);
+        if logs.is_empty() {
+            return Ok(vec![]);
+        }
+        let all: Vec<f32> = gpu.read(&self.loss_readback, LOG_SLOTS * self.exp.instances.len())?;
+        Ok(logs
+            .iter()
+            .enumerate()
+            .map(|(slot, &step)| {
+                let losses = self
+                    .shards
+                    .iter()
+                    .flat_map(|s| {
+                        all[LOG_SLOTS * s.first + slot * s.count..][..s.count]
+                            .iter()
+                            .copied()
+                    })
+                    .collect();
+                LossRecord { step, losses }
+            })
+            .collect())
+    }
+}
+
+/// Shard `first..first + count` of `state` in the device layout.
+fn pack(state: &TrainState, exp: &Experiment, first: usize, count: usize) -> Vec<f32> {
+    let (n, mn) = (exp.features, exp.hidden * exp.features);
+    let mut out = Vec::with_capacity(3 * count * (mn + n));
+    for (w, b) in [
+        (&state.w, &state.b),
+        (&state.m_w, &state.m_b),
+        (&state.v_w, &state.v_b),
+    ] {
+        for i in first..first + count {
+            out.extend_from_slice(&w[i * mn..(i + 1) * mn]);
+            out.extend_from_slice(&b[i * n..(i + 1) * n]);
+        }
+    }
+    out
+}
+
+/// The inverse of [`pack`]: writes a shard read back from the device into `state`.
+fn unpack(data: &[f32], state: &mut TrainState, exp: &Experiment, first: usize, count: usize) {
+    let (n, mn) = (exp.features, exp.hidden * exp.features);
+    let mut chunks = data.chunks_exact(mn + n);
+    for (w, b) in [
+        (&mut state.w, &mut state.b),
+        (&mut state.m_w, &mut state.m_b),
+        (&mut state.v_w, &mut state.v_b),
+    ] {
+        for i in first..first + count {
+            let chunk = chunks.next().expect("a full shard");
+            w[i * mn..(i + 1) * mn].copy_from_slice(&chunk[..mn]);
+            b[i * n..(i + 1) * n].copy_from_slice(&chunk[mn..]);
+        }
+    }
+}
+
+impl Trainer for GpuTrainer {
+    fn device(&self) -> String {
+        format!("{} ({})", self.gpu.adapter.name, self.gpu.adapter.backend)
+    }
+
+    fn advance(&mut self, until: u32) -> anyhow::Result<Vec<LossRecord>> {
+        let mut records = vec![];
+        while self.step < until {
+            let from = self.step;
+            let mut to = from;
+            let mut logs = vec![];
+            while to < until && to - from < SUBMIT_STEPS {
+                if is_log_step(&self.exp, to) {
+                    if logs.len() == LOG_SLOTS {
+                        break;
+                    }
+                    logs.push(to);
+                }
+                to += 1;
+            }
+            records.extend(self.submit(from, to, &logs)?);
+            self.step = to;
+        }
+        Ok(records)
+    }
+
+    fn state(&mut self) -> anyhow::Result<TrainState> {
+        let exp = &self.exp;
+        let (len_w, len_b) = (
+            exp.instances.len() * exp.hidden * exp.features,
+            exp.instances.len() * exp.features,
+        );
+        let mut state = TrainState {
+            step: self.step,
+            w: vec![0.0; len_w],
+            b: vec![0.0; len_b],
+            m_w: vec![0.0; len_w],
+            v_w: vec![0.0; len_w],
+            m_b: vec![0.0; len_b],
+            v_b: vec![0.0; len_b],
+        };
+        for shard in &self.shards {
+            let len = 3 * shard.count * (exp.hidden * exp.features + exp.features);
+            let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+            encoder.copy_buffer_to_buffer(
+                &shard.state,
+                0,
+                &self.state_readback,
+                0,
+                (len * 4) as u64,
+            );
+            self.gpu.queue.submit([encoder.finish()]);
+            let data: Vec<f32> = self
+                .gpu
+                .read(&self.state_readback, len)
+                .context("reading the state back")?;
+            unpack(&data, &mut state, exp, shard.first, shard.count);
+        }
+        Ok(state)
+    }
+}
