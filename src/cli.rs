@@ -390,8 +390,10 @@ pub fn make_trainer(
     match choice {
         BackendChoice::Cpu => Ok((Box::new(CpuTrainer::new(exp, state)), "cpu")),
         BackendChoice::Gpu => Ok((Box::new(GpuTrainer::new(exp, state, &options)?), "gpu")),
-        BackendChoice::Auto if list_adapters().is_empty() => {
-            eprintln!("no GPU adapter found; training on the CPU");
+        // Software adapters (llvmpipe/lavapipe) run the kernels on the CPU, far slower than the CPU
+        // trainer: `auto` only takes a hardware GPU; `--backend gpu` takes whatever there is.
+        BackendChoice::Auto if !list_adapters().iter().any(|a| a.device_type != "Cpu") => {
+            eprintln!("no hardware GPU adapter found; training on the CPU");
             Ok((Box::new(CpuTrainer::new(exp, state)), "cpu"))
         }
         BackendChoice::Auto => match GpuTrainer::new(exp, state.clone(), &options) {
@@ -611,16 +613,20 @@ fn bench_backends(choice: BackendChoice) -> Vec<(String, TrainerFactory)> {
             }),
         ));
     }
-    if choice != BackendChoice::Cpu && !list_adapters().is_empty() {
-        backends.push((
-            "gpu".into(),
-            Box::new(|exp: &Experiment, state| {
-                Ok(
-                    Box::new(GpuTrainer::new(exp, state, &GpuOptions::default())?)
-                        as Box<dyn Trainer>,
-                )
-            }),
-        ));
+    if choice != BackendChoice::Cpu {
+        // Every adapter, by its number in `tms devices`.
+        for (index, adapter) in list_adapters().into_iter().enumerate() {
+            let options = GpuOptions {
+                adapter: Some(index.to_string()),
+                ..Default::default()
+            };
+            backends.push((
+                format!("gpu {index} ({})", adapter.backend),
+                Box::new(move |exp: &Experiment, state| {
+                    Ok(Box::new(GpuTrainer::new(exp, state, &options)?) as Box<dyn Trainer>)
+                }),
+            ));
+        }
     }
     backends
 }

@@ -370,3 +370,34 @@ on_every_backend!(state_resumes_exactly, |make| {
     second.advance(80).unwrap();
     assert_eq!(second.state().unwrap(), straight.state().unwrap());
 });
+
+/// `--devices`: the GPU and the CPU trainer as two workers on one sweep; the CPU worker's part is
+/// bit-identical to the CPU trainer alone, the GPU's within the trajectory tolerance, and a GPU
+/// trainer of a later part of the sweep (non-zero first instance) draws that part's streams.
+#[test]
+fn a_gpu_and_the_cpu_share_one_sweep() {
+    if !have_gpu() {
+        return;
+    }
+    use tms::multi::{MultiTrainer, SendTrainer, WorkerFactory};
+    let exp = experiment(ModelKind::Relu, 20, 5, 64, 60, &[1.0, 0.3, 0.1, 0.03]);
+    let gpu = || -> WorkerFactory<'static> {
+        Box::new(|e: &Experiment, s| {
+            Ok(Box::new(GpuTrainer::new(e, s, &GpuOptions::default())?) as SendTrainer)
+        })
+    };
+    let cpu = || -> WorkerFactory<'static> {
+        Box::new(|e: &Experiment, s| Ok(Box::new(CpuTrainer::new(e, s)) as SendTrainer))
+    };
+    let mut both = MultiTrainer::new(&exp, TrainState::initial(&exp), vec![cpu(), gpu()]).unwrap();
+    let mut alone = CpuTrainer::new(&exp, TrainState::initial(&exp));
+    let (shared, reference) = (run(&mut both, 60), run(&mut alone, 60));
+    assert_close("gpu + cpu workers vs cpu", &shared, &reference, 2e-5, 1e-4);
+    let half = exp.hidden * exp.features * 2;
+    assert_eq!(
+        shared.0.w[..half],
+        reference.0.w[..half],
+        "the CPU worker's instances are the CPU trainer's"
+    );
+    assert_trained("gpu + cpu workers", &exp, &shared.0, 1e-2);
+}
