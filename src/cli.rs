@@ -8,7 +8,8 @@ use crate::export::{write_run, Results, RunConfig};
 use crate::gpu::{list_adapters, GpuOptions, GpuTrainer};
 use crate::multi::{MultiTrainer, SendTrainer, WorkerFactory};
 use crate::trainer::{
-    diverged_instances, evaluate, run_to_end, LossRecord, Outcome, RunControl, TrainState, Trainer,
+    check_host_memory, diverged_instances, evaluate, run_to_end, LossRecord, Outcome, RunControl,
+    TrainState, Trainer,
 };
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -501,6 +502,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
                 Some((index, count)) => exp.shard(index, count)?,
                 None => exp,
             };
+            check_host_memory(&exp)?;
             prepare_run_dir(&args.out, args.force)?;
             let state = TrainState::initial(&exp);
             (exp, args.out.clone(), state, vec![])
@@ -532,6 +534,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
 /// Trains `exp` from scratch on `backend` and writes its run directory `out` (which must exist):
 /// config.json, results.json, weights.safetensors and metrics.json. Returns the results.
 pub fn train_run(exp: Experiment, backend: BackendChoice, out: &Path) -> anyhow::Result<Results> {
+    check_host_memory(&exp)?;
     let state = TrainState::initial(&exp);
     let placement = Placement {
         backend,

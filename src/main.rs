@@ -5,6 +5,19 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A fault we did not turn into an error (wgpu reports device loss and out-of-memory through
+    // panics) still gets one line, not a backtrace; the run directory keeps its last checkpoint.
+    if std::env::var_os("RUST_BACKTRACE").is_none() {
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown failure".into());
+            eprintln!("error: {} (the run directory keeps its last checkpoint; set RUST_BACKTRACE=1 for details)", message.replace('\n', " "));
+        }));
+    }
     let cli = tms::cli::Cli::parse();
     match tms::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -68,6 +68,43 @@ pub struct LossRecord {
     pub losses: Vec<f32>,
 }
 
+/// An upper estimate of the host memory a run of `exp` needs: the state (parameters and both Adam
+/// moments) a few times over (trainer, checkpoint, results) and the CPU trainer's per-chunk buffers.
+pub fn host_bytes_needed(exp: &Experiment) -> u64 {
+    let (n, m, count) = (
+        exp.features as u64,
+        exp.hidden as u64,
+        exp.instances.len() as u64,
+    );
+    let params = count * (m * n + n);
+    let chunks = count * (exp.batch as u64).div_ceil(crate::cpu::CHUNK_SAMPLES as u64);
+    let per_chunk = 4 * (m * n + n)
+        + 32 * (m * n + 3 * n + 2 * m)
+        + (crate::cpu::CHUNK_SAMPLES as u64) * (n + 16 * n.div_ceil(4));
+    4 * params * 6 * 3 + chunks * per_chunk
+}
+
+/// Refuses, before any work, a run that needs more host memory than the machine has available.
+pub fn check_host_memory(exp: &Experiment) -> Result<(), crate::config::ConfigError> {
+    let available = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024);
+    let needed = host_bytes_needed(exp);
+    match available {
+        Some(available) if needed > available => Err(crate::config::ConfigError(format!(
+            "this sweep needs about {:.1} GiB of host memory and {:.1} GiB are available; split it with --shard K/N",
+            needed as f64 / (1u64 << 30) as f64,
+            available as f64 / (1u64 << 30) as f64
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Whether step `step` is a log point: every `log_every` steps, and the last step.
 pub fn is_log_step(exp: &Experiment, step: u32) -> bool {
     step.is_multiple_of(exp.log_every) || step + 1 == exp.steps

@@ -201,6 +201,25 @@ fn resume_refuses_what_it_cannot_continue() {
         "5",
     ]);
     assert_eq!(with_flags.status.code(), Some(2));
+    let huge = tms(&[
+        "train",
+        "--backend",
+        "cpu",
+        "--features",
+        "60000",
+        "--hidden",
+        "4000",
+        "--density",
+        &vec!["0.5"; 64].join(","),
+        "--out",
+        root.path().join("huge").to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&huge.stderr);
+    assert_eq!(huge.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("GiB of host memory") && stderr.contains("available"),
+        "{stderr}"
+    );
     let unwritable = tms(&["train", "--out", "/proc/tms-cannot-write-here"]);
     assert_eq!(
         unwritable.status.code(),
