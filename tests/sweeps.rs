@@ -1,5 +1,6 @@
-//! Sweeps split into shards (`--shard K/N`, or a Slurm array's variables) and joined with `tms merge`
-//! give exactly the files of the same sweep trained in one piece.
+//! Sweeps split into shards (`--shard K/N`, or a Slurm array's variables) and joined with `tms merge`,
+//! or spread over several devices (`--devices`), give exactly the files of the sweep trained in one
+//! piece; a GPU backend with no adapter is one clear line.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -110,4 +111,55 @@ fn merge_refuses_missing_repeated_and_foreign_shards() {
         assert!(stderr.contains(needle), "expected '{needle}': {stderr}");
         assert!(!out.exists(), "nothing may be written when merging fails");
     }
+}
+
+#[test]
+fn several_devices_give_the_files_of_one() {
+    let root = tempfile::tempdir().unwrap();
+    let [one, two] = ["one", "two"].map(|d| root.path().join(d));
+    train(&one, &[], &[]);
+    // Two CPU workers stand in for two GPUs: the split and the gathering are the same code.
+    let mut args = SWEEP.to_vec();
+    args.retain(|a| *a != "--backend" && *a != "cpu");
+    args.extend(["--devices", "cpu,cpu", "--out", two.to_str().unwrap()]);
+    let r = tms(&args, &[]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    for file in ["weights.safetensors", "results.json", "metrics.json"] {
+        assert_eq!(
+            std::fs::read(one.join(file)).unwrap(),
+            std::fs::read(two.join(file)).unwrap(),
+            "{file} differs"
+        );
+    }
+    assert_eq!(json(&two.join("config.json"))["backend"], "devices");
+}
+
+#[test]
+fn gpu_backend_without_an_adapter_is_one_clear_line() {
+    // No adapter of this backend exists on a Linux machine.
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("run");
+    let out = tms(
+        &[
+            "train",
+            "--backend",
+            "gpu",
+            "--steps",
+            "5",
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+        &[("WGPU_BACKEND", "dx12")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && stderr.contains("no GPU adapter"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    assert!(!dir.join("results.json").exists());
 }
