@@ -139,22 +139,47 @@ pub fn measure(
     }
     times.sort_by(f64::total_cmp);
     let per_step = times[times.len() / 2];
-    let instances = workload.densities.len() as f64;
     Ok(Measurement {
-        workload: workload.name.clone(),
-        backend: backend.into(),
-        device: trainer.device(),
-        steps,
-        repeats,
-        seconds_per_step: per_step,
-        instance_steps_per_second: instances / per_step,
-        samples_per_second: instances * 1024.0 / per_step,
-        gflops: workload.flops_per_step() / per_step / 1e9,
-        randoms_per_second: workload.randoms_per_step() / per_step,
         peak_host_bytes: peak_host_bytes(),
         device_bytes: trainer.device_bytes(),
-        speedup_vs_cpu: None,
+        ..Measurement::of_time(
+            workload,
+            backend,
+            &trainer.device(),
+            steps,
+            repeats,
+            per_step,
+        )
     })
+}
+
+impl Measurement {
+    /// The row of `workload` timed at `per_step` seconds per step (memory not measured).
+    pub fn of_time(
+        workload: &Workload,
+        backend: &str,
+        device: &str,
+        steps: u32,
+        repeats: usize,
+        per_step: f64,
+    ) -> Measurement {
+        let instances = workload.densities.len() as f64;
+        Measurement {
+            workload: workload.name.clone(),
+            backend: backend.into(),
+            device: device.into(),
+            steps,
+            repeats,
+            seconds_per_step: per_step,
+            instance_steps_per_second: instances / per_step,
+            samples_per_second: instances * 1024.0 / per_step,
+            gflops: workload.flops_per_step() / per_step / 1e9,
+            randoms_per_second: workload.randoms_per_step() / per_step,
+            peak_host_bytes: 0,
+            device_bytes: 0,
+            speedup_vs_cpu: None,
+        }
+    }
 }
 
 /// Fills in each row's speedup over the CPU trainer's row of the same workload.

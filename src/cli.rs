@@ -661,22 +661,16 @@ fn pytorch_row(
         return None;
     };
     let per_step = v["seconds_per_step"].as_f64()?;
-    let instances = workload.densities.len() as f64;
-    Some(crate::bench::Measurement {
-        workload: workload.name.clone(),
-        backend: format!("pytorch-{device}"),
-        device: v["device"].as_str().unwrap_or(device).to_string(),
-        steps: v["steps"].as_u64().unwrap_or(0) as u32,
+    let steps = v["steps"].as_u64().unwrap_or(0) as u32;
+    let device_name = v["device"].as_str().unwrap_or(device);
+    Some(crate::bench::Measurement::of_time(
+        workload,
+        &format!("pytorch-{device}"),
+        device_name,
+        steps,
         repeats,
-        seconds_per_step: per_step,
-        instance_steps_per_second: instances / per_step,
-        samples_per_second: instances * 1024.0 / per_step,
-        gflops: workload.flops_per_step() / per_step / 1e9,
-        randoms_per_second: workload.randoms_per_step() / per_step,
-        peak_host_bytes: 0,
-        device_bytes: 0,
-        speedup_vs_cpu: None,
-    })
+        per_step,
+    ))
 }
 
 fn bench(args: &BenchArgs) -> anyhow::Result<()> {
