@@ -90,6 +90,8 @@ pub struct Gpu {
     /// A CPU implementation (llvmpipe, lavapipe): its loops stop after 65,535 iterations in all per
     /// invocation, so long dispatches must be cut shorter.
     pub software: bool,
+    /// Bytes of all buffers created through this `Gpu` (what `tms bench` reports as device memory).
+    allocated: std::sync::atomic::AtomicU64,
 }
 
 impl Gpu {
@@ -127,51 +129,65 @@ impl Gpu {
             adapter: summary(&adapter),
             limits,
             software,
+            allocated: Default::default(),
         })
+    }
+
+    /// Bytes of all buffers created so far.
+    pub fn allocated_bytes(&self) -> u64 {
+        self.allocated.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self, buffer: wgpu::Buffer) -> wgpu::Buffer {
+        self.allocated
+            .fetch_add(buffer.size(), std::sync::atomic::Ordering::Relaxed);
+        buffer
     }
 
     /// A storage buffer holding `data` (also a copy source, for read-back).
     pub fn storage<T: Pod>(&self, label: &str, data: &[T]) -> wgpu::Buffer {
-        self.device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents: bytemuck::cast_slice(data),
-                usage: wgpu::BufferUsages::STORAGE
-                    | wgpu::BufferUsages::COPY_SRC
-                    | wgpu::BufferUsages::COPY_DST,
-            })
+        self.count(
+            self.device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: bytemuck::cast_slice(data),
+                    usage: wgpu::BufferUsages::STORAGE
+                        | wgpu::BufferUsages::COPY_SRC
+                        | wgpu::BufferUsages::COPY_DST,
+                }),
+        )
     }
 
     /// An uninitialised storage buffer of `bytes` (at least 16, so that unused bindings stay valid).
     pub fn storage_zeroed(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.count(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16),
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        }))
     }
 
     /// A uniform buffer of `bytes`, written with `queue.write_buffer`.
     pub fn uniform(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.count(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        }))
     }
 
     /// A buffer the host maps to read results back.
     pub fn readback(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.count(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.max(16),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        }))
     }
 
     /// Waits for the queue, then copies the first `len` values out of a mapped read-back buffer.

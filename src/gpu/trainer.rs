@@ -448,6 +448,10 @@ impl Trainer for GpuTrainer {
         format!("{} ({})", self.gpu.adapter.name, self.gpu.adapter.backend)
     }
 
+    fn device_bytes(&self) -> u64 {
+        self.gpu.allocated_bytes()
+    }
+
     fn advance(&mut self, until: u32) -> anyhow::Result<Vec<LossRecord>> {
         let mut records = vec![];
         while self.step < until {
