@@ -192,6 +192,9 @@ pub struct ReproduceOptions {
     /// Overwrite the result files of existing run directories.
     #[arg(long)]
     pub force: bool,
+    /// Redraw the figures and summary.md from the run files already in the output directory.
+    #[arg(long, conflicts_with = "force")]
+    pub redraw: bool,
 }
 
 impl ReproduceOptions {

@@ -3,7 +3,7 @@
 //! each, sampled more densely where 1/(1 − S) is between 2 and 6 (the narrow plateau at 1/2). The
 //! figure plots dimensions per feature m / ‖W‖²_F against 1/(1 − S) with every feature's
 //! dimensionality D_i behind it and the uniform polytopes' fractions as reference lines, and a
-//! histogram of D_i; summary.md gives the plateaus and the share of D_i near each fraction.
+//! histogram of D_i where 1/(1 − S) ≤ 10; summary.md gives the plateaus and the share of D_i near each fraction.
 
 use super::{best_instances, log_grid, train_into, training_line};
 use crate::analysis::{InstanceMetrics, REPRESENTED_NORM};
@@ -73,6 +73,8 @@ pub fn plateau(points: &[(f64, f64)], level: f64, tolerance: f64) -> Option<(f64
 
 /// A plateau of dimensions per feature counts within this of its level.
 const PLATEAU_TOLERANCE: f64 = 0.03;
+/// The sparsity range (1/(1 − S) up to this) where the paper's polytopes appear.
+const POLYTOPE_REGIME: f64 = 10.0;
 
 /// What the figure and the summary need of a run: per instance 1/(1 − S), dimensions per feature and
 /// the D_i of its represented features.
@@ -99,14 +101,25 @@ impl Sweep {
                 .collect(),
             dimensionalities: metrics
                 .iter()
-                .map(|mt| mt.represented().iter().map(|&i| mt.dimensionality[i]).collect())
+                .map(|mt| {
+                    mt.represented()
+                        .iter()
+                        .map(|&i| mt.dimensionality[i])
+                        .collect()
+                })
                 .collect(),
             metrics,
         }
     }
 
-    fn all_dimensionalities(&self) -> Vec<f64> {
-        self.dimensionalities.iter().flatten().copied().collect()
+    /// The D_i of the represented features of every instance with 1/(1 − S) ≤ `max_inverse_density`.
+    fn dimensionalities_up_to(&self, max_inverse_density: f64) -> Vec<f64> {
+        self.points
+            .iter()
+            .zip(&self.dimensionalities)
+            .filter(|(p, _)| p.0 <= max_inverse_density)
+            .flat_map(|(_, dims)| dims.iter().copied())
+            .collect()
     }
 }
 
@@ -114,7 +127,11 @@ impl Sweep {
 pub fn run(args: &GeometryArgs) -> anyhow::Result<()> {
     let options = &args.options;
     let out = options.out_or("results/geometry");
-    anyhow::ensure!(args.instances >= 2, "invalid --instances: {} (at least 2)", args.instances);
+    anyhow::ensure!(
+        args.instances >= 2,
+        "invalid --instances: {} (at least 2)",
+        args.instances
+    );
     let steps = options.steps.unwrap_or(10_000);
     let exp = Settings {
         features: Some(args.features),
@@ -128,7 +145,7 @@ pub fn run(args: &GeometryArgs) -> anyhow::Result<()> {
         ..Default::default()
     }
     .resolve()?;
-    let (config, results) = train_into(exp, options.backend, &out.join("relu"), options.force)?;
+    let (config, results) = train_into(exp, options, &out.join("relu"))?;
     let sweep = Sweep::of(&results);
     for path in save(&GeometryFigure { sweep: &sweep }, &out.join("geometry"))? {
         eprintln!("wrote {}", path.display());
@@ -142,7 +159,8 @@ pub fn run(args: &GeometryArgs) -> anyhow::Result<()> {
 /// "from 2.1 to 5.3 (7 instances)" or "nowhere".
 fn describe_plateau(plateau: Option<(f64, f64, usize)>) -> String {
     plateau.map_or("at no density".into(), |(lo, hi, count)| {
-        format!("for 1/(1 − S) from {lo:.2} to {hi:.2} ({count} instances)")
+        let plural = if count == 1 { "" } else { "s" };
+        format!("for 1/(1 − S) from {lo:.2} to {hi:.2} ({count} instance{plural})")
     })
 }
 
@@ -151,7 +169,10 @@ fn describe_plateau(plateau: Option<(f64, f64, usize)>) -> String {
 fn summary_markdown(config: &RunConfig, sweep: &Sweep) -> String {
     let mut out = String::new();
     let (n, m) = (sweep.features, sweep.hidden);
-    let _ = writeln!(out, "# Uniform superposition: n = {n} features, m = {m} hidden dimensions, I_i = 1\n");
+    let _ = writeln!(
+        out,
+        "# Uniform superposition: n = {n} features, m = {m} hidden dimensions, I_i = 1\n"
+    );
     let _ = writeln!(
         out,
         "Trained by `tms reproduce geometry` on {}. ReLU output model, {} densities (1/(1 − S) log-spaced from 1 to {}, \
@@ -172,27 +193,61 @@ fn summary_markdown(config: &RunConfig, sweep: &Sweep) -> String {
     }
     let half = plateau(&sweep.points, 0.5, PLATEAU_TOLERANCE);
     let one = plateau(&sweep.points, 1.0, PLATEAU_TOLERANCE);
-    let _ = writeln!(out, "## Plateaus of dimensions per feature (within ±{PLATEAU_TOLERANCE})\n");
+    let _ = writeln!(
+        out,
+        "## Plateaus of dimensions per feature (within ±{PLATEAU_TOLERANCE})\n"
+    );
     let _ = writeln!(out, "- at 1: {}", describe_plateau(one));
     let _ = writeln!(out, "- at 1/2: {}\n", describe_plateau(half));
-    let all = sweep.all_dimensionalities();
+    let all = sweep.dimensionalities_up_to(f64::INFINITY);
+    let polytopes = sweep.dimensionalities_up_to(POLYTOPE_REGIME);
+    let spread = (m as f64 / n as f64, format!("m/n = {:.3}", m as f64 / n as f64));
     let _ = writeln!(
         out,
-        "## Feature dimensionalities D_i\n\nOver the {} represented features (‖W_i‖ > {REPRESENTED_NORM}) of all instances, \
-         the share within ±{NEAR} of each fraction:\n",
-        all.len()
+        "## Feature dimensionalities D_i\n\nThe share of the represented features' D_i (‖W_i‖ > {REPRESENTED_NORM}) within ±{NEAR} \
+         of each fraction, over all {} of them and over the {} of the instances with 1/(1 − S) ≤ {POLYTOPE_REGIME}, where the \
+         paper's polytopes appear. In the sparsest instances every feature is represented with D_i near m/n: W spreads the \
+         features evenly over the hidden space rather than into small polytopes.\n",
+        all.len(),
+        polytopes.len()
     );
-    let _ = writeln!(out, "| fraction | polytope | share of D_i |");
-    let _ = writeln!(out, "|---:|---|---:|");
-    let names = ["dedicated", "tetrahedron", "triangle", "antipodal pair", "pentagon", "square antiprism"];
-    let shares = shares_near_fractions(&all);
-    for ((&(_, label), name), share) in FRACTIONS.iter().zip(names).zip(&shares) {
-        let _ = writeln!(out, "| {label} | {name} | {:.1} % |", 100.0 * share);
+    let _ = writeln!(out, "| fraction | polytope | share of all D_i | share at 1/(1 − S) ≤ {POLYTOPE_REGIME} |");
+    let _ = writeln!(out, "|---:|---|---:|---:|");
+    let names = [
+        "dedicated",
+        "tetrahedron",
+        "triangle",
+        "antipodal pair",
+        "pentagon",
+        "square antiprism",
+    ];
+    let (shares, polytope_shares) = (shares_near_fractions(&all), shares_near_fractions(&polytopes));
+    for (((&(_, label), name), share), polytope_share) in
+        FRACTIONS.iter().zip(names).zip(&shares).zip(&polytope_shares)
+    {
+        let _ = writeln!(
+            out,
+            "| {label} | {name} | {:.1} % | {:.1} % |",
+            100.0 * share,
+            100.0 * polytope_share
+        );
     }
+    let near_spread = |values: &[f64]| {
+        100.0 * values.iter().filter(|d| (*d - spread.0).abs() < NEAR).count() as f64
+            / values.len().max(1) as f64
+    };
     let _ = writeln!(
         out,
-        "| — | near none of them | {:.1} % |\n",
-        100.0 * (1.0 - shares.iter().sum::<f64>())
+        "| {} | spread evenly | {:.1} % | {:.1} % |",
+        spread.1,
+        near_spread(&all),
+        near_spread(&polytopes)
+    );
+    let _ = writeln!(
+        out,
+        "| — | near none of these | {:.1} % | {:.1} % |\n",
+        100.0 - 100.0 * shares.iter().sum::<f64>() - near_spread(&all),
+        100.0 - 100.0 * polytope_shares.iter().sum::<f64>() - near_spread(&polytopes)
     );
     let _ = writeln!(out, "## Per instance\n");
     let _ = writeln!(out, "| 1/(1 − S) | density | dimensions per feature | features represented | mean D_i of represented | eval loss |");
@@ -212,14 +267,17 @@ fn summary_markdown(config: &RunConfig, sweep: &Sweep) -> String {
         out,
         "The paper finds dimensions per feature sticking at 1 for dense features and at 1/2 over a narrow range of \
          1/(1 − S) (roughly 2 to 6 for n = 400, m = 30), and feature dimensionalities clustering on the fractions above. Here \
-         it stays at 1 {}, at 1/2 {}; {:.0} % of the represented features' D_i lie within ±{NEAR} of one of the fractions \
-         ({:.0} % at 1/2).\n",
+         it stays at 1 {}, at 1/2 {}; up to 1/(1 − S) = {POLYTOPE_REGIME}, {:.0} % of the represented features' D_i lie \
+         within ±{NEAR} of one of the fractions ({:.0} % at 1/2).\n",
         describe_plateau(one),
         describe_plateau(half),
-        100.0 * shares.iter().sum::<f64>(),
-        100.0 * shares[3]
+        100.0 * polytope_shares.iter().sum::<f64>(),
+        100.0 * polytope_shares[3]
     );
-    let _ = writeln!(out, "## Figure\n\n![dimensions per feature and D_i](geometry.png)");
+    let _ = writeln!(
+        out,
+        "## Figure\n\n![dimensions per feature and D_i](geometry.png)"
+    );
     out
 }
 
@@ -271,7 +329,10 @@ impl Figure for GeometryFigure<'_> {
             .draw()?;
         let faint = RGBColor(160, 160, 160);
         for &(f, label) in &FRACTIONS {
-            chart.draw_series(LineSeries::new([(0.8, f), (x_max, f)], faint.stroke_width(1)))?;
+            chart.draw_series(LineSeries::new(
+                [(0.8, f), (x_max, f)],
+                faint.stroke_width(1),
+            ))?;
             let (px, py) = chart.backend_coord(&(x_max, f));
             // 2/5 and 3/8 are close: nudge their labels apart.
             let nudge = match label {
@@ -282,14 +343,20 @@ impl Figure for GeometryFigure<'_> {
             left.draw_text(
                 label,
                 &text(TICK_PX, HPos::Left, VPos::Center),
-                (px + 6 - left.get_base_pixel().0, py + nudge - left.get_base_pixel().1),
+                (
+                    px + 6 - left.get_base_pixel().0,
+                    py + nudge - left.get_base_pixel().1,
+                ),
             )?;
         }
         let dots = RGBColor(67, 147, 195).mix(0.25);
         for (&(x, _), dims) in sweep.points.iter().zip(&sweep.dimensionalities) {
             chart.draw_series(dims.iter().map(|&d| Circle::new((x, d), 2, dots.filled())))?;
         }
-        chart.draw_series(LineSeries::new(sweep.points.iter().copied(), BLACK.stroke_width(2)))?;
+        chart.draw_series(LineSeries::new(
+            sweep.points.iter().copied(),
+            BLACK.stroke_width(2),
+        ))?;
         chart.draw_series(
             sweep
                 .points
@@ -302,7 +369,7 @@ impl Figure for GeometryFigure<'_> {
             (120, 24),
         )?;
 
-        let all = sweep.all_dimensionalities();
+        let all = sweep.dimensionalities_up_to(POLYTOPE_REGIME);
         const BINS: usize = 110;
         let mut counts = vec![0u32; BINS];
         for &d in &all {
@@ -317,7 +384,7 @@ impl Figure for GeometryFigure<'_> {
         histogram
             .configure_mesh()
             .disable_mesh()
-            .x_desc("D_i (represented features)")
+            .x_desc(format!("D_i of represented features, 1/(1 − S) ≤ {POLYTOPE_REGIME}"))
             .y_desc("features")
             .label_style(("sans-serif", TICK_PX))
             .axis_desc_style(("sans-serif", LABEL_PX))
@@ -328,7 +395,10 @@ impl Figure for GeometryFigure<'_> {
         }
         histogram.draw_series(counts.iter().enumerate().map(|(k, &c)| {
             let x = k as f64 / 100.0;
-            Rectangle::new([(x, 0.0), (x + 0.01, f64::from(c))], RGBColor(67, 147, 195).filled())
+            Rectangle::new(
+                [(x, 0.0), (x + 0.01, f64::from(c))],
+                RGBColor(67, 147, 195).filled(),
+            )
         }))?;
         Ok(())
     }
@@ -344,7 +414,10 @@ mod tests {
         assert_eq!(densities.len(), 40);
         assert_eq!(densities[0], 1.0);
         assert!(1.0 / densities[39] >= 1000.0);
-        let dense = densities.iter().filter(|&&d| (2.0..=6.0).contains(&(1.0 / d))).count();
+        let dense = densities
+            .iter()
+            .filter(|&&d| (2.0..=6.0).contains(&(1.0 / d)))
+            .count();
         assert!(dense >= 16, "{dense}");
         assert!(densities.windows(2).all(|w| w[0] >= w[1]));
     }
@@ -356,7 +429,14 @@ mod tests {
         assert!((shares[3] - 2.0 / 6.0).abs() < 1e-12);
         assert!((shares[4] - 1.0 / 6.0).abs() < 1e-12);
         assert_eq!(shares[1], 0.0);
-        let points = [(1.0, 1.0), (1.5, 0.99), (2.0, 0.7), (3.0, 0.51), (4.0, 0.49), (10.0, 0.3)];
+        let points = [
+            (1.0, 1.0),
+            (1.5, 0.99),
+            (2.0, 0.7),
+            (3.0, 0.51),
+            (4.0, 0.49),
+            (10.0, 0.3),
+        ];
         assert_eq!(plateau(&points, 0.5, 0.03), Some((3.0, 4.0, 2)));
         assert_eq!(plateau(&points, 1.0, 0.03), Some((1.0, 1.5, 2)));
         assert_eq!(plateau(&points, 0.75, 0.03), None);

@@ -45,7 +45,8 @@ impl Geometry {
             .copied()
             .filter(|&i| metrics.superposition[i] > SUPERPOSITION_THRESHOLD)
             .collect();
-        let near = |i: usize, fraction: f64| (metrics.dimensionality[i] - fraction).abs() < TOLERANCE;
+        let near =
+            |i: usize, fraction: f64| (metrics.dimensionality[i] - fraction).abs() < TOLERANCE;
         if represented.len() == 2 && shared.is_empty() {
             Geometry::Orthogonal
         } else if represented.len() == 5 && represented.iter().all(|&i| near(i, 0.4)) {
@@ -88,7 +89,7 @@ pub fn run(args: &IntroArgs) -> anyhow::Result<()> {
         ..Default::default()
     }
     .resolve()?;
-    let (config, results) = train_into(exp, options.backend, &out.join("relu"), options.force)?;
+    let (config, results) = train_into(exp, options, &out.join("relu"))?;
     for path in save(&IntroFigure { results: &results }, &out.join("intro"))? {
         eprintln!("wrote {}", path.display());
     }
@@ -101,8 +102,16 @@ pub fn run(args: &IntroArgs) -> anyhow::Result<()> {
 /// summary.md: a row per density (the best restart's geometry) and a comparison with the paper.
 fn summary_markdown(config: &RunConfig, results: &Results) -> String {
     let mut out = String::new();
-    let restarts = results.instances.iter().map(|i| i.restart + 1).max().unwrap_or(1);
-    let _ = writeln!(out, "# Intro figure: n = 5 features, m = 2 hidden dimensions, I_i = 0.9^i\n");
+    let restarts = results
+        .instances
+        .iter()
+        .map(|i| i.restart + 1)
+        .max()
+        .unwrap_or(1);
+    let _ = writeln!(
+        out,
+        "# Intro figure: n = 5 features, m = 2 hidden dimensions, I_i = 0.9^i\n"
+    );
     let _ = writeln!(
         out,
         "Trained by `tms reproduce intro` on {}. ReLU output model, {restarts} restarts per density; each row is the best \
@@ -154,7 +163,13 @@ fn comparison(best: &[&InstanceResult]) -> String {
     let orthogonal = at(&|g| *g == Geometry::Orthogonal);
     let antipodal = at(&|g| matches!(g, Geometry::Antipodal { .. }));
     let pentagon = at(&|g| *g == Geometry::Pentagon);
-    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
     let mut text = format!(
         "The paper shows two orthogonal features at 0 % sparsity, antipodal pairs around 80 % and a pentagon around 90 %. \
          Here the best restarts give two orthogonal features at sparsity {}, antipodal pairs at {} and a pentagon at {}. ",
@@ -224,12 +239,20 @@ impl Figure for IntroFigure<'_> {
             let y0 = Self::TOP + row * (Self::PANEL + Self::LABEL + 40);
             let centre = (x0 + Self::PANEL / 2, y0 + Self::PANEL / 2);
             root.draw_text(
-                &format!("{} (S = {:.0} %)", density_title(inst.density), 100.0 * (1.0 - inst.density)),
+                &format!(
+                    "{} (S = {:.0} %)",
+                    density_title(inst.density),
+                    100.0 * (1.0 - inst.density)
+                ),
                 &text(TICK_PX, HPos::Center, VPos::Bottom),
                 (centre.0, y0),
             )?;
             let grey = RGBColor(200, 200, 200);
-            root.draw(&Circle::new(centre, scale.round() as i32, grey.stroke_width(1)))?;
+            root.draw(&Circle::new(
+                centre,
+                scale.round() as i32,
+                grey.stroke_width(1),
+            ))?;
             for axis in [
                 [(x0 + 10, centre.1), (x0 + Self::PANEL - 10, centre.1)],
                 [(centre.0, y0 + 10), (centre.0, y0 + Self::PANEL - 10)],
@@ -252,10 +275,17 @@ impl Figure for IntroFigure<'_> {
         }
         let (width, _) = self.size();
         let x = width as i32 - Self::RIGHT + 30;
-        root.draw_text("feature (I_i)", &text(LABEL_PX, HPos::Left, VPos::Center), (x, Self::TOP + 20))?;
+        root.draw_text(
+            "feature (I_i)",
+            &text(LABEL_PX, HPos::Left, VPos::Center),
+            (x, Self::TOP + 20),
+        )?;
         for i in 0..n {
             let y = Self::TOP + 70 + 40 * i as i32;
-            root.draw(&PathElement::new(vec![(x, y), (x + 40, y)], Self::colour(i, n).stroke_width(5)))?;
+            root.draw(&PathElement::new(
+                vec![(x, y), (x + 40, y)],
+                Self::colour(i, n).stroke_width(5),
+            ))?;
             root.draw_text(
                 &format!("{i} ({:.2})", 0.9f64.powi(i as i32)),
                 &text(TICK_PX, HPos::Left, VPos::Center),
@@ -290,8 +320,14 @@ where
             (base.1 + uy * along + ux * across).round() as i32,
         )
     };
-    root.draw(&PathElement::new(vec![from, point(0.0, 0.0)], colour.stroke_width(4)))?;
-    root.draw(&Polygon::new(vec![to, point(0.0, 7.0), point(0.0, -7.0)], colour.filled()))?;
+    root.draw(&PathElement::new(
+        vec![from, point(0.0, 0.0)],
+        colour.stroke_width(4),
+    ))?;
+    root.draw(&Polygon::new(
+        vec![to, point(0.0, 7.0), point(0.0, -7.0)],
+        colour.filled(),
+    ))?;
     Ok(())
 }
 
@@ -301,7 +337,8 @@ mod tests {
 
     /// An n = 5, m = 2 instance whose columns are the given 2-D vectors.
     fn instance(columns: &[(f64, f64)]) -> InstanceResult {
-        let mut inst = crate::figures::toy_results(crate::config::ModelKind::Relu).instances[0].clone();
+        let mut inst =
+            crate::figures::toy_results(crate::config::ModelKind::Relu).instances[0].clone();
         inst.w = vec![
             columns.iter().map(|c| c.0 as f32).collect(),
             columns.iter().map(|c| c.1 as f32).collect(),
@@ -316,7 +353,10 @@ mod tests {
         let orthogonal = [(1.0, 0.0), (0.0, 1.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0)];
         assert_eq!(Geometry::of(&instance(&orthogonal)), Geometry::Orthogonal);
         let pairs = [(1.0, 0.0), (0.0, 1.0), (-1.0, 0.0), (0.0, -1.0), (0.1, 0.0)];
-        assert_eq!(Geometry::of(&instance(&pairs)), Geometry::Antipodal { pairs: 2 });
+        assert_eq!(
+            Geometry::of(&instance(&pairs)),
+            Geometry::Antipodal { pairs: 2 }
+        );
         let pentagon: Vec<(f64, f64)> = (0..5)
             .map(|k| std::f64::consts::TAU * f64::from(k) / 5.0)
             .map(|a| (a.cos(), a.sin()))
@@ -327,6 +367,9 @@ mod tests {
             .map(|a| (a.cos(), a.sin()))
             .chain([(0.0, 0.0), (0.0, 0.0)])
             .collect();
-        assert_eq!(Geometry::of(&instance(&triangle)), Geometry::Other { represented: 3 });
+        assert_eq!(
+            Geometry::of(&instance(&triangle)),
+            Geometry::Other { represented: 3 }
+        );
     }
 }

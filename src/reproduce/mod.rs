@@ -11,21 +11,23 @@ pub mod geometry;
 pub mod intro;
 pub mod phase;
 
-use crate::cli::{prepare_run_dir, train_run, BackendChoice};
+use crate::cli::{prepare_run_dir, train_run, ReproduceOptions};
 use crate::config::Experiment;
-use crate::export::{read_config, Results, RunConfig};
+use crate::export::{read_config, read_results, Results, RunConfig};
 use std::path::Path;
 
-/// Checks that `dir` can take a new run, trains `exp` there and returns its config and results.
+/// Checks that `dir` can take a new run, trains `exp` there and returns its config and results; with
+/// --redraw, reads the config and results already in `dir` instead.
 fn train_into(
     exp: Experiment,
-    backend: BackendChoice,
+    options: &ReproduceOptions,
     dir: &Path,
-    force: bool,
 ) -> anyhow::Result<(RunConfig, Results)> {
-    prepare_run_dir(dir, force)?;
-    let results = train_run(exp, backend, dir)?;
-    Ok((read_config(dir)?, results))
+    if !options.redraw {
+        prepare_run_dir(dir, options.force)?;
+        train_run(exp, options.backend, dir)?;
+    }
+    Ok((read_config(dir)?, read_results(dir)?))
 }
 
 /// The instances that are the best restart of their setting (lowest evaluation loss), in order.

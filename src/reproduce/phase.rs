@@ -128,7 +128,11 @@ pub fn candidate_losses(p: f64, r: f64) -> [f64; 3] {
 
 /// The candidate losses given the antipodal pair's least error `e` at density p.
 fn losses_given(p: f64, r: f64, e: f64) -> [f64; 3] {
-    [r * variance(p) / 2.0, variance(p) / 2.0, (1.0 + r) * e / 2.0]
+    [
+        r * variance(p) / 2.0,
+        variance(p) / 2.0,
+        (1.0 + r) * e / 2.0,
+    ]
 }
 
 /// The candidate with the lowest expected loss, given the candidate losses.
@@ -261,10 +265,15 @@ pub fn run(args: &PhaseArgs) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut runs = vec![];
     for (exp, dir) in experiments {
-        runs.push(train_into(exp, options.backend, &dir, options.force)?);
+        runs.push(train_into(exp, options, &dir)?);
     }
     let diagrams: Vec<Diagram> = runs.iter().map(|(_, r)| Diagram::of(r)).collect();
-    for path in save(&PhaseFigure { diagrams: &diagrams }, &out.join("phase"))? {
+    for path in save(
+        &PhaseFigure {
+            diagrams: &diagrams,
+        },
+        &out.join("phase"),
+    )? {
         eprintln!("wrote {}", path.display());
     }
     let summary = out.join("summary.md");
@@ -278,7 +287,12 @@ pub fn run(args: &PhaseArgs) -> anyhow::Result<()> {
 fn summary_markdown(config: &RunConfig, diagrams: &[Diagram]) -> String {
     let mut out = String::new();
     let exp = &config.experiment;
-    let restarts = exp.instances.iter().map(|i| i.restart + 1).max().unwrap_or(1);
+    let restarts = exp
+        .instances
+        .iter()
+        .map(|i| i.restart + 1)
+        .max()
+        .unwrap_or(1);
     let grid = (exp.instances.len() / restarts as usize).isqrt();
     let _ = writeln!(out, "# Phase diagrams of one extra feature\n");
     let _ = writeln!(
@@ -488,10 +502,7 @@ impl Figure for PhaseFigure<'_> {
                 .margin(16)
                 .x_label_area_size(70)
                 .y_label_area_size(100)
-                .build_cartesian_2d(
-                    x_range.clone().log_scale(),
-                    y_range.clone().log_scale(),
-                )?;
+                .build_cartesian_2d(x_range.clone().log_scale(), y_range.clone().log_scale())?;
             chart
                 .configure_mesh()
                 .disable_mesh()
@@ -522,15 +533,25 @@ impl Figure for PhaseFigure<'_> {
         let mut x = 30;
         let y = 40;
         for phase in PHASES {
-            legend.draw(&Rectangle::new([(x, y - 12), (x + 24, y + 12)], phase.colour().filled()))?;
+            legend.draw(&Rectangle::new(
+                [(x, y - 12), (x + 24, y + 12)],
+                phase.colour().filled(),
+            ))?;
             legend.draw_text(
                 phase.label(),
                 &text(TICK_PX, HPos::Left, VPos::Center),
                 (x + 32, y),
             )?;
-            x += 32 + legend.estimate_text_size(phase.label(), &text(TICK_PX, HPos::Left, VPos::Center))?.0 as i32 + 40;
+            x += 32
+                + legend
+                    .estimate_text_size(phase.label(), &text(TICK_PX, HPos::Left, VPos::Center))?
+                    .0 as i32
+                + 40;
         }
-        legend.draw(&PathElement::new(vec![(x, y), (x + 30, y)], BLACK.stroke_width(3)))?;
+        legend.draw(&PathElement::new(
+            vec![(x, y), (x + 30, y)],
+            BLACK.stroke_width(3),
+        ))?;
         legend.draw_text(
             "analytic boundary",
             &text(TICK_PX, HPos::Left, VPos::Center),
@@ -554,9 +575,7 @@ fn analytic_boundary(
         .iter()
         .map(|&p| {
             let (_, e) = best_antipodal_bias(p);
-            xs.iter()
-                .map(|&r| lowest(losses_given(p, r, e)))
-                .collect()
+            xs.iter().map(|&r| lowest(losses_given(p, r, e))).collect()
         })
         .collect();
     let mut points = vec![];
@@ -669,7 +688,8 @@ mod tests {
 
     /// An n = 2, m = 1 instance with W = `w`.
     fn instance(w: [f32; 2]) -> InstanceResult {
-        let mut inst = crate::figures::toy_results(crate::config::ModelKind::Relu).instances[0].clone();
+        let mut inst =
+            crate::figures::toy_results(crate::config::ModelKind::Relu).instances[0].clone();
         inst.w = vec![w.to_vec()];
         inst.b = vec![0.0; 2];
         inst.importance = vec![1.0, 1.0];
@@ -689,7 +709,9 @@ mod tests {
         let points = analytic_boundary(&(0.1..10.0), &(0.01..1.0), 60);
         assert!(!points.is_empty());
         // The not learned / dedicated boundary at r = 1 runs through the dense half.
-        assert!(points.iter().any(|&(r, p)| (r - 1.0).abs() < 0.1 && p > 0.5));
+        assert!(points
+            .iter()
+            .any(|&(r, p)| (r - 1.0).abs() < 0.1 && p > 0.5));
         let grid = log_grid(0.1, 10.0, 3);
         assert!((grid[1] - 1.0).abs() < 1e-12 && (grid[2] - 10.0).abs() < 1e-12);
     }
