@@ -1,5 +1,6 @@
 //! End-to-end tests of `tms reproduce intro`, `phase` and `geometry` through the binary, on tiny
-//! runs (20 steps, small grids): the run directories, the figures as SVG and PNG, and summary.md.
+//! runs (20 steps, small grids): the run directories, the figures as SVG and PNG, summary.md, and
+//! redrawing with --redraw.
 
 use std::path::Path;
 use std::process::Command;
@@ -55,6 +56,16 @@ fn reproduce_intro_writes_its_run_figure_and_summary() {
     let text = summary(&out);
     assert!(text.contains("| 0.01 | 99 % |"), "{text}");
     assert!(text.contains("## Compared with the paper"), "{text}");
+
+    // --redraw rewrites the figure and summary from the run files, without training.
+    std::fs::remove_file(out.join("summary.md")).unwrap();
+    let results = std::fs::read(out.join("relu").join("results.json")).unwrap();
+    reproduce(&["intro", "--redraw"], &out);
+    assert_eq!(summary(&out), text);
+    assert_eq!(
+        std::fs::read(out.join("relu").join("results.json")).unwrap(),
+        results
+    );
 }
 
 #[test]

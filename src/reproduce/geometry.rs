@@ -201,7 +201,10 @@ fn summary_markdown(config: &RunConfig, sweep: &Sweep) -> String {
     let _ = writeln!(out, "- at 1/2: {}\n", describe_plateau(half));
     let all = sweep.dimensionalities_up_to(f64::INFINITY);
     let polytopes = sweep.dimensionalities_up_to(POLYTOPE_REGIME);
-    let spread = (m as f64 / n as f64, format!("m/n = {:.3}", m as f64 / n as f64));
+    let spread = (
+        m as f64 / n as f64,
+        format!("m/n = {:.3}", m as f64 / n as f64),
+    );
     let _ = writeln!(
         out,
         "## Feature dimensionalities D_i\n\nThe share of the represented features' D_i (‖W_i‖ > {REPRESENTED_NORM}) within ±{NEAR} \
@@ -211,7 +214,10 @@ fn summary_markdown(config: &RunConfig, sweep: &Sweep) -> String {
         all.len(),
         polytopes.len()
     );
-    let _ = writeln!(out, "| fraction | polytope | share of all D_i | share at 1/(1 − S) ≤ {POLYTOPE_REGIME} |");
+    let _ = writeln!(
+        out,
+        "| fraction | polytope | share of all D_i | share at 1/(1 − S) ≤ {POLYTOPE_REGIME} |"
+    );
     let _ = writeln!(out, "|---:|---|---:|---:|");
     let names = [
         "dedicated",
@@ -221,9 +227,15 @@ fn summary_markdown(config: &RunConfig, sweep: &Sweep) -> String {
         "pentagon",
         "square antiprism",
     ];
-    let (shares, polytope_shares) = (shares_near_fractions(&all), shares_near_fractions(&polytopes));
-    for (((&(_, label), name), share), polytope_share) in
-        FRACTIONS.iter().zip(names).zip(&shares).zip(&polytope_shares)
+    let (shares, polytope_shares) = (
+        shares_near_fractions(&all),
+        shares_near_fractions(&polytopes),
+    );
+    for (((&(_, label), name), share), polytope_share) in FRACTIONS
+        .iter()
+        .zip(names)
+        .zip(&shares)
+        .zip(&polytope_shares)
     {
         let _ = writeln!(
             out,
@@ -233,7 +245,11 @@ fn summary_markdown(config: &RunConfig, sweep: &Sweep) -> String {
         );
     }
     let near_spread = |values: &[f64]| {
-        100.0 * values.iter().filter(|d| (*d - spread.0).abs() < NEAR).count() as f64
+        100.0
+            * values
+                .iter()
+                .filter(|d| (*d - spread.0).abs() < NEAR)
+                .count() as f64
             / values.len().max(1) as f64
     };
     let _ = writeln!(
@@ -377,6 +393,10 @@ impl Figure for GeometryFigure<'_> {
         }
         let top = f64::from(counts.iter().copied().max().unwrap_or(1).max(1)) * 1.1;
         let mut histogram = ChartBuilder::on(&right)
+            .caption(
+                format!("represented features, 1/(1 − S) ≤ {POLYTOPE_REGIME}"),
+                ("sans-serif", TICK_PX),
+            )
             .margin(16)
             .x_label_area_size(70)
             .y_label_area_size(90)
@@ -384,7 +404,7 @@ impl Figure for GeometryFigure<'_> {
         histogram
             .configure_mesh()
             .disable_mesh()
-            .x_desc(format!("D_i of represented features, 1/(1 − S) ≤ {POLYTOPE_REGIME}"))
+            .x_desc("D_i")
             .y_desc("features")
             .label_style(("sans-serif", TICK_PX))
             .axis_desc_style(("sans-serif", LABEL_PX))

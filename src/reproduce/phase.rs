@@ -682,8 +682,9 @@ mod tests {
         assert_eq!(analytic_phase(1.0, 1.05), Phase::Dedicated);
         // Sparse features of similar importance: superposition; very different: the single feature.
         assert_eq!(analytic_phase(0.01, 1.0), Phase::Superposition);
-        assert_eq!(analytic_phase(0.01, 0.1), Phase::NotLearned);
-        assert_eq!(analytic_phase(0.01, 10.0), Phase::Dedicated);
+        assert_eq!(analytic_phase(0.3, 1.0), Phase::Superposition);
+        assert_eq!(analytic_phase(0.3, 0.1), Phase::NotLearned);
+        assert_eq!(analytic_phase(0.3, 10.0), Phase::Dedicated);
     }
 
     /// An n = 2, m = 1 instance with W = `w`.
