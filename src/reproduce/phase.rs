@@ -345,8 +345,8 @@ fn summary_markdown(config: &RunConfig, diagrams: &[Diagram]) -> String {
         .join(", ");
     let _ = writeln!(
         out,
-        "The best bias of the antipodal pair is positive ({biases}): the interference of an antipodal partner is negative, \
-         so the ReLU removes it without a negative bias. Superposition beats both single-feature solutions only where \
+        "The best bias of the antipodal pair is never negative ({biases}): the interference of an antipodal partner is \
+         negative, so the ReLU removes it without a negative bias. Superposition beats both single-feature solutions only where \
          (1 + r)·e(β*) < min(1, r)·V, which needs sparse features and r near 1.\n"
     );
     if let Some(d) = diagrams.first() {
