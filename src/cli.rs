@@ -198,6 +198,74 @@ pub struct ReproduceArgs {
 pub enum ReproduceExperiment {
     /// The seed's basic results: linear and ReLU output models (n = 20, m = 5) at seven densities.
     Basic(BasicArgs),
+    /// The introduction's figure: n = 5, m = 2, I_i = 0.9^i over a density sweep (W_i as arrows).
+    Intro(IntroArgs),
+    /// Phase diagrams of one extra feature (n = 2, m = 1 with its analytic boundary; n = 3, m = 2).
+    Phase(PhaseArgs),
+    /// Uniform superposition: dimensions per feature and feature dimensionalities against sparsity.
+    Geometry(GeometryArgs),
+}
+
+/// Options of every reproduction beyond basic.
+#[derive(Args, Debug)]
+pub struct ReproduceOptions {
+    /// Output directory (default results/<experiment>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Training steps (default: the notebook's 10,000; phase: 5,000).
+    #[arg(long, value_name = "T")]
+    pub steps: Option<u32>,
+    /// Independent fits per setting (default: intro 5, phase 4, geometry 1); figures and summaries
+    /// use the best by evaluation loss.
+    #[arg(long, value_name = "K")]
+    pub restarts: Option<u32>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Overwrite the result files of existing run directories.
+    #[arg(long)]
+    pub force: bool,
+    /// Redraw the figures and summary.md from the run files already in the output directory.
+    #[arg(long, conflicts_with = "force")]
+    pub redraw: bool,
+}
+
+impl ReproduceOptions {
+    /// The output directory: --out, or `default`.
+    pub fn out_or(&self, default: &str) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| PathBuf::from(default))
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct IntroArgs {
+    #[command(flatten)]
+    pub options: ReproduceOptions,
+}
+
+#[derive(Args, Debug)]
+pub struct PhaseArgs {
+    #[command(flatten)]
+    pub options: ReproduceOptions,
+    /// Cells per axis of each diagram (importance × density).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub grid: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct GeometryArgs {
+    #[command(flatten)]
+    pub options: ReproduceOptions,
+    /// Number of features n.
+    #[arg(long, value_name = "N", default_value_t = 400)]
+    pub features: usize,
+    /// Number of hidden dimensions m.
+    #[arg(long, value_name = "M", default_value_t = 30)]
+    pub hidden: usize,
+    #[arg(long, value_name = "B", default_value_t = 1024)]
+    pub batch: usize,
+    /// Densities (instances) in the sweep.
+    #[arg(long, value_name = "K", default_value_t = 40)]
+    pub instances: usize,
 }
 
 #[derive(Args, Debug)]
@@ -283,9 +351,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .for_each(|path| eprintln!("wrote {}", path.display()));
             Ok(())
         }
-        Command::Reproduce(ReproduceArgs {
-            experiment: ReproduceExperiment::Basic(args),
-        }) => crate::reproduce::basic(&args),
+        Command::Reproduce(ReproduceArgs { experiment }) => match experiment {
+            ReproduceExperiment::Basic(args) => crate::reproduce::basic::run(&args),
+            ReproduceExperiment::Intro(args) => crate::reproduce::intro::run(&args),
+            ReproduceExperiment::Phase(args) => crate::reproduce::phase::run(&args),
+            ReproduceExperiment::Geometry(args) => crate::reproduce::geometry::run(&args),
+        },
     }
 }
 

@@ -73,7 +73,7 @@ pub fn draw_all(runs: &[Run], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 /// A figure that can be drawn on any plotters backend.
-trait Figure {
+pub(crate) trait Figure {
     fn size(&self) -> (u32, u32);
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
     where
@@ -81,7 +81,7 @@ trait Figure {
 }
 
 /// Draws `figure` to `stem`.svg and `stem`.png.
-fn save(figure: &impl Figure, stem: &Path) -> anyhow::Result<[PathBuf; 2]> {
+pub(crate) fn save(figure: &impl Figure, stem: &Path) -> anyhow::Result<[PathBuf; 2]> {
     register_font();
     let (svg, png) = (stem.with_extension("svg"), stem.with_extension("png"));
     {
@@ -115,13 +115,40 @@ fn register_font() {
 }
 
 /// Text sizes in pixels, large enough to read with the figures shrunk to a README's width.
-const TITLE_PX: f64 = 34.0;
-const LABEL_PX: f64 = 28.0;
-const TICK_PX: f64 = 22.0;
+pub(crate) const TITLE_PX: f64 = 34.0;
+pub(crate) const LABEL_PX: f64 = 28.0;
+pub(crate) const TICK_PX: f64 = 22.0;
 
 /// Text of `size` pixels anchored at `(h, v)`.
-fn text(size: f64, h: HPos, v: VPos) -> TextStyle<'static> {
+pub(crate) fn text(size: f64, h: HPos, v: VPos) -> TextStyle<'static> {
     TextStyle::from(("sans-serif", size).into_font()).pos(Pos::new(h, v))
+}
+
+/// Draws `title` centred at the top of `root`, shrunk until it fits a narrow figure.
+pub(crate) fn draw_title<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    let (width, _) = root.dim_in_pixel();
+    let mut size = TITLE_PX;
+    while size > 12.0
+        && root
+            .estimate_text_size(title, &text(size, HPos::Center, VPos::Top))?
+            .0
+            + 20
+            > width
+    {
+        size -= 2.0;
+    }
+    root.draw_text(
+        title,
+        &text(size, HPos::Center, VPos::Top),
+        (width as i32 / 2, 14),
+    )?;
+    Ok(())
 }
 
 /// Linear interpolation through evenly spaced colour stops, t in [0, 1].
@@ -149,7 +176,7 @@ fn diverging(v: f64) -> RGBColor {
 }
 
 /// Black → purple → orange → yellow for t in [0, 1] (matplotlib's inferno, coarsely).
-fn inferno(t: f64) -> RGBColor {
+pub(crate) fn inferno(t: f64) -> RGBColor {
     const STOPS: [(u8, u8, u8); 6] = [
         (0, 0, 4),
         (66, 10, 104),
@@ -162,13 +189,13 @@ fn inferno(t: f64) -> RGBColor {
 }
 
 /// The density label 1 − S = d.
-fn density_title(density: f64) -> String {
+pub(crate) fn density_title(density: f64) -> String {
     format!("1 − S = {density}")
 }
 
 /// A vertical colour bar at (x, y) of the given height, `colour(t)` for t from 0 (bottom) to 1 (top),
 /// with tick labels (t, text) to its right and a caption above.
-fn colour_bar<DB: DrawingBackend>(
+pub(crate) fn colour_bar<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     (x, y): (i32, i32),
     height: i32,
@@ -272,23 +299,7 @@ impl Grid {
         DB::ErrorType: 'static,
     {
         root.fill(&WHITE)?;
-        let (width, _) = self.size();
-        // Shrink the title until it fits a narrow figure (few columns).
-        let mut size = TITLE_PX;
-        while size > 12.0
-            && root
-                .estimate_text_size(title, &text(size, HPos::Center, VPos::Top))?
-                .0
-                + 20
-                > width
-        {
-            size -= 2.0;
-        }
-        root.draw_text(
-            title,
-            &text(size, HPos::Center, VPos::Top),
-            (width as i32 / 2, 14),
-        )?;
+        draw_title(root, title)?;
         for (c, inst) in widest(runs).results.instances.iter().enumerate() {
             let (x, y) = self.origin(0, c);
             root.draw_text(

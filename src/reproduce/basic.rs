@@ -1,4 +1,4 @@
-//! Whole experiments of the paper, end to end: `tms reproduce basic` trains the linear and the ReLU
+//! `tms reproduce basic`: trains the linear and the ReLU
 //! output model (n = 20, m = 5, I_i = 0.7^i, seven densities, the notebook's settings) into
 //! `OUT/linear/` and `OUT/relu/`, draws the figures into `OUT/`, and writes `OUT/summary.md`: a
 //! metrics table per model kind and a comparison with the paper's claims.
@@ -11,7 +11,7 @@ use crate::figures::{draw_all, model_label, Run};
 use std::fmt::Write;
 
 /// `tms reproduce basic`.
-pub fn basic(args: &BasicArgs) -> anyhow::Result<()> {
+pub fn run(args: &BasicArgs) -> anyhow::Result<()> {
     let kinds = [(ModelKind::Linear, "linear"), (ModelKind::Relu, "relu")];
     let experiments = kinds
         .iter()
@@ -60,26 +60,15 @@ pub fn summary_markdown(runs: &[(RunConfig, Results)]) -> String {
     let Some((config, first)) = runs.first() else {
         return out;
     };
-    let exp = &config.experiment;
     let (n, m) = (first.features, first.hidden);
-    let lower = |value: &dyn std::fmt::Debug| format!("{value:?}").to_lowercase();
     let _ = writeln!(
         out,
         "# Basic results: n = {n} features, m = {m} hidden dimensions, I_i = 0.7^i\n"
     );
     let _ = writeln!(
         out,
-        "Trained by `tms reproduce basic` on {}: {} (lr {}, weight decay {}), batch {}, {} steps, {} learning rate, seed {}; \
-         evaluation loss on {} held-out samples.\n",
-        config.device,
-        lower(&exp.optimizer.kind),
-        exp.optimizer.lr,
-        exp.optimizer.weight_decay,
-        exp.batch,
-        exp.steps,
-        lower(&exp.schedule),
-        exp.seed,
-        exp.eval_samples
+        "Trained by `tms reproduce basic` on {}.\n",
+        super::training_line(config)
     );
     let _ = writeln!(
         out,
