@@ -402,5 +402,9 @@ fn a_gpu_and_the_cpu_share_one_sweep() {
     assert_trained("gpu + cpu workers", &exp, &shared.0, 1e-2);
     // The GPU worker holds at least its two instances' parameters and both Adam moments.
     let held = (3 * 2 * exp.params_per_instance() * 4) as u64;
-    assert!(both.device_bytes() >= held, "device bytes {} < {held}", both.device_bytes());
+    assert!(
+        both.device_bytes() >= held,
+        "device bytes {} < {held}",
+        both.device_bytes()
+    );
 }
