@@ -185,8 +185,10 @@ impl FeatureSource {
     /// time: `present[(s − samples.start) · n + f]` is 1 if feature f of sample s is present, else 0.
     #[inline(always)]
     pub fn presence(&self, step: u32, samples: std::ops::Range<u32>, present: &mut [u8]) {
-        let (n, groups) = (self.features, self.groups() as u32);
-        let (start, end) = (samples.start * groups, samples.end * groups);
+        let (n, groups) = (self.features, self.groups());
+        let (start, end) = (samples.start * groups as u32, samples.end * groups as u32);
+        // (local sample, group) of the counter being written, advanced one group per lane.
+        let (mut s, mut g) = (0usize, 0usize);
         let mut index = start;
         while index < end {
             let first: [u32; LANES] = std::array::from_fn(|l| index + l as u32);
@@ -195,11 +197,14 @@ impl FeatureSource {
                 [step, self.instance, self.mask_stream as u32],
                 self.key,
             );
-            for (l, &counter) in first.iter().enumerate().take_while(|(_, &c)| c < end) {
-                let local = counter - start;
-                let (s, g) = ((local / groups) as usize, (local % groups) as usize);
-                for (w, word) in words.iter().enumerate().take(n - (4 * g).min(n)).take(4) {
-                    present[s * n + 4 * g + w] = u8::from(word[l] <= self.threshold);
+            for l in 0..((end - index) as usize).min(LANES) {
+                let at = s * n + 4 * g;
+                for (w, word) in words.iter().enumerate().take((n - 4 * g).min(4)) {
+                    present[at + w] = u8::from(word[l] <= self.threshold);
+                }
+                g += 1;
+                if g == groups {
+                    (s, g) = (s + 1, 0);
                 }
             }
             index += LANES as u32;
