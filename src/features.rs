@@ -228,11 +228,6 @@ impl FeatureSource {
         }
     }
 
-    /// Presence threshold of this source (see [`presence_threshold`]).
-    pub fn threshold(&self) -> u32 {
-        self.threshold
-    }
-
     /// Writes sample `sample` of step `step` into `x` (length n) and returns how many features are
     /// present (zero means the whole sample is zero).
     #[inline]
