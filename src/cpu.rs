@@ -298,11 +298,9 @@ impl CpuTrainer {
     }
 
     /// One training step of every instance; returns the per-instance batch losses.
-    fn step(
-        &mut self,
-        constants: crate::optim::StepConstants,
-        record_loss: bool,
-    ) -> Option<Vec<f32>> {
+    /// One training step of every instance. Allocates nothing: the batch losses stay in the first
+    /// chunk of each instance ([`CpuTrainer::losses`] collects them at log points).
+    fn step(&mut self, constants: crate::optim::StepConstants) {
         let exp = &self.exp;
         let (n, mn) = (exp.features, exp.hidden * exp.features);
         let c = 1.0 / (exp.batch * n) as f32;
@@ -324,8 +322,7 @@ impl CpuTrainer {
         }
         // Per instance: sum the chunks in order into the first one, then take the Adam step.
         let hyper = AdamHyper::of(exp);
-        let losses: Vec<f32> = self
-            .chunks
+        self.chunks
             .par_chunks_mut(self.chunks_per_instance)
             .zip(state.w.par_chunks_mut(mn))
             .zip(state.m_w.par_chunks_mut(mn))
@@ -333,7 +330,7 @@ impl CpuTrainer {
             .zip(state.b.par_chunks_mut(n))
             .zip(state.m_b.par_chunks_mut(n))
             .zip(state.v_b.par_chunks_mut(n))
-            .map(|((((((chunks, w), m_w), v_w), b), m_b), v_b)| {
+            .for_each(|((((((chunks, w), m_w), v_w), b), m_b), v_b)| {
                 let (first, rest) = chunks
                     .split_first_mut()
                     .expect("every instance has a chunk");
@@ -352,11 +349,17 @@ impl CpuTrainer {
                 }
                 adam_update(hyper, constants, w, &first.grad_w, m_w, v_w);
                 adam_update(hyper, constants, b, &first.grad_b, m_b, v_b);
-                first.loss as f32
-            })
-            .collect();
+            });
         state.step += 1;
-        record_loss.then_some(losses)
+    }
+
+    /// The batch loss of every instance at the last step.
+    fn losses(&self) -> Vec<f32> {
+        self.chunks
+            .iter()
+            .step_by(self.chunks_per_instance)
+            .map(|first| first.loss as f32)
+            .collect()
     }
 }
 
@@ -370,8 +373,12 @@ impl Trainer for CpuTrainer {
         let mut records = vec![];
         for constants in table {
             let step = self.state.step;
-            if let Some(losses) = self.step(constants, is_log_step(&self.exp, step)) {
-                records.push(LossRecord { step, losses });
+            self.step(constants);
+            if is_log_step(&self.exp, step) {
+                records.push(LossRecord {
+                    step,
+                    losses: self.losses(),
+                });
             }
         }
         Ok(records)
