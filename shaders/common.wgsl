@@ -1,7 +1,7 @@
 // Shared by every kernel (prepended after philox.wgsl): the uniforms, the feature sampler, the
 // output delta of src/model.rs and the Adam step of src/optim.rs.
 
-// Per shard of instances, constant for the whole run (mirrors `Config` in src/gpu/trainer.rs).
+// Per shard of instances, constant for the whole run (mirrors `Config` in src/gpu/mod.rs).
 struct Config {
     features: u32,
     hidden: u32,
@@ -40,8 +40,13 @@ struct StepConstants {
     l2: f32,
 }
 
-// The instance buffer holds the importances (f32 bits, [instances][features]) followed by the
-// presence thresholds ([instances]). Every kernel declares `config` and `inst`.
+// The bindings every kernel shares (one layout for all: `layout` in src/gpu/mod.rs); kernels declare the
+// others (2 and 4–8) as they use them.
+@group(0) @binding(0) var<uniform> config: Config;
+@group(0) @binding(1) var<uniform> params: Params;
+// The importances (f32 bits, [instances][features]) followed by the presence thresholds ([instances]).
+@group(0) @binding(3) var<storage, read> inst: array<u32>;
+
 fn importance_at(instance: u32, feature: u32) -> f32 {
     return bitcast<f32>(inst[instance * config.features + feature]);
 }

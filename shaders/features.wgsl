@@ -1,10 +1,7 @@
 // Writes one batch of features to a buffer: used only by the tests, to check that the kernels' sampler
 // reproduces FeatureSource::sample bit for bit. Invocation = (group, sample); batch [samples][features].
 
-@group(0) @binding(0) var<uniform> config: Config;
-@group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read_write> batch: array<f32>;
-@group(0) @binding(3) var<storage, read> inst: array<u32>;
 
 @compute @workgroup_size(64)
 fn generate(@builtin(global_invocation_id) id: vec3<u32>) {

@@ -16,11 +16,8 @@ const PPT: u32 = 16u;
 // WebGPU default of 16 KiB holds it with `flags` and `red`).
 const SHM_FLOATS: u32 = 3840u;
 
-@group(0) @binding(0) var<uniform> config: Config;
-@group(0) @binding(1) var<uniform> params: Params;
 // [params | first moments | second moments], each [instances][m·n + n] with W before b.
 @group(0) @binding(2) var<storage, read_write> state: array<f32>;
-@group(0) @binding(3) var<storage, read> inst: array<u32>;
 @group(0) @binding(4) var<storage, read> table: array<StepConstants>;
 // [log slot][instance]
 @group(0) @binding(5) var<storage, read_write> losses: array<f32>;

@@ -12,10 +12,7 @@
 
 const TILE: u32 = 16u;
 
-@group(0) @binding(0) var<uniform> config: Config;
-@group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read_write> state: array<f32>;
-@group(0) @binding(3) var<storage, read> inst: array<u32>;
 // [H | dH], each [instances][batch][m]
 @group(0) @binding(6) var<storage, read_write> hidden: array<f32>;
 // [instances][batch][n]

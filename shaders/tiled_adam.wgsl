@@ -2,10 +2,7 @@
 // order; at log steps the first thread of each instance also sums the partial losses of
 // output_delta, in tile order.
 
-@group(0) @binding(0) var<uniform> config: Config;
-@group(0) @binding(1) var<uniform> params: Params;
 @group(0) @binding(2) var<storage, read_write> state: array<f32>;
-@group(0) @binding(3) var<storage, read> inst: array<u32>;
 @group(0) @binding(4) var<storage, read> table: array<StepConstants>;
 @group(0) @binding(5) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(8) var<storage, read_write> grad: array<f32>;

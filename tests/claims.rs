@@ -10,11 +10,10 @@
 //! on every seed tried (0–7). At lr 0.001 the linear model at density 1 needs more than 6,000 steps to
 //! settle which of features 4 and 5 gets the last dimension.
 
+mod common;
+
 use tms::analysis::{InstanceMetrics, NEGATIVE_BIAS, SUPERPOSITION_THRESHOLD};
 use tms::config::{Experiment, ModelKind, Settings};
-use tms::cpu::CpuTrainer;
-use tms::export::Results;
-use tms::trainer::{evaluate, TrainState, Trainer};
 
 const HIDDEN: usize = 5;
 
@@ -31,12 +30,7 @@ fn train(model: ModelKind, densities: &[f64], seed: u64) -> Vec<InstanceMetrics>
     };
     let exp: Experiment = settings.resolve().expect("valid settings");
     assert_eq!((exp.features, exp.hidden), (20, HIDDEN));
-    let mut trainer = CpuTrainer::new(&exp, TrainState::initial(&exp));
-    let records = trainer
-        .advance(exp.steps)
-        .expect("the CPU trainer does not fail");
-    let state = trainer.state().expect("the CPU trainer does not fail");
-    let results = Results::collect(&exp, &state, &records, &evaluate(&exp, &state), &[]);
+    let results = common::train_on_cpu(&exp);
     results.instances.iter().map(InstanceMetrics::of).collect()
 }
 

@@ -7,12 +7,12 @@
 //!   boundaries (not learned for r = 0.3 and dedicated for r = 3 at density 1, superposition at
 //!   density 0.03).
 
+mod common;
+
 use tms::config::Settings;
-use tms::cpu::CpuTrainer;
-use tms::export::{InstanceResult, Results};
+use tms::export::InstanceResult;
 use tms::reproduce::intro::Geometry;
 use tms::reproduce::phase::{analytic_phase, classify};
-use tms::trainer::{evaluate, TrainState, Trainer};
 
 /// Trains `settings` with the short settings and returns the best restart of every setting.
 fn best_restarts(settings: Settings) -> Vec<InstanceResult> {
@@ -25,12 +25,7 @@ fn best_restarts(settings: Settings) -> Vec<InstanceResult> {
     }
     .resolve()
     .expect("valid settings");
-    let mut trainer = CpuTrainer::new(&exp, TrainState::initial(&exp));
-    let records = trainer
-        .advance(exp.steps)
-        .expect("the CPU trainer does not fail");
-    let state = trainer.state().expect("the CPU trainer does not fail");
-    let results = Results::collect(&exp, &state, &records, &evaluate(&exp, &state), &[]);
+    let results = common::train_on_cpu(&exp);
     results
         .instances
         .into_iter()
