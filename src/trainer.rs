@@ -228,12 +228,13 @@ pub fn run_to_end(
                 .checkpoint_seconds
                 .is_some_and(|s| last_time.elapsed().as_secs_f64() >= s);
             if step < exp.steps && (stopping || by_steps || by_time) {
-                write_checkpoint(dir, exp, &trainer.state()?, &records)?;
+                let state = trainer.state()?; // read back once, for the checkpoint and the return
+                write_checkpoint(dir, exp, &state, &records)?;
                 (last_checkpoint, last_time) = (step, Instant::now());
-            }
-            if stopping && step < exp.steps {
-                bar.abandon();
-                return Ok((trainer.state()?, records, Outcome::Interrupted(step)));
+                if stopping {
+                    bar.abandon();
+                    return Ok((state, records, Outcome::Interrupted(step)));
+                }
             }
         }
     }
