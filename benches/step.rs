@@ -3,8 +3,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tms::bench::standard_workloads;
-use tms::config::MAX_STEPS;
 use tms::cpu::CpuTrainer;
+use tms::experiment::MAX_STEPS;
 use tms::trainer::{TrainState, Trainer};
 
 fn cpu_step(c: &mut Criterion) {

@@ -12,8 +12,9 @@
 //!
 //! `tms train` writes these per instance to `metrics.json` ([`RunMetrics`]).
 
-use crate::config::ModelKind;
-use crate::export::{write_atomic, InstanceResult, Results};
+use crate::experiment::ModelKind;
+use crate::store::results::{InstanceResult, Results};
+use crate::store::write_atomic;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -23,6 +24,9 @@ pub const REPRESENTED_NORM: f64 = 0.5;
 pub const SUPERPOSITION_THRESHOLD: f64 = 0.1;
 /// A bias counts as negative when it is below minus this (smaller values are optimiser noise).
 pub const NEGATIVE_BIAS: f64 = 0.01;
+/// A dimensionality D_i within this of a polytope's fraction (1/2 antipodal pair, 2/5 pentagon)
+/// counts as that polytope.
+pub const POLYTOPE_TOLERANCE: f64 = 0.07;
 
 /// Metrics of one trained instance.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -156,6 +160,26 @@ impl InstanceMetrics {
             .map(|&i| self.dimensionality[i])
             .sum::<f64>()
             / represented.len() as f64
+    }
+
+    /// The represented features in superposition (superposition > [`SUPERPOSITION_THRESHOLD`]),
+    /// most important first.
+    pub fn shared(&self) -> Vec<usize> {
+        self.represented()
+            .into_iter()
+            .filter(|&i| self.superposition[i] > SUPERPOSITION_THRESHOLD)
+            .collect()
+    }
+
+    /// Whether exactly the `m` most important features are represented, none in superposition: the
+    /// linear model's solution (and the ReLU model's at density 1).
+    pub fn top_m_only(&self, m: usize) -> bool {
+        self.represented() == (0..m).collect::<Vec<_>>() && self.represented_in_superposition == 0
+    }
+
+    /// Whether feature `i`'s dimensionality is within [`POLYTOPE_TOLERANCE`] of `fraction`.
+    pub fn dimensionality_near(&self, i: usize, fraction: f64) -> bool {
+        (self.dimensionality[i] - fraction).abs() < POLYTOPE_TOLERANCE
     }
 }
 

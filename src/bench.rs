@@ -3,11 +3,17 @@
 //! Each measurement builds a trainer for the workload, warms it up, then times `repeats` runs of
 //! `steps` training steps with a wall clock around calls that return only once the work is done
 //! (every trainer's `advance` waits for its losses), and reports the median. Work is counted as the
-//! paper's 10·B·n·m flops and 2·B·n random numbers (mask and value) per instance-step.
+//! paper's 10·B·n·m flops and 2·B·n random numbers (mask and value) per instance-step. [`run`] is
+//! `tms bench`: every workload on every device (and, if asked, the PyTorch loop of
+//! `benches/pytorch_loop.py` as a subprocess), printed as Markdown and optionally saved as JSON.
 
-use crate::config::{Experiment, ModelKind, Settings};
-use crate::trainer::Trainer;
+use crate::device::{BackendChoice, Device};
+use crate::error::UsageError;
+use crate::experiment::{log_grid, Experiment, ModelKind, Settings, MAX_STEPS};
+use crate::store::write_atomic;
+use crate::trainer::{TrainState, Trainer};
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// A standard benchmark workload (ReLU model, batch 1024).
@@ -19,16 +25,6 @@ pub struct Workload {
     pub densities: Vec<f64>,
 }
 
-/// `count` densities log-spaced from 1 down to `lowest`.
-pub fn log_spaced_densities(count: usize, lowest: f64) -> Vec<f64> {
-    if count == 1 {
-        return vec![1.0];
-    }
-    (0..count)
-        .map(|i| lowest.powf(i as f64 / (count - 1) as f64))
-        .collect()
-}
-
 /// The workloads of the benchmark: `basic`, `sweep`, `geometry`, `large`.
 pub fn standard_workloads() -> Vec<Workload> {
     let w = |name: &str, features, hidden, densities| Workload {
@@ -38,10 +34,15 @@ pub fn standard_workloads() -> Vec<Workload> {
         densities,
     };
     vec![
-        w("basic", 20, 5, crate::config::DEFAULT_DENSITIES.to_vec()),
-        w("sweep", 20, 5, log_spaced_densities(1024, 1e-3)),
-        w("geometry", 400, 30, log_spaced_densities(32, 1e-3)),
-        w("large", 2048, 256, log_spaced_densities(4, 1e-1)),
+        w(
+            "basic",
+            20,
+            5,
+            crate::experiment::DEFAULT_DENSITIES.to_vec(),
+        ),
+        w("sweep", 20, 5, log_grid(1.0, 1e-3, 1024)),
+        w("geometry", 400, 30, log_grid(1.0, 1e-3, 32)),
+        w("large", 2048, 256, log_grid(1.0, 1e-1, 4)),
     ]
 }
 
@@ -221,11 +222,161 @@ pub fn markdown_table(rows: &[Measurement]) -> String {
     out
 }
 
+/// What `tms bench` times and how (its flags).
+#[derive(clap::Args, Debug)]
+pub struct BenchOptions {
+    /// Which backends to time: auto = every available one.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Workloads to run (basic, sweep, geometry, large); default all.
+    #[arg(long, value_delimiter = ',')]
+    pub workload: Option<Vec<String>>,
+    /// Steps per timed repeat (default: calibrated to about half a second).
+    #[arg(long, value_name = "T")]
+    pub steps: Option<u32>,
+    /// Timed repeats; the median is reported.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub repeats: u32,
+    /// Also write the table as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Also time benches/pytorch_loop.py (CPU, and CUDA when torch sees a GPU) and print the ratios.
+    #[arg(long)]
+    pub compare_pytorch: bool,
+}
+
+/// The workloads `names` asks for (all when None); an unknown name is a usage error.
+fn chosen_workloads(names: Option<&[String]>) -> Result<Vec<Workload>, UsageError> {
+    let all = standard_workloads();
+    let Some(names) = names else {
+        return Ok(all);
+    };
+    names
+        .iter()
+        .map(|name| {
+            all.iter()
+                .find(|w| &w.name == name)
+                .cloned()
+                .ok_or_else(|| {
+                    UsageError(format!(
+                        "invalid --workload: {name} (one of basic, sweep, geometry, large)"
+                    ))
+                })
+        })
+        .collect()
+}
+
+/// `tms bench`: times the chosen workloads on every device of the chosen backend, prints the table
+/// (and the PyTorch ratios), and writes the JSON report if asked.
+pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
+    let workloads = chosen_workloads(options.workload.as_deref())?;
+    let repeats = options.repeats as usize;
+    let cuda = options.compare_pytorch
+        && std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+    let mut rows = vec![];
+    for workload in &workloads {
+        for (name, device) in Device::every(options.backend) {
+            let exp = workload.experiment(MAX_STEPS);
+            let (mut trainer, _) = device.trainer(&exp, TrainState::initial(&exp))?;
+            eprintln!("timing {} on {name} ({})", workload.name, trainer.device());
+            rows.push(measure(
+                workload,
+                &name,
+                trainer.as_mut(),
+                options.steps,
+                3,
+                repeats,
+            )?);
+        }
+        if options.compare_pytorch {
+            for device in if cuda {
+                vec!["cpu", "cuda"]
+            } else {
+                vec!["cpu"]
+            } {
+                rows.extend(pytorch_row(workload, device, repeats));
+            }
+        }
+    }
+    add_speedups(&mut rows);
+    println!("{}", markdown_table(&rows));
+    println!("Work counted per instance-step: 10·B·n·m flops and 2·B·n random numbers (B = 1024); times are medians of {repeats} repeats.");
+    if options.compare_pytorch {
+        println!("\ntms vs the PyTorch loop (PyTorch time / tms time):");
+        for tms_row in rows.iter().filter(|r| !r.backend.starts_with("pytorch")) {
+            for torch_row in rows
+                .iter()
+                .filter(|r| r.backend.starts_with("pytorch") && r.workload == tms_row.workload)
+            {
+                println!(
+                    "  {:<9} tms {:<4} vs {:<13}: {:.2}×",
+                    tms_row.workload,
+                    tms_row.backend,
+                    torch_row.backend,
+                    torch_row.seconds_per_step / tms_row.seconds_per_step
+                );
+            }
+        }
+    }
+    if let Some(path) = &options.json {
+        let report = serde_json::json!({
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "tms_version": env!("CARGO_PKG_VERSION"),
+            "commit": std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()),
+            "host": std::fs::read_to_string("/proc/cpuinfo").ok().and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())),
+            "threads": rayon::current_num_threads(),
+            "rows": rows,
+        });
+        write_atomic(path, &serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// Runs benches/pytorch_loop.py for one workload and device; None (with a message) if it cannot run.
+fn pytorch_row(workload: &Workload, device: &str, repeats: usize) -> Option<Measurement> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/pytorch_loop.py");
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .args([
+            "--workload",
+            &workload.name,
+            "--device",
+            device,
+            "--repeats",
+            &repeats.to_string(),
+        ])
+        .output();
+    let parsed = output
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).ok());
+    let Some(v) = parsed else {
+        eprintln!("pytorch ({device}) could not run {}: is torch installed? (pip install -r benches/requirements.txt)", workload.name);
+        return None;
+    };
+    let per_step = v["seconds_per_step"].as_f64()?;
+    let steps = v["steps"].as_u64().unwrap_or(0) as u32;
+    let device_name = v["device"].as_str().unwrap_or(device);
+    Some(Measurement::of_time(
+        workload,
+        &format!("pytorch-{device}"),
+        device_name,
+        steps,
+        repeats,
+        per_step,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cpu::CpuTrainer;
-    use crate::trainer::TrainState;
 
     #[test]
     fn workloads_match_the_issue() {

@@ -6,7 +6,7 @@
 //! does not depend on the number of threads, so results are bit-identical on any machine with the
 //! same float behaviour. All buffers are allocated once, in [`CpuTrainer::new`].
 
-use crate::config::{Experiment, ModelKind};
+use crate::experiment::{Experiment, ModelKind};
 use crate::features::{unit_float, FeatureSource, LANES};
 use crate::model::zero_sample;
 use crate::optim::{adam_update, step_table, AdamHyper};
@@ -85,6 +85,30 @@ impl Chunk {
             acc_b: vec![f32x8::ZERO; n],
             zero_delta: vec![0.0; n],
         }
+    }
+
+    /// The bytes of the buffers [`Chunk::new`] allocates for `len` samples, one term per buffer in
+    /// the same order, so that a new buffer is counted where it is added.
+    fn bytes(n: usize, m: usize, len: usize) -> u64 {
+        let groups = n.div_ceil(4);
+        let (f32s, u32s, lanes) = (4, 4, std::mem::size_of::<f32x8>());
+        let bytes = m * n * f32s // grad_w
+            + n * f32s // grad_b
+            + len * n // present
+            + len * u32s // live
+            + len * groups * u32s // slot
+            + len * groups * u32s // value_index
+            + len * groups * 4 * u32s // value_words
+            + n * LANES * f32s // x_lanes
+            + n * lanes // x
+            + n // x_any
+            + m * lanes // h
+            + n * lanes // y
+            + m * lanes // dh
+            + m * n * lanes // acc_w
+            + n * lanes // acc_b
+            + n * f32s; // zero_delta
+        bytes as u64
     }
 
     /// Loss and gradient of this chunk's samples at `step`, for the instance's current W and b.
@@ -297,6 +321,19 @@ impl CpuTrainer {
         }
     }
 
+    /// Host bytes the trainer for `exp` allocates beyond the state it is given: its chunks' buffers.
+    pub fn host_bytes(exp: &Experiment) -> u64 {
+        let (full, rest) = (exp.batch / CHUNK_SAMPLES, exp.batch % CHUNK_SAMPLES);
+        let (n, m) = (exp.features, exp.hidden);
+        let per_instance = full as u64 * Chunk::bytes(n, m, CHUNK_SAMPLES)
+            + if rest > 0 {
+                Chunk::bytes(n, m, rest)
+            } else {
+                0
+            };
+        exp.instances.len() as u64 * per_instance
+    }
+
     /// One training step of every instance; returns the per-instance batch losses.
     /// One training step of every instance. Allocates nothing: the batch losses stay in the first
     /// chunk of each instance ([`CpuTrainer::losses`] collects them at log points).
@@ -392,7 +429,7 @@ impl Trainer for CpuTrainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::experiment::Settings;
     use crate::model::{backward, forward, output_delta, Scratch};
 
     /// The batched SIMD path computes the same loss and gradient as the per-sample reference maths

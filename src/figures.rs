@@ -11,8 +11,8 @@
 //! (assets/), so drawing needs no system fonts.
 
 use crate::analysis::InstanceMetrics;
-use crate::config::ModelKind;
-use crate::export::{read_results, Results};
+use crate::experiment::ModelKind;
+use crate::store::results::{read_results, Results};
 use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -638,50 +638,10 @@ impl Figure for LossFigure<'_> {
     }
 }
 
-/// Two-instance results for tests: density 1 with the first two of four features orthogonal, and
-/// density 0.01 with two antipodal pairs (linear: orthogonal again) and negative biases.
-#[cfg(test)]
-pub(crate) fn toy_results(model: ModelKind) -> Results {
-    use crate::export::InstanceResult;
-    let instance = |index: usize, density: f64, w: Vec<Vec<f32>>, b: Vec<f32>| InstanceResult {
-        index,
-        density,
-        importance: vec![1.0, 0.7, 0.49, 0.343],
-        w,
-        b,
-        final_loss: Some(0.01),
-        eval_loss: Some(0.01),
-        loss_curve: vec![(0, Some(0.1)), (5, Some(0.02)), (10, Some(0.01))],
-        setting: index,
-        restart: 0,
-        best_of_setting: true,
-        diverged: false,
-    };
-    let orthogonal = vec![vec![1.0, 0.0, 0.0, 0.0], vec![0.0, 1.0, 0.0, 0.0]];
-    let sparse = match model {
-        ModelKind::Linear => instance(1, 0.01, orthogonal.clone(), vec![0.0, 0.0, 0.005, 0.005]),
-        ModelKind::Relu => instance(
-            1,
-            0.01,
-            vec![vec![1.0, -1.0, 0.0, 0.0], vec![0.0, 0.0, 1.0, -1.0]],
-            vec![-0.1; 4],
-        ),
-    };
-    Results {
-        model,
-        features: 4,
-        hidden: 2,
-        steps: 11,
-        instances: vec![
-            instance(0, 1.0, orthogonal, vec![0.0, 0.0, 0.5, 0.5]),
-            sparse,
-        ],
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::toy_results;
 
     #[test]
     fn colour_maps_hit_their_ends_and_middle() {

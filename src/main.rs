@@ -1,5 +1,5 @@
-//! The `tms` binary: parses the command line and reports errors in one line.
-//! Bad settings exit with status 2, a run stopped by Ctrl-C or SIGTERM with 130, other failures with 1.
+//! The `tms` binary: parses the command line, dispatches it, and is the one place that maps errors
+//! to exit statuses, in one line each. Bad input ([`tms::error::UsageError`]) exits with status 2, a run stopped by Ctrl-C or SIGTERM with 130, other failures with 1.
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -22,10 +22,10 @@ fn main() -> ExitCode {
     match tms::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", tms::cli::one_line(&err));
-            if err.downcast_ref::<tms::config::ConfigError>().is_some() {
+            eprintln!("error: {}", tms::error::one_line(&err));
+            if err.downcast_ref::<tms::error::UsageError>().is_some() {
                 ExitCode::from(2)
-            } else if err.downcast_ref::<tms::cli::Interrupted>().is_some() {
+            } else if err.downcast_ref::<tms::error::Interrupted>().is_some() {
                 ExitCode::from(130)
             } else {
                 ExitCode::FAILURE

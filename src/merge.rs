@@ -2,13 +2,12 @@
 //! one run directory, identical to the same sweep trained in one piece. Refuses shards of different
 //! experiments, unfinished shards, and missing or repeated shards, with one line saying which.
 
-use crate::analysis::write_metrics;
-use crate::cli::prepare_run_dir;
-use crate::config::{ConfigError, Experiment};
-use crate::export::{
-    mark_best_of_settings, read_config, read_results, read_weights, write_run, Results, RunConfig,
+use crate::error::UsageError;
+use crate::experiment::Experiment;
+use crate::run::dir;
+use crate::store::results::{
+    mark_best_of_settings, read_config, read_results, read_weights, Results, RunConfig, Weights,
 };
-use crate::trainer::TrainState;
 use std::path::{Path, PathBuf};
 
 /// One finished shard read back.
@@ -23,7 +22,7 @@ struct ShardRun {
 fn read_shard(dir: &Path) -> anyhow::Result<ShardRun> {
     let config = read_config(dir)?;
     if !dir.join("results.json").exists() {
-        return Err(ConfigError(format!(
+        return Err(UsageError(format!(
             "shard {} has not finished (no results.json; resume it with tms train --resume)",
             dir.display()
         ))
@@ -59,14 +58,14 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
         .collect::<anyhow::Result<Vec<_>>>()?;
     let first = shards
         .first()
-        .ok_or_else(|| ConfigError("tms merge needs at least one shard directory".into()))?;
+        .ok_or_else(|| UsageError("tms merge needs at least one shard directory".into()))?;
     let count = first
         .config
         .experiment
         .shard
         .map(|s| s.count)
         .ok_or_else(|| {
-            ConfigError(format!(
+            UsageError(format!(
                 "{} is not a shard (trained without --shard)",
                 first.dir.display()
             ))
@@ -75,14 +74,14 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
     for shard in &shards {
         let exp = &shard.config.experiment;
         let Some(info) = exp.shard else {
-            return Err(ConfigError(format!(
+            return Err(UsageError(format!(
                 "{} is not a shard (trained without --shard)",
                 shard.dir.display()
             ))
             .into());
         };
         if info.count != count || unsharded(exp) != reference {
-            return Err(ConfigError(format!(
+            return Err(UsageError(format!(
                 "{} is a shard of a different sweep than {} (settings or shard count differ)",
                 shard.dir.display(),
                 first.dir.display()
@@ -99,11 +98,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
             } else {
                 format!("shard {expected} of {count} is missing")
             };
-            return Err(ConfigError(format!("cannot merge: {what}")).into());
+            return Err(UsageError(format!("cannot merge: {what}")).into());
         }
     }
     if shards.len() != count as usize {
-        return Err(ConfigError(format!(
+        return Err(UsageError(format!(
             "cannot merge: shard {} of {count} is missing",
             shards.len()
         ))
@@ -126,16 +125,8 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
         instances,
         ..shards[0].results.clone()
     };
-    // Only W and b are exported; the optimizer state of finished shards is not needed.
-    let state = TrainState {
-        step: experiment.steps,
-        w: shards.iter().flat_map(|s| s.w.clone()).collect(),
-        b: shards.iter().flat_map(|s| s.b.clone()).collect(),
-        m_w: vec![],
-        v_w: vec![],
-        m_b: vec![],
-        v_b: vec![],
-    };
+    let w: Vec<f32> = shards.iter().flat_map(|s| s.w.iter().copied()).collect();
+    let b: Vec<f32> = shards.iter().flat_map(|s| s.b.iter().copied()).collect();
     let joined = |f: fn(&RunConfig) -> &String| {
         let mut names: Vec<&String> = shards.iter().map(|s| f(&s.config)).collect();
         names.dedup();
@@ -147,8 +138,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
         device: joined(|c| &c.device),
         tms_version: env!("CARGO_PKG_VERSION").into(),
     };
-    prepare_run_dir(out, force)?;
-    write_run(out, &config, &results, &state)?;
-    write_metrics(out, &results)?;
+    dir::prepare(out, force)?;
+    dir::write_files(out, &config, &results, &Weights { w: &w, b: &b })?;
     Ok(results)
 }

@@ -17,7 +17,7 @@
 //! closed form ([`zero_sample`]). The functions are generic over f32 (training) and f64 (the
 //! finite-difference tests and evaluation).
 
-use crate::config::ModelKind;
+use crate::experiment::ModelKind;
 use std::ops::{Add, AddAssign, Mul, Sub};
 
 /// The float types the model runs in.

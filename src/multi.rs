@@ -3,7 +3,7 @@
 //! results are those of the sweep in one piece), all advance concurrently in their own threads, and
 //! their loss records and states are gathered back in instance order.
 
-use crate::config::{Experiment, Shard};
+use crate::experiment::{Experiment, Shard};
 use crate::trainer::{LossRecord, TrainState, Trainer};
 
 /// A trainer that can move to a worker thread.
@@ -16,40 +16,6 @@ pub type WorkerFactory<'a> =
 /// The workers and the instance range each owns.
 pub struct MultiTrainer {
     parts: Vec<(std::ops::Range<usize>, SendTrainer)>,
-}
-
-impl TrainState {
-    /// The state of instances `range` only.
-    pub fn slice(&self, exp: &Experiment, range: std::ops::Range<usize>) -> TrainState {
-        let (mn, n) = (exp.hidden * exp.features, exp.features);
-        let w = |v: &[f32]| v[range.start * mn..range.end * mn].to_vec();
-        let b = |v: &[f32]| v[range.start * n..range.end * n].to_vec();
-        TrainState {
-            step: self.step,
-            w: w(&self.w),
-            m_w: w(&self.m_w),
-            v_w: w(&self.v_w),
-            b: b(&self.b),
-            m_b: b(&self.m_b),
-            v_b: b(&self.v_b),
-        }
-    }
-
-    /// The states of consecutive parts joined into one.
-    pub fn concat(parts: &[TrainState]) -> TrainState {
-        let join = |f: fn(&TrainState) -> &Vec<f32>| {
-            parts.iter().flat_map(|p| f(p).iter().copied()).collect()
-        };
-        TrainState {
-            step: parts.first().map_or(0, |p| p.step),
-            w: join(|p| &p.w),
-            b: join(|p| &p.b),
-            m_w: join(|p| &p.m_w),
-            v_w: join(|p| &p.v_w),
-            m_b: join(|p| &p.m_b),
-            v_b: join(|p| &p.v_b),
-        }
-    }
 }
 
 impl MultiTrainer {
@@ -134,8 +100,8 @@ impl Trainer for MultiTrainer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
     use crate::cpu::CpuTrainer;
+    use crate::experiment::Settings;
 
     #[test]
     fn workers_together_equal_one_trainer() {

@@ -5,7 +5,7 @@
 //! [`StepConstants`] table. The CPU trainer reads it and the GPU trainer uploads it, so both apply the
 //! very same numbers and differ only in the rounding of the per-parameter arithmetic.
 
-use crate::config::{Experiment, OptimizerKind, Schedule};
+use crate::experiment::{Experiment, OptimizerKind, Schedule};
 use bytemuck::{Pod, Zeroable};
 
 /// The per-step constants of the update (mirrored by `struct StepConstants` in shaders/common.wgsl).
@@ -103,7 +103,7 @@ pub fn adam_update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
+    use crate::experiment::Settings;
 
     fn exp(kind: OptimizerKind, schedule: Schedule) -> Experiment {
         Settings {

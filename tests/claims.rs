@@ -12,8 +12,9 @@
 
 mod common;
 
-use tms::analysis::{InstanceMetrics, NEGATIVE_BIAS, SUPERPOSITION_THRESHOLD};
-use tms::config::{Experiment, ModelKind, Settings};
+use common::assert_top_m;
+use tms::analysis::{InstanceMetrics, NEGATIVE_BIAS};
+use tms::experiment::{Experiment, ModelKind, Settings};
 
 const HIDDEN: usize = 5;
 
@@ -34,46 +35,19 @@ fn train(model: ModelKind, densities: &[f64], seed: u64) -> Vec<InstanceMetrics>
     results.instances.iter().map(InstanceMetrics::of).collect()
 }
 
-/// Asserts that exactly the `HIDDEN` most important features are represented, each in its own dimension.
-fn assert_top_features_only(model: &str, metrics: &InstanceMetrics) {
-    let top: Vec<usize> = (0..HIDDEN).collect();
-    assert_eq!(
-        metrics.represented(),
-        top,
-        "{model} at density {}: norms {:?}",
-        metrics.density,
-        metrics.norms
-    );
-    assert_eq!(
-        metrics.represented_in_superposition, 0,
-        "{model} at density {}: superposition {:?}",
-        metrics.density, metrics.superposition
-    );
-    assert!(
-        (metrics.dimensions_per_feature - 1.0).abs() < 0.05,
-        "{model} at density {}: {} dimensions per feature",
-        metrics.density,
-        metrics.dimensions_per_feature
-    );
-}
-
 #[test]
 fn linear_model_learns_the_top_five_features_at_every_density() {
-    for metrics in train(ModelKind::Linear, &tms::config::DEFAULT_DENSITIES, 0) {
-        assert_top_features_only("linear", &metrics);
+    for metrics in train(ModelKind::Linear, &tms::experiment::DEFAULT_DENSITIES, 0) {
+        assert_top_m(&metrics, HIDDEN, "linear");
     }
 }
 
 #[test]
 fn relu_model_learns_the_top_five_at_density_one_and_many_in_superposition_when_sparse() {
     let metrics = train(ModelKind::Relu, &[1.0, 0.01, 0.003, 0.001], 0);
-    assert_top_features_only("relu", &metrics[0]);
+    assert_top_m(&metrics[0], HIDDEN, "relu");
     for m in &metrics[1..] {
-        let shared: Vec<usize> = m
-            .represented()
-            .into_iter()
-            .filter(|&i| m.superposition[i] > SUPERPOSITION_THRESHOLD)
-            .collect();
+        let shared = m.shared();
         let negative = shared
             .iter()
             .filter(|&&i| f64::from(m.biases[i]) < -NEGATIVE_BIAS)

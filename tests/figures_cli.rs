@@ -1,15 +1,10 @@
 //! End-to-end tests of `tms reproduce basic` and `tms plot` through the binary, on a very short run:
 //! the run directories with metrics.json, the six figure files, summary.md, and redrawing.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn tms(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tms"))
-        .args(args)
-        .output()
-        .expect("tms runs")
-}
+use common::{assert_run_files, tms};
+use std::path::Path;
 
 const FIGURES: [&str; 6] = [
     "weights.svg",
@@ -41,18 +36,7 @@ fn reproduce_basic_writes_runs_figures_and_summary_and_plot_redraws_them() {
         String::from_utf8_lossy(&run.stderr)
     );
     for kind in ["linear", "relu"] {
-        for file in [
-            "config.json",
-            "results.json",
-            "weights.safetensors",
-            "metrics.json",
-        ] {
-            assert!(out.join(kind).join(file).is_file(), "{kind}/{file}");
-        }
-        let metrics: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(out.join(kind).join("metrics.json")).unwrap())
-                .unwrap();
-        assert_eq!(metrics["instances"].as_array().unwrap().len(), 7);
+        assert_run_files(&out.join(kind), 7);
     }
     let summary = std::fs::read_to_string(out.join("summary.md")).unwrap();
     assert!(
@@ -80,6 +64,19 @@ fn reproduce_basic_writes_runs_figures_and_summary_and_plot_redraws_them() {
     for file in FIGURES {
         assert!(single.join(file).is_file(), "relu/{file}");
     }
+
+    // --redraw rewrites summary.md from the run files, without training.
+    std::fs::remove_file(out.join("summary.md")).unwrap();
+    let redraw = tms(&["reproduce", "basic", "--out", out_arg, "--redraw"]);
+    assert!(
+        redraw.status.success(),
+        "{}",
+        String::from_utf8_lossy(&redraw.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("summary.md")).unwrap(),
+        summary
+    );
 
     // Existing results are not overwritten without --force (a settings error: status 2).
     let again = tms(&["reproduce", "basic", "--out", out_arg, "--steps", "30"]);

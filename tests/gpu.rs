@@ -10,8 +10,8 @@
 //! tests allow 2e-5 absolute on W and b and 1e-4 relative on logged losses, a margin for drivers
 //! that fuse multiply-adds differently.
 
-use tms::config::{Experiment, ModelKind, Settings};
 use tms::cpu::CpuTrainer;
+use tms::experiment::{Experiment, ModelKind, Settings};
 use tms::features::FeatureSource;
 use tms::gpu::batch::{generate, BatchSpec};
 use tms::gpu::{list_adapters, Gpu, GpuOptions, GpuTrainer};

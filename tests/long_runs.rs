@@ -1,15 +1,16 @@
 //! Long runs never lose work: Ctrl-C and resume, a kill during a checkpoint write, divergence, and
 //! config parsing that never panics. These drive the real binary.
 
+mod common;
+
+use common::tms;
 use proptest::prelude::*;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tms::checkpoint::{checkpoint_path, read_checkpoint};
-use tms::config::Settings;
-use tms::export::read_results;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tms");
+use tms::experiment::Settings;
+use tms::store::checkpoint::{checkpoint_path, read_checkpoint};
+use tms::store::results::read_results;
 
 /// A quick experiment: many small steps, so a run is long enough to interrupt but cheap.
 const RUN: &[&str] = &[
@@ -26,12 +27,8 @@ const RUN: &[&str] = &[
     "1,0.1,0.01",
 ];
 
-fn tms(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("tms runs")
-}
-
 fn spawn(args: &[&str]) -> Child {
-    Command::new(BIN)
+    Command::new(env!("CARGO_BIN_EXE_tms"))
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -1,6 +1,6 @@
 //! The README's examples stay true: its config file parses and resolves.
 
-use tms::config::Settings;
+use tms::experiment::Settings;
 
 #[test]
 fn readme_config_example_resolves() {

@@ -9,10 +9,10 @@
 
 mod common;
 
-use tms::config::Settings;
-use tms::export::InstanceResult;
+use tms::experiment::Settings;
 use tms::reproduce::intro::Geometry;
 use tms::reproduce::phase::{analytic_phase, classify};
+use tms::store::results::InstanceResult;
 
 /// Trains `settings` with the short settings and returns the best restart of every setting.
 fn best_restarts(settings: Settings) -> Vec<InstanceResult> {

@@ -2,36 +2,22 @@
 //! runs (20 steps, small grids): the run directories, the figures as SVG and PNG, summary.md, and
 //! redrawing with --redraw.
 
+mod common;
+
+use common::{assert_run_files, tms};
 use std::path::Path;
-use std::process::Command;
 
 /// Runs `tms reproduce <args>` with output into `out`, asserting success.
 fn reproduce(args: &[&str], out: &Path) {
-    let run = Command::new(env!("CARGO_BIN_EXE_tms"))
-        .arg("reproduce")
-        .args(args)
-        .args(["--out", out.to_str().unwrap(), "--backend", "cpu"])
-        .output()
-        .expect("tms runs");
+    let mut full = vec!["reproduce"];
+    full.extend_from_slice(args);
+    full.extend(["--out", out.to_str().unwrap(), "--backend", "cpu"]);
+    let run = tms(&full);
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-}
-
-/// Asserts that `dir` holds a finished run with `instances` instances.
-fn assert_run(dir: &Path, instances: usize) {
-    for file in [
-        "config.json",
-        "results.json",
-        "weights.safetensors",
-        "metrics.json",
-    ] {
-        assert!(dir.join(file).is_file(), "{}/{file}", dir.display());
-    }
-    let results = tms::export::read_results(dir).unwrap();
-    assert_eq!(results.instances.len(), instances, "{}", dir.display());
 }
 
 /// Asserts that `stem`.svg and `stem`.png were drawn.
@@ -51,7 +37,7 @@ fn reproduce_intro_writes_its_run_figure_and_summary() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("intro");
     reproduce(&["intro", "--steps", "20", "--restarts", "2"], &out);
-    assert_run(&out.join("relu"), 8 * 2);
+    assert_run_files(&out.join("relu"), 8 * 2);
     assert_figure(&out.join("intro"));
     let text = summary(&out);
     assert!(text.contains("| 0.01 | 99 % |"), "{text}");
@@ -76,8 +62,8 @@ fn reproduce_phase_writes_both_diagrams_and_the_agreement() {
         &["phase", "--steps", "20", "--restarts", "2", "--grid", "3"],
         &out,
     );
-    assert_run(&out.join("n2-m1"), 3 * 3 * 2);
-    assert_run(&out.join("n3-m2"), 3 * 3 * 2);
+    assert_run_files(&out.join("n2-m1"), 3 * 3 * 2);
+    assert_run_files(&out.join("n3-m2"), 3 * 3 * 2);
     assert_figure(&out.join("phase"));
     let text = summary(&out);
     assert!(text.contains("| n = 2, m = 1 |"), "{text}");
@@ -108,9 +94,36 @@ fn reproduce_geometry_writes_its_sweep_figure_and_summary() {
         ],
         &out,
     );
-    assert_run(&out.join("relu"), 6);
+    assert_run_files(&out.join("relu"), 6);
     assert_figure(&out.join("geometry"));
     let text = summary(&out);
     assert!(text.contains("**Deviation from the paper:**"), "{text}");
     assert!(text.contains("| 1/2 | antipodal pair |"), "{text}");
+}
+
+#[test]
+fn bad_reproduction_options_exit_2_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["phase", "--grid", "1"], "--grid"),
+        (&["phase", "--grid", "0"], "--grid"),
+        (&["geometry", "--instances", "0"], "--instances"),
+        (&["geometry", "--features", "0"], "features"),
+        (&["intro", "--steps", "0"], "steps"),
+        (&["basic", "--restarts", "0"], "restarts"),
+    ];
+    for (i, (args, needle)) in cases.iter().enumerate() {
+        let out = dir.path().join(format!("out{i}"));
+        let mut full = vec!["reproduce"];
+        full.extend_from_slice(args);
+        full.extend(["--out", out.to_str().unwrap(), "--backend", "cpu"]);
+        let r = tms(&full);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(needle) && stderr.lines().count() == 1,
+            "{args:?}: {stderr}"
+        );
+        assert!(!out.exists(), "{args:?}: wrote {}", out.display());
+    }
 }

@@ -2,8 +2,10 @@
 //! or spread over several devices (`--devices`), give exactly the files of the sweep trained in one
 //! piece; a GPU backend with no adapter is one clear line.
 
+mod common;
+
+use common::tms_with_env as tms;
 use std::path::Path;
-use std::process::{Command, Output};
 
 const SWEEP: &[&str] = &[
     "train",
@@ -18,15 +20,6 @@ const SWEEP: &[&str] = &[
     "--restarts",
     "2",
 ];
-
-fn tms(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_tms"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("tms runs");
-    out
-}
 
 fn train(out: &Path, extra: &[&str], env: &[(&str, &str)]) {
     let mut args = SWEEP.to_vec();

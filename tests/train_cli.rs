@@ -1,46 +1,13 @@
 //! End-to-end tests of `tms train` on the CPU: result files, the linear model's known solution,
 //! determinism, and one-line errors for bad settings.
 
+mod common;
+
+use common::{assert_run_files, assert_top_m, tms, train_on_cpu};
 use std::path::Path;
-use std::process::{Command, Output};
-use tms::config::{ModelKind, Settings};
-use tms::cpu::CpuTrainer;
-use tms::export::{read_config, read_results, read_weights};
-use tms::trainer::{run_to_end, RunControl, TrainState};
-
-fn tms(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tms"))
-        .args(args)
-        .output()
-        .expect("tms runs")
-}
-
-/// ‖W_i‖ of every column of an m × n row-major matrix.
-fn column_norms(w: &[f32], m: usize, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| (0..m).map(|k| w[k * n + i].powi(2)).sum::<f32>().sqrt())
-        .collect()
-}
-
-/// Asserts that W (m × n) represents exactly the m most important features: ‖W_i‖ ≈ 1 for i < m,
-/// ≈ 0 otherwise, and WᵀW ≈ the projection onto the first m features.
-fn assert_learns_top_m(w: &[f32], m: usize, n: usize, what: &str) {
-    let norms = column_norms(w, m, n);
-    for (i, norm) in norms.iter().enumerate() {
-        let want = if i < m { 1.0 } else { 0.0 };
-        assert!(
-            (norm - want).abs() < 0.1,
-            "{what}: ‖W_{i}‖ = {norm}, norms {norms:?}"
-        );
-    }
-    for i in 0..n {
-        for j in 0..n {
-            let gram: f32 = (0..m).map(|k| w[k * n + i] * w[k * n + j]).sum();
-            let want = if i == j && i < m { 1.0 } else { 0.0 };
-            assert!((gram - want).abs() < 0.1, "{what}: (WᵀW)[{i},{j}] = {gram}");
-        }
-    }
-}
+use tms::analysis::InstanceMetrics;
+use tms::experiment::{ModelKind, Settings};
+use tms::store::results::{read_config, read_results, read_weights};
 
 #[test]
 fn linear_model_learns_the_top_m_features_at_every_density_and_exports_them() {
@@ -67,17 +34,7 @@ fn linear_model_learns_the_top_m_features_at_every_density_and_exports_them() {
         "{}",
         String::from_utf8_lossy(&result.stderr)
     );
-    for file in ["config.json", "results.json", "weights.safetensors"] {
-        assert!(out.join(file).is_file(), "{file} missing");
-    }
-    assert!(
-        std::fs::read_dir(&out).unwrap().all(|e| !e
-            .unwrap()
-            .file_name()
-            .to_string_lossy()
-            .ends_with(".tmp")),
-        "temporary files left behind"
-    );
+    assert_run_files(&out, 4);
 
     let config = read_config(&out).unwrap();
     assert_eq!(config.experiment.model, ModelKind::Linear);
@@ -95,7 +52,7 @@ fn linear_model_learns_the_top_m_features_at_every_density_and_exports_them() {
             from_json, w_i,
             "results.json and weights.safetensors disagree"
         );
-        assert_learns_top_m(w_i, 5, 20, &format!("linear, density {}", inst.density));
+        assert_top_m(&InstanceMetrics::of(inst), 5, "linear");
         assert!(inst.eval_loss.is_some_and(|l| l > 0.0) && !inst.diverged);
         assert_eq!(inst.loss_curve.first().map(|p| p.0), Some(0));
         assert_eq!(inst.loss_curve.last().map(|p| p.0), Some(1999));
@@ -115,9 +72,8 @@ fn relu_model_at_density_one_learns_the_top_m_features() {
     }
     .resolve()
     .unwrap();
-    let mut trainer = CpuTrainer::new(&exp, TrainState::initial(&exp));
-    let (state, _, _) = run_to_end(&exp, &mut trainer, 0, vec![], &RunControl::default()).unwrap();
-    assert_learns_top_m(&state.w, 5, 20, "relu, density 1");
+    let results = train_on_cpu(&exp);
+    assert_top_m(&InstanceMetrics::of(&results.instances[0]), 5, "relu");
 }
 
 #[test]
@@ -166,6 +122,8 @@ fn bad_settings_get_one_line_exit_status_2_and_write_nothing() {
         (&["--optimizer", "sgd"], "sgd"),
         (&["--schedule", "step"], "step"),
         (&["--backend", "tpu"], "tpu"),
+        (&["--checkpoint-every", "0"], "checkpoint-every"),
+        (&["--shard", "3/3"], "shard"),
         (&["--config", config.to_str().unwrap()], "line 2"),
         (&["--config", unknown.to_str().unwrap()], "featurs"),
     ];

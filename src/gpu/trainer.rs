@@ -15,7 +15,7 @@
 //! Shards never interact; each dispatch runs over one shard.
 
 use super::{Bindings, Config, Gpu, Params};
-use crate::config::{Experiment, ModelKind};
+use crate::experiment::{Experiment, ModelKind};
 use crate::features::{presence_threshold, seed_key, Stream};
 use crate::optim::{step_table, StepConstants};
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};

@@ -3,54 +3,56 @@
 //! `OUT/linear/` and `OUT/relu/`, draws the figures into `OUT/`, and writes `OUT/summary.md`: a
 //! metrics table per model kind and a comparison with the paper's claims.
 
+use super::{training_line, ReproduceOptions, Reproduction, RunFiles};
 use crate::analysis::{InstanceMetrics, NEGATIVE_BIAS, REPRESENTED_NORM, SUPERPOSITION_THRESHOLD};
-use crate::cli::{prepare_run_dir, train_run, BasicArgs};
-use crate::config::{ModelKind, Settings};
-use crate::export::{read_config, write_atomic, Results, RunConfig};
+use crate::error::UsageError;
+use crate::experiment::{Experiment, ModelKind, Settings};
 use crate::figures::{draw_all, model_label, Run};
+use crate::store::results::{Results, RunConfig};
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 /// `tms reproduce basic`.
-pub fn run(args: &BasicArgs) -> anyhow::Result<()> {
-    let kinds = [(ModelKind::Linear, "linear"), (ModelKind::Relu, "relu")];
-    let experiments = kinds
-        .iter()
-        .map(|&(model, name)| {
-            let exp = Settings {
-                model: Some(model),
-                steps: args.steps,
-                ..Default::default()
-            }
-            .resolve()?;
-            let dir = args.out.join(name);
-            prepare_run_dir(&dir, args.force)?;
-            Ok((exp, dir))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut runs = vec![];
-    for (exp, dir) in experiments {
-        let results = train_run(exp, args.backend, &dir)?;
-        runs.push((read_config(&dir)?, results));
-    }
-    let figures: Vec<Run> = runs
-        .iter()
-        .map(|(_, results)| Run {
-            label: model_label(results.model).into(),
-            results: results.clone(),
-        })
-        .collect();
-    for path in draw_all(&figures, &args.out)? {
-        eprintln!("wrote {}", path.display());
-    }
-    let summary = args.out.join("summary.md");
-    write_atomic(&summary, summary_markdown(&runs).as_bytes())?;
-    eprintln!("wrote {}", summary.display());
-    Ok(())
-}
+pub struct Basic;
 
-/// Whether exactly the `m` most important features are represented, none in superposition.
-fn top_m_only(metrics: &InstanceMetrics, m: usize) -> bool {
-    metrics.represented() == (0..m).collect::<Vec<_>>() && metrics.represented_in_superposition == 0
+impl Reproduction for Basic {
+    fn name(&self) -> &'static str {
+        "basic"
+    }
+
+    fn experiments(
+        &self,
+        options: &ReproduceOptions,
+    ) -> Result<Vec<(&'static str, Experiment)>, UsageError> {
+        [(ModelKind::Linear, "linear"), (ModelKind::Relu, "relu")]
+            .into_iter()
+            .map(|(model, name)| {
+                let exp = Settings {
+                    model: Some(model),
+                    steps: options.steps,
+                    restarts: options.restarts,
+                    ..Default::default()
+                }
+                .resolve()?;
+                Ok((name, exp))
+            })
+            .collect()
+    }
+
+    fn figures(&self, runs: &[RunFiles], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let figures: Vec<Run> = runs
+            .iter()
+            .map(|(_, results)| Run {
+                label: model_label(results.model).into(),
+                results: results.clone(),
+            })
+            .collect();
+        draw_all(&figures, out)
+    }
+
+    fn summary(&self, runs: &[RunFiles]) -> String {
+        summary_markdown(runs)
+    }
 }
 
 /// summary.md of a reproduced basic experiment: settings, a table per model kind, and sentences
@@ -68,7 +70,7 @@ pub fn summary_markdown(runs: &[(RunConfig, Results)]) -> String {
     let _ = writeln!(
         out,
         "Trained by `tms reproduce basic` on {}.\n",
-        super::training_line(config)
+        training_line(config)
     );
     let _ = writeln!(
         out,
@@ -142,7 +144,7 @@ fn at_densities(list: &[String]) -> String {
 fn comparison(results: &Results, metrics: &[InstanceMetrics], steps: u32) -> String {
     let (n, m) = (results.features, results.hidden);
     if results.model == ModelKind::Linear {
-        let off = densities_where(metrics, |mt| !top_m_only(mt, m));
+        let off = densities_where(metrics, |mt| !mt.top_m_only(m));
         return if off.is_empty() {
             format!(
                 "**Linear model.** As in the paper, it represents exactly the {m} most important features at every density, each in its \
@@ -154,7 +156,7 @@ fn comparison(results: &Results, metrics: &[InstanceMetrics], steps: u32) -> Str
     }
     let mut text = String::from("**ReLU output model.** ");
     match metrics.iter().find(|mt| mt.density == 1.0) {
-        Some(mt) if top_m_only(mt, m) => {
+        Some(mt) if mt.top_m_only(m) => {
             let _ = write!(text, "At density 1 it behaves like the linear model (the top {m} features, orthogonal), as in the paper. ");
         }
         Some(_) => {
@@ -171,16 +173,13 @@ fn comparison(results: &Results, metrics: &[InstanceMetrics], steps: u32) -> Str
         text,
         "As the features get sparser it represents more of them ({counts}). "
     );
+    // Mostly antipodal: at least three quarters of the features in superposition have D_i ≈ 1/2.
     let antipodal = densities_where(metrics, |mt| {
-        let shared: Vec<usize> = mt
-            .represented()
-            .into_iter()
-            .filter(|&i| mt.superposition[i] > SUPERPOSITION_THRESHOLD)
-            .collect();
+        let shared = mt.shared();
         !shared.is_empty()
             && 4 * shared
                 .iter()
-                .filter(|&&i| (mt.dimensionality[i] - 0.5).abs() < 0.07)
+                .filter(|&&i| mt.dimensionality_near(i, 0.5))
                 .count()
                 >= 3 * shared.len()
     });
@@ -233,7 +232,7 @@ fn comparison(results: &Results, metrics: &[InstanceMetrics], steps: u32) -> Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::figures::toy_results;
+    use crate::testing::toy_results;
 
     #[test]
     fn summary_tables_and_comparison_follow_the_metrics() {

@@ -5,16 +5,17 @@
 //! dimensionality D_i behind it and the uniform polytopes' fractions as reference lines, and a
 //! histogram of D_i where 1/(1 − S) ≤ 10; summary.md gives the plateaus and the share of D_i near each fraction.
 
-use super::{best_instances, log_grid, train_into, training_line};
+use super::{best_instances, training_line, ReproduceOptions, Reproduction, RunFiles};
 use crate::analysis::{InstanceMetrics, REPRESENTED_NORM};
-use crate::cli::GeometryArgs;
-use crate::config::Settings;
-use crate::export::{write_atomic, Results, RunConfig};
+use crate::error::UsageError;
+use crate::experiment::{log_grid, Experiment, Settings};
 use crate::figures::{draw_title, save, text, Figure, LABEL_PX, TICK_PX};
+use crate::store::results::{Results, RunConfig};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 /// The fractions of a dimension that the paper's uniform polytopes give each feature: dedicated,
 /// tetrahedron, triangle, antipodal pair, pentagon, square antiprism.
@@ -123,37 +124,62 @@ impl Sweep {
     }
 }
 
-/// `tms reproduce geometry`.
-pub fn run(args: &GeometryArgs) -> anyhow::Result<()> {
-    let options = &args.options;
-    let out = options.out_or("results/geometry");
-    anyhow::ensure!(
-        args.instances >= 2,
-        "invalid --instances: {} (at least 2)",
-        args.instances
-    );
-    let steps = options.steps.unwrap_or(10_000);
-    let exp = Settings {
-        features: Some(args.features),
-        hidden: Some(args.hidden),
-        importance_decay: Some(1.0),
-        density: Some(sweep_densities(args.instances)),
-        restarts: Some(options.restarts.unwrap_or(1)),
-        batch: Some(args.batch),
-        steps: Some(steps),
-        log_every: Some((steps / 100).max(1)),
-        ..Default::default()
+/// `tms reproduce geometry`: the sizes of the sweep.
+#[derive(clap::Args, Debug, Clone)]
+pub struct UniformSuperposition {
+    /// Number of features n.
+    #[arg(long, value_name = "N", default_value_t = 400)]
+    pub features: usize,
+    /// Number of hidden dimensions m.
+    #[arg(long, value_name = "M", default_value_t = 30)]
+    pub hidden: usize,
+    #[arg(long, value_name = "B", default_value_t = 1024)]
+    pub batch: usize,
+    /// Densities (instances) in the sweep.
+    #[arg(long, value_name = "K", default_value_t = 40)]
+    pub instances: usize,
+}
+
+impl Reproduction for UniformSuperposition {
+    fn name(&self) -> &'static str {
+        "geometry"
     }
-    .resolve()?;
-    let (config, results) = train_into(exp, options, &out.join("relu"))?;
-    let sweep = Sweep::of(&results);
-    for path in save(&GeometryFigure { sweep: &sweep }, &out.join("geometry"))? {
-        eprintln!("wrote {}", path.display());
+
+    fn experiments(
+        &self,
+        options: &ReproduceOptions,
+    ) -> Result<Vec<(&'static str, Experiment)>, UsageError> {
+        if self.instances < 2 {
+            return Err(UsageError::invalid(
+                "--instances",
+                self.instances,
+                "at least 2",
+            ));
+        }
+        let steps = options.steps.unwrap_or(10_000);
+        let exp = Settings {
+            features: Some(self.features),
+            hidden: Some(self.hidden),
+            importance_decay: Some(1.0),
+            density: Some(sweep_densities(self.instances)),
+            restarts: Some(options.restarts.unwrap_or(1)),
+            batch: Some(self.batch),
+            steps: Some(steps),
+            log_every: Some((steps / 100).max(1)),
+            ..Default::default()
+        }
+        .resolve()?;
+        Ok(vec![("relu", exp)])
     }
-    let summary = out.join("summary.md");
-    write_atomic(&summary, summary_markdown(&config, &sweep).as_bytes())?;
-    eprintln!("wrote {}", summary.display());
-    Ok(())
+
+    fn figures(&self, runs: &[RunFiles], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let sweep = Sweep::of(&runs[0].1);
+        Ok(save(&GeometryFigure { sweep: &sweep }, &out.join("geometry"))?.to_vec())
+    }
+
+    fn summary(&self, runs: &[RunFiles]) -> String {
+        summary_markdown(&runs[0].0, &Sweep::of(&runs[0].1))
+    }
 }
 
 /// "from 2.1 to 5.3 (7 instances)" or "nowhere".

@@ -4,23 +4,22 @@
 //! in the hidden plane, one panel per density (columns too short for an arrowhead are left out); summary.md names each panel's geometry: two
 //! orthogonal features, antipodal pairs, or all five as a pentagon.
 
-use super::{best_instances, train_into, training_line};
-use crate::analysis::{InstanceMetrics, SUPERPOSITION_THRESHOLD};
-use crate::cli::IntroArgs;
-use crate::config::Settings;
-use crate::export::{write_atomic, InstanceResult, Results, RunConfig};
+use super::{best_instances, training_line, ReproduceOptions, Reproduction, RunFiles};
+use crate::analysis::InstanceMetrics;
+use crate::error::UsageError;
+use crate::experiment::{Experiment, Settings};
 use crate::figures::{density_title, draw_title, inferno, save, text, Figure, LABEL_PX, TICK_PX};
+use crate::store::results::{InstanceResult, Results, RunConfig};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 /// The densities 1 − S of the sweep.
 const DENSITIES: [f64; 8] = [1.0, 0.5, 0.3, 0.2, 0.1, 0.05, 0.03, 0.01];
 /// Restarts per density unless --restarts says otherwise.
 const DEFAULT_RESTARTS: u32 = 5;
-/// How far a D_i may be from a polytope's fraction and still count as that polytope.
-const TOLERANCE: f64 = 0.07;
 
 /// The geometry of a trained instance's columns W_i in the plane.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,13 +39,8 @@ impl Geometry {
     pub fn of(inst: &InstanceResult) -> Geometry {
         let metrics = InstanceMetrics::of(inst);
         let represented = metrics.represented();
-        let shared: Vec<usize> = represented
-            .iter()
-            .copied()
-            .filter(|&i| metrics.superposition[i] > SUPERPOSITION_THRESHOLD)
-            .collect();
-        let near =
-            |i: usize, fraction: f64| (metrics.dimensionality[i] - fraction).abs() < TOLERANCE;
+        let shared = metrics.shared();
+        let near = |i: usize, fraction: f64| metrics.dimensionality_near(i, fraction);
         if represented.len() == 2 && shared.is_empty() {
             Geometry::Orthogonal
         } else if represented.len() == 5 && represented.iter().all(|&i| near(i, 0.4)) {
@@ -74,29 +68,40 @@ impl Geometry {
 }
 
 /// `tms reproduce intro`.
-pub fn run(args: &IntroArgs) -> anyhow::Result<()> {
-    let options = &args.options;
-    let out = options.out_or("results/intro");
-    let steps = options.steps.unwrap_or(10_000);
-    let exp = Settings {
-        features: Some(5),
-        hidden: Some(2),
-        importance_decay: Some(0.9),
-        density: Some(DENSITIES.to_vec()),
-        restarts: Some(options.restarts.unwrap_or(DEFAULT_RESTARTS)),
-        steps: Some(steps),
-        log_every: Some((steps / 100).max(1)),
-        ..Default::default()
+pub struct Intro;
+
+impl Reproduction for Intro {
+    fn name(&self) -> &'static str {
+        "intro"
     }
-    .resolve()?;
-    let (config, results) = train_into(exp, options, &out.join("relu"))?;
-    for path in save(&IntroFigure { results: &results }, &out.join("intro"))? {
-        eprintln!("wrote {}", path.display());
+
+    fn experiments(
+        &self,
+        options: &ReproduceOptions,
+    ) -> Result<Vec<(&'static str, Experiment)>, UsageError> {
+        let steps = options.steps.unwrap_or(10_000);
+        let exp = Settings {
+            features: Some(5),
+            hidden: Some(2),
+            importance_decay: Some(0.9),
+            density: Some(DENSITIES.to_vec()),
+            restarts: Some(options.restarts.unwrap_or(DEFAULT_RESTARTS)),
+            steps: Some(steps),
+            log_every: Some((steps / 100).max(1)),
+            ..Default::default()
+        }
+        .resolve()?;
+        Ok(vec![("relu", exp)])
     }
-    let summary = out.join("summary.md");
-    write_atomic(&summary, summary_markdown(&config, &results).as_bytes())?;
-    eprintln!("wrote {}", summary.display());
-    Ok(())
+
+    fn figures(&self, runs: &[RunFiles], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let results = &runs[0].1;
+        Ok(save(&IntroFigure { results }, &out.join("intro"))?.to_vec())
+    }
+
+    fn summary(&self, runs: &[RunFiles]) -> String {
+        summary_markdown(&runs[0].0, &runs[0].1)
+    }
 }
 
 /// summary.md: a row per density (the best restart's geometry) and a comparison with the paper.
@@ -338,7 +343,7 @@ mod tests {
     /// An n = 5, m = 2 instance whose columns are the given 2-D vectors.
     fn instance(columns: &[(f64, f64)]) -> InstanceResult {
         let mut inst =
-            crate::figures::toy_results(crate::config::ModelKind::Relu).instances[0].clone();
+            crate::testing::toy_results(crate::experiment::ModelKind::Relu).instances[0].clone();
         inst.w = vec![
             columns.iter().map(|c| c.0 as f32).collect(),
             columns.iter().map(|c| c.1 as f32).collect(),

@@ -5,33 +5,103 @@
 //! - [`phase`]: the phase diagrams of one extra feature (n = 2, m = 1 and n = 3, m = 2), with the
 //!   closed-form boundary for n = 2, m = 1;
 //! - [`geometry`]: dimensions per feature and feature dimensionalities of uniform superposition.
+//!
+//! Each is a [`Reproduction`] (its experiments, figures and summary); [`reproduce`] is the one driver
+//! that checks, trains (or, with `--redraw`, reads back), draws and writes for all of them.
 
 pub mod basic;
 pub mod geometry;
 pub mod intro;
 pub mod phase;
 
-use crate::cli::{prepare_run_dir, train_run, ReproduceOptions};
-use crate::config::Experiment;
-use crate::export::{read_config, read_results, Results, RunConfig};
-use std::path::Path;
+use crate::device::{BackendChoice, Device};
+use crate::error::UsageError;
+use crate::experiment::Experiment;
+use crate::run::{new_run, train};
+use crate::store::results::{read_config, read_results, InstanceResult, Results, RunConfig};
+use crate::store::write_atomic;
+use std::path::{Path, PathBuf};
 
-/// Checks that `dir` can take a new run, trains `exp` there and returns its config and results; with
-/// --redraw, reads the config and results already in `dir` instead.
-fn train_into(
-    exp: Experiment,
+/// The options every reproduction takes (its flags).
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct ReproduceOptions {
+    /// Output directory (default results/<experiment>).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Training steps (default: the notebook's 10,000; phase: 5,000).
+    #[arg(long, value_name = "T")]
+    pub steps: Option<u32>,
+    /// Independent fits per setting (default: intro 5, phase 4, basic and geometry 1); figures and
+    /// summaries use the best by evaluation loss.
+    #[arg(long, value_name = "K")]
+    pub restarts: Option<u32>,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// Overwrite the result files of existing run directories.
+    #[arg(long)]
+    pub force: bool,
+    /// Redraw the figures and summary.md from the run files already in the output directory.
+    #[arg(long, conflicts_with = "force")]
+    pub redraw: bool,
+}
+
+/// A trained run read back: its config.json and results.json.
+pub type RunFiles = (RunConfig, Results);
+
+/// One of the paper's experiments: which runs it trains, and what it draws and writes from them.
+pub trait Reproduction {
+    /// Its name: `tms reproduce NAME` writes into `results/NAME` by default.
+    fn name(&self) -> &'static str;
+    /// Its runs: the name of each run directory (under the output directory) and its experiment,
+    /// resolved and validated.
+    fn experiments(
+        &self,
+        options: &ReproduceOptions,
+    ) -> Result<Vec<(&'static str, Experiment)>, UsageError>;
+    /// Draws its figures into `out` from its runs (in the order of [`Reproduction::experiments`]);
+    /// returns the files written.
+    fn figures(&self, runs: &[RunFiles], out: &Path) -> anyhow::Result<Vec<PathBuf>>;
+    /// Its summary.md: the numbers compared with the paper.
+    fn summary(&self, runs: &[RunFiles]) -> String;
+}
+
+/// Runs a reproduction end to end: resolves its experiments and checks every run directory before
+/// anything is trained, trains each run (or, with `--redraw`, reads the runs already there), then
+/// draws the figures and writes summary.md.
+pub fn reproduce(
+    reproduction: &dyn Reproduction,
     options: &ReproduceOptions,
-    dir: &Path,
-) -> anyhow::Result<(RunConfig, Results)> {
+) -> anyhow::Result<()> {
+    let out = options
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new("results").join(reproduction.name()));
+    let experiments = reproduction.experiments(options)?;
+    let device = Device::from_flags(options.backend, None, None)?;
     if !options.redraw {
-        prepare_run_dir(dir, options.force)?;
-        train_run(exp, options.backend, dir)?;
+        for (name, exp) in &experiments {
+            new_run(exp, &out.join(name), options.force)?;
+        }
     }
-    Ok((read_config(dir)?, read_results(dir)?))
+    let mut runs = vec![];
+    for (name, exp) in experiments {
+        let dir = out.join(name);
+        if !options.redraw {
+            train(exp, &device, &dir, None)?;
+        }
+        runs.push((read_config(&dir)?, read_results(&dir)?));
+    }
+    for path in reproduction.figures(&runs, &out)? {
+        eprintln!("wrote {}", path.display());
+    }
+    let summary = out.join("summary.md");
+    write_atomic(&summary, reproduction.summary(&runs).as_bytes())?;
+    eprintln!("wrote {}", summary.display());
+    Ok(())
 }
 
 /// The instances that are the best restart of their setting (lowest evaluation loss), in order.
-fn best_instances(results: &Results) -> Vec<&crate::export::InstanceResult> {
+fn best_instances(results: &Results) -> Vec<&InstanceResult> {
     results
         .instances
         .iter()
@@ -56,14 +126,4 @@ fn training_line(config: &RunConfig) -> String {
         exp.seed,
         exp.eval_samples
     )
-}
-
-/// `count` values spaced evenly in log from `lo` to `hi`.
-pub fn log_grid(lo: f64, hi: f64, count: usize) -> Vec<f64> {
-    if count == 1 {
-        return vec![lo];
-    }
-    (0..count)
-        .map(|k| lo * (hi / lo).powf(k as f64 / (count - 1) as f64))
-        .collect()
 }

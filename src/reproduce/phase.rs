@@ -18,16 +18,17 @@
 //!   x'_i = ReLU(x_i − x_j + b), L = (1 + r)·e(b)/2 with e(b) = E(x_0 − ReLU(x_0 − x_1 + b))²
 //!   ([`antipodal_error`], piecewise polynomial in b), minimised over b ([`best_antipodal_bias`]).
 
-use super::{best_instances, log_grid, train_into, training_line};
+use super::{best_instances, training_line, ReproduceOptions, Reproduction, RunFiles};
 use crate::analysis::{InstanceMetrics, REPRESENTED_NORM, SUPERPOSITION_THRESHOLD};
-use crate::cli::PhaseArgs;
-use crate::config::Settings;
-use crate::export::{write_atomic, InstanceResult, Results, RunConfig};
+use crate::error::UsageError;
+use crate::experiment::{log_grid, Experiment, Settings};
 use crate::figures::{draw_title, save, text, Figure, LABEL_PX, TICK_PX};
+use crate::store::results::{InstanceResult, Results, RunConfig};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 
 /// What the extra feature does in a trained or candidate solution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,49 +238,62 @@ impl Diagram {
     }
 }
 
-/// `tms reproduce phase`.
-pub fn run(args: &PhaseArgs) -> anyhow::Result<()> {
-    let options = &args.options;
-    let out = options.out_or("results/phase");
-    anyhow::ensure!(args.grid >= 2, "invalid --grid: {} (at least 2)", args.grid);
-    let densities = log_grid(DENSITY_RANGE.0, DENSITY_RANGE.1, args.grid);
-    let importances = log_grid(IMPORTANCE_RANGE.0, IMPORTANCE_RANGE.1, args.grid);
-    let experiments = DIAGRAMS
-        .iter()
-        .map(|&(name, n, m)| {
-            let steps = options.steps.unwrap_or(DEFAULT_STEPS);
-            let exp = Settings {
-                features: Some(n),
-                hidden: Some(m),
-                importance_decay: Some(1.0),
-                density: Some(densities.clone()),
-                extra_importance: Some(importances.clone()),
-                restarts: Some(options.restarts.unwrap_or(DEFAULT_RESTARTS)),
-                steps: Some(steps),
-                log_every: Some((steps / 10).max(1)),
-                ..Default::default()
-            }
-            .resolve()?;
-            Ok((exp, out.join(name)))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut runs = vec![];
-    for (exp, dir) in experiments {
-        runs.push(train_into(exp, options, &dir)?);
+/// `tms reproduce phase`: the diagrams at `grid` × `grid` cells.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PhaseDiagrams {
+    /// Cells per axis of each diagram (importance × density).
+    #[arg(long, value_name = "N", default_value_t = 20)]
+    pub grid: usize,
+}
+
+impl Reproduction for PhaseDiagrams {
+    fn name(&self) -> &'static str {
+        "phase"
     }
-    let diagrams: Vec<Diagram> = runs.iter().map(|(_, r)| Diagram::of(r)).collect();
-    for path in save(
-        &PhaseFigure {
+
+    fn experiments(
+        &self,
+        options: &ReproduceOptions,
+    ) -> Result<Vec<(&'static str, Experiment)>, UsageError> {
+        if self.grid < 2 {
+            return Err(UsageError::invalid("--grid", self.grid, "at least 2"));
+        }
+        let grid = self.grid;
+        let densities = log_grid(DENSITY_RANGE.0, DENSITY_RANGE.1, grid);
+        let importances = log_grid(IMPORTANCE_RANGE.0, IMPORTANCE_RANGE.1, grid);
+        let steps = options.steps.unwrap_or(DEFAULT_STEPS);
+        DIAGRAMS
+            .iter()
+            .map(|&(name, n, m)| {
+                let exp = Settings {
+                    features: Some(n),
+                    hidden: Some(m),
+                    importance_decay: Some(1.0),
+                    density: Some(densities.clone()),
+                    extra_importance: Some(importances.clone()),
+                    restarts: Some(options.restarts.unwrap_or(DEFAULT_RESTARTS)),
+                    steps: Some(steps),
+                    log_every: Some((steps / 10).max(1)),
+                    ..Default::default()
+                }
+                .resolve()?;
+                Ok((name, exp))
+            })
+            .collect()
+    }
+
+    fn figures(&self, runs: &[RunFiles], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let diagrams: Vec<Diagram> = runs.iter().map(|(_, r)| Diagram::of(r)).collect();
+        let figure = PhaseFigure {
             diagrams: &diagrams,
-        },
-        &out.join("phase"),
-    )? {
-        eprintln!("wrote {}", path.display());
+        };
+        Ok(save(&figure, &out.join("phase"))?.to_vec())
     }
-    let summary = out.join("summary.md");
-    write_atomic(&summary, summary_markdown(&runs[0].0, &diagrams).as_bytes())?;
-    eprintln!("wrote {}", summary.display());
-    Ok(())
+
+    fn summary(&self, runs: &[RunFiles]) -> String {
+        let diagrams: Vec<Diagram> = runs.iter().map(|(_, r)| Diagram::of(r)).collect();
+        summary_markdown(&runs[0].0, &diagrams)
+    }
 }
 
 /// summary.md: settings, the phase counts of each diagram, agreement with the analytic diagram, and
@@ -690,7 +704,7 @@ mod tests {
     /// An n = 2, m = 1 instance with W = `w`.
     fn instance(w: [f32; 2]) -> InstanceResult {
         let mut inst =
-            crate::figures::toy_results(crate::config::ModelKind::Relu).instances[0].clone();
+            crate::testing::toy_results(crate::experiment::ModelKind::Relu).instances[0].clone();
         inst.w = vec![w.to_vec()];
         inst.b = vec![0.0; 2];
         inst.importance = vec![1.0, 1.0];

@@ -1,55 +1,15 @@
-//! The experiment description shared by every backend: what to train (model kind, sizes, instances
-//! with their densities and importances) and how (batch, steps, optimizer, schedule, seed).
-//!
-//! Settings arrive from a TOML file and from command-line flags as one [`Settings`] (every field
-//! optional, flags laid over the file); [`Settings::resolve`] fills in the public notebook's defaults,
-//! checks every value and returns the [`Experiment`] that trainers consume and `config.json` records.
+//! What a user may set, declared once: [`Settings`] is both the command line's flags (clap) and a
+//! TOML config file's fields (serde), every field optional. Flags are laid over the file
+//! ([`Settings::overlay`]), and [`Settings::resolve`] fills in the public notebook's defaults, checks
+//! every value and returns the [`Experiment`]: the one place where experiment settings are validated.
 
+use super::{
+    geometric_importance, Experiment, Instance, ModelKind, Optimizer, OptimizerKind, Schedule,
+    DEFAULT_DENSITIES, MAX_STEPS,
+};
+use crate::error::UsageError;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::path::Path;
-
-/// Which toy model: x' = WᵀWx + b, or x' = ReLU(WᵀWx + b).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    Linear,
-    Relu,
-}
-
-/// Adam (weight decay, if any, added to the gradient as in PyTorch's Adam) or AdamW (decoupled decay).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    Adam,
-    Adamw,
-}
-
-/// Learning-rate schedule over the run, as in the notebook: constant, 1 − t/T, or cos(πt / 2T).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Schedule {
-    Constant,
-    Linear,
-    Cosine,
-}
-
-/// Bad settings: a one-line message naming the field, the value and what is allowed.
-/// The command line reports it and exits with status 2.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigError(pub String);
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn bad(field: &str, value: impl fmt::Display, allowed: &str) -> ConfigError {
-    ConfigError(format!("invalid {field}: {value} ({allowed})"))
-}
 
 /// One instance given explicitly in a config file.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -60,125 +20,104 @@ pub struct InstanceSettings {
     pub importance_decay: Option<f64>,
 }
 
-/// Everything a user may set; `None` means "not given here". A TOML config file holds these fields.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    pub model: Option<ModelKind>,
-    pub features: Option<usize>,
-    pub hidden: Option<usize>,
-    pub density: Option<Vec<f64>>,
-    pub importance_decay: Option<f64>,
-    pub instances: Option<Vec<InstanceSettings>>,
-    pub batch: Option<usize>,
-    pub steps: Option<u32>,
-    pub lr: Option<f64>,
-    pub optimizer: Option<OptimizerKind>,
-    pub weight_decay: Option<f64>,
-    pub schedule: Option<Schedule>,
-    pub log_every: Option<u32>,
-    pub eval_samples: Option<usize>,
-    pub seed: Option<u64>,
-    /// Importances of the "extra" feature to sweep, crossed with the densities (the phase diagrams).
-    pub extra_importance: Option<Vec<f64>>,
-    /// Which feature is the extra one (default: the last).
-    pub extra_feature: Option<usize>,
-    /// Independently initialised instances per setting (the best is reported by evaluation loss).
-    pub restarts: Option<u32>,
-}
+/// Declares [`Settings`] and its [`Settings::overlay`] from one field list, so a new setting is one
+/// field here (with its flag and its TOML key) plus its default and check in [`Settings::resolve`].
+macro_rules! settings {
+    ($(#[$meta:meta])* pub struct Settings { $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        pub struct Settings { $($(#[$field_meta])* pub $field: $ty,)* }
 
-/// One independent model: its feature density (1 − S) and importance per feature. Restarts of one
-/// setting share `setting` (the index of the distinct density/importance combination) and differ
-/// in `restart` and, through their position, in their random streams.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Instance {
-    pub density: f64,
-    pub importance: Vec<f32>,
-    #[serde(default)]
-    pub setting: usize,
-    #[serde(default)]
-    pub restart: u32,
-}
-
-/// Optimizer settings. Betas and eps are PyTorch's defaults.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Optimizer {
-    pub kind: OptimizerKind,
-    pub lr: f64,
-    pub weight_decay: f64,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-}
-
-/// A fully resolved, validated experiment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Experiment {
-    pub model: ModelKind,
-    pub features: usize,
-    pub hidden: usize,
-    pub instances: Vec<Instance>,
-    pub batch: usize,
-    pub steps: u32,
-    pub optimizer: Optimizer,
-    pub schedule: Schedule,
-    pub log_every: u32,
-    pub eval_samples: usize,
-    pub seed: u64,
-    /// Global index of the first instance: instance i of this experiment is instance
-    /// `first_instance + i` of the whole sweep and draws that instance's random streams. Non-zero
-    /// only for a shard of a sweep (`--shard`, several devices).
-    #[serde(default)]
-    pub first_instance: u32,
-    /// Set when this experiment is shard `index` of `count` of a sweep of `total_instances`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<Shard>,
-}
-
-/// Which part of a sweep a sharded run trains (`--shard K/N`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shard {
-    pub index: u32,
-    pub count: u32,
-    pub total_instances: usize,
-}
-
-impl Shard {
-    /// Parses "K/N" (0 ≤ K < N).
-    pub fn parse(text: &str) -> Result<(u32, u32), ConfigError> {
-        let parsed = text.split_once('/').and_then(|(k, n)| {
-            Some((k.trim().parse::<u32>().ok()?, n.trim().parse::<u32>().ok()?))
-        });
-        match parsed {
-            Some((k, n)) if k < n => Ok((k, n)),
-            _ => Err(bad("shard", text, "must be K/N with 0 ≤ K < N, e.g. 0/4")),
+        impl Settings {
+            /// Lays `over` on top of `self`: every field set in `over` wins.
+            pub fn overlay(self, over: Settings) -> Settings {
+                Settings { $($field: over.$field.or(self.$field)),* }
+            }
         }
-    }
-
-    /// The instances of shard `index` of `count` among `total`: a contiguous, deterministic range.
-    pub fn range(index: u32, count: u32, total: usize) -> std::ops::Range<usize> {
-        let at = |k: u32| (total as u64 * u64::from(k) / u64::from(count)) as usize;
-        at(index)..at(index + 1)
-    }
+    };
 }
 
-/// The seed's basic-results densities.
-pub const DEFAULT_DENSITIES: [f64; 7] = [1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001];
-
-/// Largest step count: the step is a 31-bit counter word of the feature generator.
-pub const MAX_STEPS: u32 = 1 << 31;
+settings! {
+    /// Everything a user may set, as command-line flags (`--importance-decay`) and as the fields of a
+    /// TOML config file (`importance_decay`); `None` means "not given here".
+    #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, clap::Args)]
+    #[serde(deny_unknown_fields)]
+    pub struct Settings {
+        #[arg(long, value_enum)]
+        pub model: Option<ModelKind>,
+        /// Number of features n.
+        #[arg(long, value_name = "N")]
+        pub features: Option<usize>,
+        /// Number of hidden dimensions m.
+        #[arg(long, value_name = "M")]
+        pub hidden: Option<usize>,
+        /// Feature densities 1 − S, one instance each.
+        #[arg(long, value_name = "D1,D2,...", value_delimiter = ',', allow_negative_numbers = true)]
+        pub density: Option<Vec<f64>>,
+        /// Importance I_i = R^i.
+        #[arg(long, value_name = "R", allow_negative_numbers = true)]
+        pub importance_decay: Option<f64>,
+        /// Instances given one by one (config file only).
+        #[arg(skip)]
+        pub instances: Option<Vec<InstanceSettings>>,
+        #[arg(long, value_name = "B")]
+        pub batch: Option<usize>,
+        #[arg(long, value_name = "T")]
+        pub steps: Option<u32>,
+        #[arg(long, value_name = "X", allow_negative_numbers = true)]
+        pub lr: Option<f64>,
+        #[arg(long, value_enum)]
+        pub optimizer: Option<OptimizerKind>,
+        /// Weight decay (default 0.01 for adamw, 0 for adam).
+        #[arg(long, value_name = "X", allow_negative_numbers = true)]
+        pub weight_decay: Option<f64>,
+        #[arg(long, value_enum)]
+        pub schedule: Option<Schedule>,
+        /// Steps between logged training losses.
+        #[arg(long, value_name = "K")]
+        pub log_every: Option<u32>,
+        /// Samples in the held-out evaluation batch.
+        #[arg(long, value_name = "K")]
+        pub eval_samples: Option<usize>,
+        #[arg(long, value_name = "S")]
+        pub seed: Option<u64>,
+        /// Importances of an extra feature to sweep (crossed with the densities), e.g. 0.1,1,10.
+        #[arg(long, value_name = "R1,R2,...", value_delimiter = ',', allow_negative_numbers = true)]
+        pub extra_importance: Option<Vec<f64>>,
+        /// Index of the extra feature (default: the last).
+        #[arg(long, value_name = "I")]
+        pub extra_feature: Option<usize>,
+        /// Independently initialised instances per setting; the best by evaluation loss is marked.
+        #[arg(long, value_name = "K")]
+        pub restarts: Option<u32>,
+    }
+}
 
 impl Settings {
     /// Reads a TOML config file; syntax errors and unknown keys name the line and column.
-    pub fn from_toml_file(path: &Path) -> Result<Settings, ConfigError> {
+    pub fn from_toml_file(path: &Path) -> Result<Settings, UsageError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("cannot read config {}: {e}", path.display())))?;
+            .map_err(|e| UsageError(format!("cannot read config {}: {e}", path.display())))?;
         Settings::from_toml_str(&text)
-            .map_err(|ConfigError(e)| ConfigError(format!("config {}: {e}", path.display())))
+            .map_err(|UsageError(e)| UsageError(format!("config {}: {e}", path.display())))
+    }
+
+    /// The settings of the config file `file` (if any) with `flags` laid over them; a density list
+    /// among the flags replaces the file's explicit instances.
+    pub fn with_file(file: Option<&Path>, flags: Settings) -> Result<Settings, UsageError> {
+        let base = match file {
+            Some(path) => Settings::from_toml_file(path)?,
+            None => Settings::default(),
+        };
+        let replaces_instances = flags.density.is_some();
+        let mut merged = base.overlay(flags);
+        if replaces_instances {
+            merged.instances = None;
+        }
+        Ok(merged)
     }
 
     /// Parses TOML text into settings.
-    pub fn from_toml_str(text: &str) -> Result<Settings, ConfigError> {
+    pub fn from_toml_str(text: &str) -> Result<Settings, UsageError> {
         toml::from_str(text).map_err(|e| {
             let at = e
                 .span()
@@ -189,54 +128,35 @@ impl Settings {
                     format!("line {line}, column {column}: ")
                 })
                 .unwrap_or_default();
-            ConfigError(format!("{at}{}", e.message().replace('\n', " ")))
+            UsageError(format!("{at}{}", e.message().replace('\n', " ")))
         })
     }
 
-    /// Lays `over` on top of `self`: every field set in `over` wins.
-    pub fn overlay(self, over: Settings) -> Settings {
-        macro_rules! pick {
-            ($($f:ident),*) => { Settings { $($f: over.$f.or(self.$f)),* } };
-        }
-        pick!(
-            model,
-            features,
-            hidden,
-            density,
-            importance_decay,
-            instances,
-            batch,
-            steps,
-            lr,
-            optimizer,
-            weight_decay,
-            schedule,
-            log_every,
-            eval_samples,
-            seed,
-            extra_importance,
-            extra_feature,
-            restarts
-        )
-    }
-
     /// Applies defaults and validates every value.
-    pub fn resolve(&self) -> Result<Experiment, ConfigError> {
+    pub fn resolve(&self) -> Result<Experiment, UsageError> {
         let features = self.features.unwrap_or(20);
         let hidden = self.hidden.unwrap_or(5);
         if features == 0 || features > 1 << 16 {
-            return Err(bad("features", features, "must be between 1 and 65536"));
+            return Err(UsageError::invalid(
+                "features",
+                features,
+                "must be between 1 and 65536",
+            ));
         }
         if hidden == 0 || hidden > 1 << 12 {
-            return Err(bad("hidden", hidden, "must be between 1 and 4096"));
+            return Err(UsageError::invalid(
+                "hidden",
+                hidden,
+                "must be between 1 and 4096",
+            ));
         }
         let decay = self.importance_decay.unwrap_or(0.7);
         check_decay("importance-decay", decay)?;
 
         let settings = match (&self.instances, &self.density) {
-            (Some(_), Some(_)) => return Err(ConfigError("give either density or instances, not both".into())),
+            (Some(_), Some(_)) => return Err(UsageError("give either density or instances, not both".into())),
             (Some(_), None) if self.extra_importance.is_some() => {
-                return Err(ConfigError("extra_importance sweeps the density list; with explicit instances give each its importance".into()))
+                return Err(UsageError("extra_importance sweeps the density list; with explicit instances give each its importance".into()))
             }
             (Some(list), None) => list.iter().enumerate().map(|(i, spec)| resolve_instance(i, spec, features, decay)).collect::<Result<Vec<_>, _>>()?,
             (None, density) => {
@@ -248,7 +168,11 @@ impl Settings {
         };
         let restarts = self.restarts.unwrap_or(1);
         if restarts == 0 || restarts > 100_000 {
-            return Err(bad("restarts", restarts, "must be between 1 and 100000"));
+            return Err(UsageError::invalid(
+                "restarts",
+                restarts,
+                "must be between 1 and 100000",
+            ));
         }
         let instances: Vec<Instance> = settings
             .into_iter()
@@ -262,7 +186,7 @@ impl Settings {
             })
             .collect();
         if instances.is_empty() {
-            return Err(bad(
+            return Err(UsageError::invalid(
                 "instances",
                 "[]",
                 "at least one instance (density) is needed",
@@ -271,16 +195,28 @@ impl Settings {
 
         let batch = self.batch.unwrap_or(1024);
         if batch == 0 || batch > 1 << 20 {
-            return Err(bad("batch", batch, "must be between 1 and 1048576"));
+            return Err(UsageError::invalid(
+                "batch",
+                batch,
+                "must be between 1 and 1048576",
+            ));
         }
         let steps = self.steps.unwrap_or(10_000);
         if steps == 0 || steps > MAX_STEPS {
-            return Err(bad("steps", steps, "must be between 1 and 2^31"));
+            return Err(UsageError::invalid(
+                "steps",
+                steps,
+                "must be between 1 and 2^31",
+            ));
         }
         let kind = self.optimizer.unwrap_or(OptimizerKind::Adamw);
         let lr = self.lr.unwrap_or(1e-3);
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(bad("lr", lr, "must be a positive finite number"));
+            return Err(UsageError::invalid(
+                "lr",
+                lr,
+                "must be a positive finite number",
+            ));
         }
         let default_decay = if kind == OptimizerKind::Adamw {
             0.01
@@ -289,7 +225,7 @@ impl Settings {
         };
         let weight_decay = self.weight_decay.unwrap_or(default_decay);
         if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-            return Err(bad(
+            return Err(UsageError::invalid(
                 "weight-decay",
                 weight_decay,
                 "must be a finite number ≥ 0",
@@ -297,18 +233,22 @@ impl Settings {
         }
         let log_every = self.log_every.unwrap_or(100);
         if log_every == 0 {
-            return Err(bad("log-every", log_every, "must be at least 1"));
+            return Err(UsageError::invalid(
+                "log-every",
+                log_every,
+                "must be at least 1",
+            ));
         }
         let eval_samples = self.eval_samples.unwrap_or(16_384);
         if eval_samples == 0 || eval_samples > 1 << 24 {
-            return Err(bad(
+            return Err(UsageError::invalid(
                 "eval-samples",
                 eval_samples,
                 "must be between 1 and 16777216",
             ));
         }
         if (batch.max(eval_samples) as u64) * (features.div_ceil(4) as u64) > u64::from(u32::MAX) {
-            return Err(ConfigError(format!(
+            return Err(UsageError(format!(
                 "batch × features too large for the 32-bit sample counter: {batch} × {features}"
             )));
         }
@@ -343,10 +283,10 @@ impl Settings {
         &self,
         base: Vec<Instance>,
         features: usize,
-    ) -> Result<Vec<Instance>, ConfigError> {
+    ) -> Result<Vec<Instance>, UsageError> {
         let Some(extras) = &self.extra_importance else {
             if let Some(f) = self.extra_feature {
-                return Err(bad(
+                return Err(UsageError::invalid(
                     "extra-feature",
                     f,
                     "only meaningful with extra-importance",
@@ -356,21 +296,21 @@ impl Settings {
         };
         let feature = self.extra_feature.unwrap_or(features - 1);
         if feature >= features {
-            return Err(bad(
+            return Err(UsageError::invalid(
                 "extra-feature",
                 feature,
                 &format!("must be a feature index below {features}"),
             ));
         }
         if let Some(r) = extras.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
-            return Err(bad(
+            return Err(UsageError::invalid(
                 "extra-importance",
                 r,
                 "must be positive finite numbers",
             ));
         }
         if extras.is_empty() {
-            return Err(bad(
+            return Err(UsageError::invalid(
                 "extra-importance",
                 "[]",
                 "give at least one importance",
@@ -392,11 +332,11 @@ impl Settings {
     }
 }
 
-fn check_decay(field: &str, decay: f64) -> Result<(), ConfigError> {
+fn check_decay(field: &str, decay: f64) -> Result<(), UsageError> {
     if decay.is_finite() && decay > 0.0 {
         Ok(())
     } else {
-        Err(bad(
+        Err(UsageError::invalid(
             field,
             decay,
             "must be a positive finite number, e.g. 0.7 for I_i = 0.7^i",
@@ -409,12 +349,12 @@ fn resolve_instance(
     spec: &InstanceSettings,
     features: usize,
     decay: f64,
-) -> Result<Instance, ConfigError> {
+) -> Result<Instance, UsageError> {
     let density = spec
         .density
-        .ok_or_else(|| ConfigError(format!("invalid instances[{index}]: missing density")))?;
+        .ok_or_else(|| UsageError(format!("invalid instances[{index}]: missing density")))?;
     if !(density.is_finite() && density > 0.0 && density <= 1.0) {
-        return Err(bad(
+        return Err(UsageError::invalid(
             &format!("density of instance {index}"),
             density,
             "must be in (0, 1]",
@@ -422,20 +362,20 @@ fn resolve_instance(
     }
     let importance = match (&spec.importance, spec.importance_decay) {
         (Some(_), Some(_)) => {
-            return Err(ConfigError(format!(
+            return Err(UsageError(format!(
                 "invalid instances[{index}]: give importance or importance_decay, not both"
             )))
         }
         (Some(list), None) => {
             if list.len() != features {
-                return Err(bad(
+                return Err(UsageError::invalid(
                     &format!("importance of instance {index}"),
                     format!("{} values", list.len()),
                     &format!("must list one value per feature ({features})"),
                 ));
             }
             if let Some(v) = list.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-                return Err(bad(
+                return Err(UsageError::invalid(
                     &format!("importance of instance {index}"),
                     v,
                     "values must be finite and ≥ 0",
@@ -457,60 +397,10 @@ fn resolve_instance(
     })
 }
 
-/// I_i = r^i, computed in f64 and rounded once.
-pub fn geometric_importance(features: usize, r: f64) -> Vec<f32> {
-    (0..features).map(|i| r.powi(i as i32) as f32).collect()
-}
-
-impl Experiment {
-    /// The seed's basic-results experiment with the notebook's settings.
-    pub fn seed_default() -> Experiment {
-        Settings::default().resolve().expect("defaults are valid")
-    }
-
-    /// The global index of instance `i` (its random streams: data and initial weights).
-    pub fn global_index(&self, i: usize) -> u32 {
-        self.first_instance + i as u32
-    }
-
-    /// The part of this experiment made of instances `range` (indices into `instances`), keeping each
-    /// instance's global index, so it trains exactly as it would in the whole experiment.
-    pub fn subset(&self, range: std::ops::Range<usize>) -> Experiment {
-        Experiment {
-            first_instance: self.global_index(range.start),
-            instances: self.instances[range].to_vec(),
-            ..self.clone()
-        }
-    }
-
-    /// Shard `index` of `count` of this (whole) experiment.
-    pub fn shard(&self, index: u32, count: u32) -> Result<Experiment, ConfigError> {
-        let total = self.instances.len();
-        let range = Shard::range(index, count, total);
-        if range.is_empty() {
-            return Err(ConfigError(format!(
-                "invalid shard: {index}/{count} holds no instance (the sweep has {total})"
-            )));
-        }
-        Ok(Experiment {
-            shard: Some(Shard {
-                index,
-                count,
-                total_instances: total,
-            }),
-            ..self.subset(range)
-        })
-    }
-
-    /// Parameters per instance: W (m × n) and b (n).
-    pub fn params_per_instance(&self) -> usize {
-        self.hidden * self.features + self.features
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::Shard;
 
     #[test]
     fn defaults_are_the_seed_experiment_with_notebook_settings() {

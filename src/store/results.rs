@@ -4,7 +4,9 @@
 //!   loss, evaluation loss and loss curve;
 //! - `weights.safetensors`: tensors `W` [instances, m, n] and `b` [instances, n], f32.
 
-use crate::config::Experiment;
+use super::tensors::{f32_tensor, to_bytes, TensorFile};
+use super::write_atomic;
+use crate::experiment::Experiment;
 use crate::trainer::{LossRecord, TrainState};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -46,7 +48,7 @@ pub struct InstanceResult {
 /// results.json.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Results {
-    pub model: crate::config::ModelKind,
+    pub model: crate::experiment::ModelKind,
     pub features: usize,
     pub hidden: usize,
     pub steps: u32,
@@ -120,34 +122,25 @@ pub fn mark_best_of_settings(instances: &mut [InstanceResult]) {
     }
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a reader
-/// never sees a half-written file.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .context("file path has no name")?
-        .to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+/// The trained parameters a run exports: W [instances, m, n] and b [instances, n], flat.
+pub struct Weights<'a> {
+    pub w: &'a [f32],
+    pub b: &'a [f32],
 }
 
 /// The safetensors bytes of W [instances, m, n] and b [instances, n].
-pub fn weights_safetensors(exp: &Experiment, state: &TrainState) -> anyhow::Result<Vec<u8>> {
-    use safetensors::tensor::{Dtype, TensorView};
+pub fn weights_safetensors(exp: &Experiment, weights: &Weights) -> anyhow::Result<Vec<u8>> {
     let count = exp.instances.len();
-    let w = TensorView::new(
-        Dtype::F32,
-        vec![count, exp.hidden, exp.features],
-        bytemuck::cast_slice(&state.w),
-    )?;
-    let b = TensorView::new(
-        Dtype::F32,
-        vec![count, exp.features],
-        bytemuck::cast_slice(&state.b),
-    )?;
-    Ok(safetensors::serialize([("W", w), ("b", b)], None)?)
+    to_bytes(
+        [
+            (
+                "W",
+                f32_tensor(weights.w, vec![count, exp.hidden, exp.features])?,
+            ),
+            ("b", f32_tensor(weights.b, vec![count, exp.features])?),
+        ],
+        None,
+    )
 }
 
 /// Writes config.json, results.json and weights.safetensors into `dir` (which must exist).
@@ -155,7 +148,7 @@ pub fn write_run(
     dir: &Path,
     config: &RunConfig,
     results: &Results,
-    state: &TrainState,
+    weights: &Weights,
 ) -> anyhow::Result<()> {
     write_atomic(
         &dir.join("config.json"),
@@ -163,7 +156,7 @@ pub fn write_run(
     )?;
     write_atomic(
         &dir.join("weights.safetensors"),
-        &weights_safetensors(&config.experiment, state)?,
+        &weights_safetensors(&config.experiment, weights)?,
     )?;
     write_atomic(&dir.join("results.json"), &serde_json::to_vec(results)?)?;
     Ok(())
@@ -189,18 +182,9 @@ pub fn read_config(dir: &Path) -> anyhow::Result<RunConfig> {
 pub fn read_weights(dir: &Path) -> anyhow::Result<(Vec<f32>, Vec<f32>, Vec<usize>)> {
     let path = dir.join("weights.safetensors");
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes)?;
-    let read = |name: &str| -> anyhow::Result<(Vec<f32>, Vec<usize>)> {
-        let t = tensors.tensor(name)?;
-        anyhow::ensure!(t.dtype() == safetensors::Dtype::F32, "{name} is not f32");
-        let values = t
-            .data()
-            .chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Ok((values, t.shape().to_vec()))
-    };
-    let (w, shape) = read("W")?;
-    let (b, _) = read("b")?;
+    let file = TensorFile::from_bytes(bytes)
+        .with_context(|| format!("{} is not a weights file", path.display()))?;
+    let (w, shape) = file.f32("W")?;
+    let (b, _) = file.f32("b")?;
     Ok((w, b, shape))
 }

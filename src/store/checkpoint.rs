@@ -4,8 +4,9 @@
 //! Because the data are a pure function of the counters, a run resumed from a checkpoint gives
 //! results bit-identical to an uninterrupted one.
 
-use crate::config::Experiment;
-use crate::export::write_atomic;
+use super::tensors::{f32_tensor, to_bytes, u32_tensor, TensorFile};
+use super::write_atomic;
+use crate::experiment::Experiment;
 use crate::trainer::{LossRecord, TrainState};
 use anyhow::Context;
 use std::collections::HashMap;
@@ -23,41 +24,28 @@ pub fn write_checkpoint(
     state: &TrainState,
     records: &[LossRecord],
 ) -> anyhow::Result<()> {
-    use safetensors::tensor::{Dtype, TensorView};
     let (count, m, n) = (exp.instances.len(), exp.hidden, exp.features);
-    fn view(
-        data: &[f32],
-        shape: Vec<usize>,
-    ) -> Result<TensorView<'_>, safetensors::SafeTensorError> {
-        TensorView::new(Dtype::F32, shape, bytemuck::cast_slice(data))
-    }
-    let tensors = [
-        ("W", view(&state.w, vec![count, m, n])?),
-        ("b", view(&state.b, vec![count, n])?),
-        ("adam_m_W", view(&state.m_w, vec![count, m, n])?),
-        ("adam_v_W", view(&state.v_w, vec![count, m, n])?),
-        ("adam_m_b", view(&state.m_b, vec![count, n])?),
-        ("adam_v_b", view(&state.v_b, vec![count, n])?),
-    ];
     // Loss records as tensors, so NaN losses of diverged instances survive exactly.
     let steps: Vec<u32> = records.iter().map(|r| r.step).collect();
     let losses: Vec<f32> = records
         .iter()
         .flat_map(|r| r.losses.iter().copied())
         .collect();
-    let loss_tensors = [
-        (
-            "loss_steps",
-            TensorView::new(Dtype::U32, vec![steps.len()], bytemuck::cast_slice(&steps))?,
-        ),
-        ("losses", view(&losses, vec![records.len(), count])?),
+    let tensors = [
+        ("W", f32_tensor(&state.w, vec![count, m, n])?),
+        ("b", f32_tensor(&state.b, vec![count, n])?),
+        ("adam_m_W", f32_tensor(&state.m_w, vec![count, m, n])?),
+        ("adam_v_W", f32_tensor(&state.v_w, vec![count, m, n])?),
+        ("adam_m_b", f32_tensor(&state.m_b, vec![count, n])?),
+        ("adam_v_b", f32_tensor(&state.v_b, vec![count, n])?),
+        ("loss_steps", u32_tensor(&steps, vec![steps.len()])?),
+        ("losses", f32_tensor(&losses, vec![records.len(), count])?),
     ];
     let metadata = HashMap::from([
         ("step".to_string(), state.step.to_string()),
         ("experiment".to_string(), serde_json::to_string(exp)?),
     ]);
-    let bytes = safetensors::serialize(tensors.into_iter().chain(loss_tensors), Some(metadata))?;
-    write_atomic(&checkpoint_path(dir), &bytes)
+    write_atomic(&checkpoint_path(dir), &to_bytes(tensors, Some(metadata))?)
 }
 
 /// A checkpoint read back.
@@ -76,29 +64,16 @@ pub fn read_checkpoint(dir: &Path) -> anyhow::Result<Checkpoint> {
             path.display()
         )
     })?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+    let file = TensorFile::from_bytes(bytes)
         .with_context(|| format!("{} is not a checkpoint", path.display()))?;
-    let tensors = safetensors::SafeTensors::deserialize(&bytes)?;
-    let meta = header
-        .metadata()
-        .as_ref()
-        .context("checkpoint has no metadata")?;
+    let meta = file.metadata()?;
     let field = |key: &str| {
         meta.get(key)
             .with_context(|| format!("checkpoint metadata lacks {key}"))
     };
     let experiment: Experiment = serde_json::from_str(field("experiment")?)?;
     let step: u32 = field("step")?.parse()?;
-    let words = |name: &str| -> anyhow::Result<Vec<[u8; 4]>> {
-        let t = tensors.tensor(name)?;
-        Ok(t.data()
-            .chunks_exact(4)
-            .map(|c| [c[0], c[1], c[2], c[3]])
-            .collect())
-    };
-    let read = |name: &str| -> anyhow::Result<Vec<f32>> {
-        Ok(words(name)?.into_iter().map(f32::from_le_bytes).collect())
-    };
+    let read = |name: &str| file.f32(name).map(|(values, _)| values);
     let state = TrainState {
         step,
         w: read("W")?,
@@ -120,10 +95,7 @@ pub fn read_checkpoint(dir: &Path) -> anyhow::Result<Checkpoint> {
             && state.v_b.len() == count * n,
         "checkpoint tensors do not match its experiment"
     );
-    let steps: Vec<u32> = words("loss_steps")?
-        .into_iter()
-        .map(u32::from_le_bytes)
-        .collect();
+    let steps = file.u32("loss_steps")?;
     let losses = read("losses")?;
     anyhow::ensure!(
         losses.len() == steps.len() * count,
@@ -150,7 +122,7 @@ mod tests {
 
     #[test]
     fn checkpoint_round_trips_exactly() {
-        let exp = crate::config::Experiment::seed_default();
+        let exp = crate::experiment::Experiment::seed_default();
         let mut state = TrainState::initial(&exp);
         state.step = 123;
         state.v_b[3] = 0.25;

@@ -1,0 +1,143 @@
+//! Where training runs, as one value: [`Device`] is the CPU trainer, a GPU adapter, the automatic
+//! choice between them, or several devices sharing one sweep, and [`Device::trainer`] is the one place
+//! that builds the trainer for any of them. The command line's `--backend`, `--adapter` and
+//! `--devices` become a `Device` ([`Device::from_flags`]) before anything is written; `tms bench`
+//! lists every available one ([`Device::every`]).
+
+use crate::cpu::CpuTrainer;
+use crate::error::UsageError;
+use crate::experiment::Experiment;
+use crate::gpu::{list_adapters, GpuOptions, GpuTrainer};
+use crate::multi::{MultiTrainer, SendTrainer, WorkerFactory};
+use crate::trainer::TrainState;
+
+/// Which kind of trainer the command line asks for (`--backend`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendChoice {
+    /// A GPU adapter when there is one, otherwise the CPU.
+    #[default]
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+/// A place to train.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Device {
+    /// The CPU trainer.
+    Cpu,
+    /// A GPU adapter: its number or a substring of its name as `tms devices` lists them (None: the
+    /// first).
+    Gpu { adapter: Option<String> },
+    /// A hardware GPU adapter (optionally a given one) if one can train the experiment, otherwise the
+    /// CPU, saying so in one line.
+    Auto { adapter: Option<String> },
+    /// Several devices, each training a contiguous part of the instances.
+    Many(Vec<Device>),
+}
+
+impl Device {
+    /// The device of `--backend`, `--adapter` and `--devices` (a list of `all`, adapter numbers or
+    /// names, and `cpu`). Refuses `all` when there is no adapter.
+    pub fn from_flags(
+        backend: BackendChoice,
+        adapter: Option<String>,
+        devices: Option<&[String]>,
+    ) -> Result<Device, UsageError> {
+        let Some(list) = devices else {
+            return Ok(match backend {
+                BackendChoice::Cpu => Device::Cpu,
+                BackendChoice::Gpu => Device::Gpu { adapter },
+                BackendChoice::Auto => Device::Auto { adapter },
+            });
+        };
+        let mut workers = vec![];
+        for item in list {
+            match item.trim() {
+                "all" => {
+                    let count = list_adapters().len();
+                    if count == 0 {
+                        return Err(UsageError(
+                            "invalid --devices: all (no GPU adapter found; see tms devices)".into(),
+                        ));
+                    }
+                    workers.extend((0..count).map(|i| Device::Gpu {
+                        adapter: Some(i.to_string()),
+                    }));
+                }
+                "cpu" => workers.push(Device::Cpu),
+                name => workers.push(Device::Gpu {
+                    adapter: Some(name.to_string()),
+                }),
+            }
+        }
+        Ok(Device::Many(workers))
+    }
+
+    /// Every device `tms bench` times for `backend`, with its name: the CPU trainer, and each
+    /// adapter by its number in `tms devices`.
+    pub fn every(backend: BackendChoice) -> Vec<(String, Device)> {
+        let mut devices = vec![];
+        if backend != BackendChoice::Gpu {
+            devices.push(("cpu".to_string(), Device::Cpu));
+        }
+        if backend != BackendChoice::Cpu {
+            for (index, adapter) in list_adapters().into_iter().enumerate() {
+                devices.push((
+                    format!("gpu {index} ({})", adapter.backend),
+                    Device::Gpu {
+                        adapter: Some(index.to_string()),
+                    },
+                ));
+            }
+        }
+        devices
+    }
+
+    /// Builds the trainer of `exp` from `state` on this device; returns it with the backend's name
+    /// for config.json (`cpu`, `gpu` or `devices`).
+    pub fn trainer(
+        &self,
+        exp: &Experiment,
+        state: TrainState,
+    ) -> anyhow::Result<(SendTrainer, &'static str)> {
+        let gpu_options = |adapter: &Option<String>| GpuOptions {
+            adapter: adapter.clone(),
+            ..Default::default()
+        };
+        match self {
+            Device::Cpu => Ok((Box::new(CpuTrainer::new(exp, state)), "cpu")),
+            Device::Gpu { adapter } => Ok((
+                Box::new(GpuTrainer::new(exp, state, &gpu_options(adapter))?),
+                "gpu",
+            )),
+            // Software adapters (llvmpipe/lavapipe) run the kernels on the CPU, far slower than the
+            // CPU trainer: `auto` only takes a hardware GPU; `gpu` takes whatever there is.
+            Device::Auto { .. } if !list_adapters().iter().any(|a| a.device_type != "Cpu") => {
+                eprintln!("no hardware GPU adapter found; training on the CPU");
+                Device::Cpu.trainer(exp, state)
+            }
+            Device::Auto { adapter } => {
+                match GpuTrainer::new(exp, state.clone(), &gpu_options(adapter)) {
+                    Ok(trainer) => Ok((Box::new(trainer), "gpu")),
+                    Err(e) => {
+                        eprintln!(
+                            "the GPU adapter cannot train this ({}); training on the CPU",
+                            crate::error::one_line(&e)
+                        );
+                        Device::Cpu.trainer(exp, state)
+                    }
+                }
+            }
+            Device::Many(devices) => {
+                let workers = devices
+                    .iter()
+                    .map(|device| -> WorkerFactory<'_> {
+                        Box::new(move |exp: &Experiment, state| Ok(device.trainer(exp, state)?.0))
+                    })
+                    .collect();
+                Ok((Box::new(MultiTrainer::new(exp, state, workers)?), "devices"))
+            }
+        }
+    }
+}

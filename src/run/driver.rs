@@ -1,0 +1,160 @@
+//! The loop that takes a trainer from its current step to the end of the experiment: chunks of steps,
+//! a progress bar on a terminal, checkpoints as [`RunControl`] asks, a report of instances that
+//! diverge, a stop on request; then the held-out evaluation ([`evaluate`]) of the final state.
+
+use crate::experiment::Experiment;
+use crate::features::FeatureSource;
+use crate::model::{forward, output_delta, zero_sample, Scratch};
+use crate::store::checkpoint::write_checkpoint;
+use crate::trainer::{LossRecord, TrainState, Trainer};
+use rayon::prelude::*;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+/// How a run reports progress and protects itself against interruption.
+#[derive(Default)]
+pub struct RunControl<'a> {
+    /// Run directory to write checkpoints into (none: no checkpoints).
+    pub checkpoint_dir: Option<&'a Path>,
+    /// Checkpoint every this many steps (in addition to the time-based default).
+    pub checkpoint_every: Option<u32>,
+    /// Checkpoint when this many seconds have passed since the last one.
+    pub checkpoint_seconds: Option<f64>,
+    /// Set (e.g. by a SIGINT handler) to stop after the current chunk with a checkpoint.
+    pub stop: Option<&'a AtomicBool>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Finished,
+    /// Stopped at this step on request, after writing a checkpoint.
+    Interrupted(u32),
+}
+
+/// Instances whose logged loss is not finite.
+pub fn diverged_instances(
+    records: &[LossRecord],
+    state: &TrainState,
+    exp: &Experiment,
+) -> Vec<usize> {
+    (0..exp.instances.len())
+        .filter(|&i| {
+            let params_finite = state
+                .w_of(i, exp)
+                .iter()
+                .chain(state.b_of(i, exp))
+                .all(|v| v.is_finite());
+            !params_finite || records.iter().any(|r| !r.losses[i].is_finite())
+        })
+        .collect()
+}
+
+/// Runs `trainer` from its current step (`start`, with the loss records so far) to the end of the
+/// experiment in chunks, drawing a progress bar when stderr is a terminal, writing checkpoints as
+/// `control` asks, and reporting instances that diverge at the log point where they do.
+pub fn run_to_end(
+    exp: &Experiment,
+    trainer: &mut dyn Trainer,
+    start: u32,
+    mut records: Vec<LossRecord>,
+    control: &RunControl,
+) -> anyhow::Result<(TrainState, Vec<LossRecord>, Outcome)> {
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(u64::from(exp.steps)),
+        indicatif::ProgressDrawTarget::stderr(),
+    );
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar.set_position(u64::from(start));
+    let chunk = exp
+        .log_every
+        .min(control.checkpoint_every.unwrap_or(u32::MAX))
+        .clamp(1, 1000);
+    let mut reported = vec![false; exp.instances.len()];
+    let (mut step, mut last_checkpoint, mut last_time) = (start, start, Instant::now());
+    while step < exp.steps {
+        let until = (step + chunk).min(exp.steps);
+        let new = trainer.advance(until)?;
+        for record in &new {
+            let bad: Vec<usize> = (0..reported.len())
+                .filter(|&i| !reported[i] && !record.losses[i].is_finite())
+                .collect();
+            if !bad.is_empty() {
+                bar.suspend(|| eprintln!("instance(s) {bad:?} diverged at step {} (loss not finite); the others keep training", record.step));
+                bad.iter().for_each(|&i| reported[i] = true);
+            }
+        }
+        if let Some(last) = new.last() {
+            let finite: Vec<f64> = last
+                .losses
+                .iter()
+                .filter(|l| l.is_finite())
+                .map(|&l| f64::from(l))
+                .collect();
+            bar.set_message(format!(
+                "mean loss {:.5}",
+                finite.iter().sum::<f64>() / finite.len().max(1) as f64
+            ));
+        }
+        records.extend(new);
+        step = until;
+        bar.set_position(u64::from(step));
+        if let Some(dir) = control.checkpoint_dir {
+            let stopping = control.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+            let by_steps = control
+                .checkpoint_every
+                .is_some_and(|k| step - last_checkpoint >= k);
+            let by_time = control
+                .checkpoint_seconds
+                .is_some_and(|s| last_time.elapsed().as_secs_f64() >= s);
+            if step < exp.steps && (stopping || by_steps || by_time) {
+                let state = trainer.state()?; // read back once, for the checkpoint and the return
+                write_checkpoint(dir, exp, &state, &records)?;
+                (last_checkpoint, last_time) = (step, Instant::now());
+                if stopping {
+                    bar.abandon();
+                    return Ok((state, records, Outcome::Interrupted(step)));
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok((trainer.state()?, records, Outcome::Finished))
+}
+
+/// Loss of every instance on its held-out evaluation batch (`eval_samples` samples of its own random
+/// stream), in f64 with the notebook's normalisation (mean over samples and features).
+pub fn evaluate(exp: &Experiment, state: &TrainState) -> Vec<f64> {
+    let (n, m) = (exp.features, exp.hidden);
+    let c = 1.0 / (exp.eval_samples * n) as f64;
+    (0..exp.instances.len())
+        .into_par_iter()
+        .map(|i| {
+            let inst = &exp.instances[i];
+            let w: Vec<f64> = state.w_of(i, exp).iter().map(|&v| f64::from(v)).collect();
+            let b: Vec<f64> = state.b_of(i, exp).iter().map(|&v| f64::from(v)).collect();
+            let imp: Vec<f64> = inst.importance.iter().map(|&v| f64::from(v)).collect();
+            let source = FeatureSource::eval(exp.seed, exp.global_index(i), inst.density, n);
+            let mut scratch = Scratch::new(n, m);
+            let (mut x32, mut x) = (vec![0.0f32; n], vec![0.0f64; n]);
+            let mut delta = vec![0.0; n];
+            let zero_loss = zero_sample(exp.model, &imp, &b, c, &mut delta);
+            (0..exp.eval_samples as u32)
+                .map(|s| {
+                    if source.sample(0, s, &mut x32) == 0 {
+                        return zero_loss;
+                    }
+                    x.iter_mut().zip(&x32).for_each(|(d, &v)| *d = f64::from(v));
+                    forward(&w, &b, &x, &mut scratch);
+                    output_delta(exp.model, &imp, &x, c, &mut scratch)
+                })
+                .sum()
+        })
+        .collect()
+}
