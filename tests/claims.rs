@@ -10,6 +10,7 @@
 //! on every seed tried (0–7). At lr 0.001 the linear model at density 1 needs more than 6,000 steps to
 //! settle which of features 4 and 5 gets the last dimension.
 
+#[macro_use]
 mod common;
 
 use common::assert_top_m;
@@ -34,6 +35,31 @@ fn train(model: ModelKind, densities: &[f64], seed: u64) -> Vec<InstanceMetrics>
     let results = common::train_on_cpu(&exp);
     results.instances.iter().map(InstanceMetrics::of).collect()
 }
+
+// The same claim on every backend, at density 1 with a smaller batch so that it stays a few seconds
+// on lavapipe.
+on_every_backend!(linear_model_learns_the_top_five_features, |device| {
+    let exp = Settings {
+        model: Some(ModelKind::Linear),
+        density: Some(vec![1.0]),
+        steps: Some(1_500),
+        batch: Some(256),
+        lr: Some(0.01),
+        eval_samples: Some(1024),
+        ..Default::default()
+    }
+    .resolve()
+    .expect("valid settings");
+    let results = common::train_on(device, &exp);
+    let inst = &results.instances[0];
+    assert_top_m(
+        &InstanceMetrics::of(inst),
+        HIDDEN,
+        &format!("linear on {device:?}"),
+    );
+    let (first, last) = (inst.loss_curve[0].1.unwrap(), inst.final_loss.unwrap());
+    assert!(last < 0.5 * first, "loss {first} → {last}");
+});
 
 #[test]
 fn linear_model_learns_the_top_five_features_at_every_density() {

@@ -10,24 +10,17 @@
 //! tests allow 2e-5 absolute on W and b and 1e-4 relative on logged losses, a margin for drivers
 //! that fuse multiply-adds differently.
 
+#[macro_use]
+mod common;
+
+use common::have_gpu;
 use tms::cpu::CpuTrainer;
+use tms::device::Device;
 use tms::experiment::{Experiment, ModelKind, Settings};
 use tms::features::FeatureSource;
 use tms::gpu::batch::{generate, BatchSpec};
-use tms::gpu::{list_adapters, Gpu, GpuOptions, GpuTrainer};
+use tms::gpu::{Gpu, GpuOptions, GpuTrainer};
 use tms::trainer::{LossRecord, TrainState, Trainer};
-
-/// Whether there is an adapter to test on; panics under CI=true when there is none.
-fn have_gpu() -> bool {
-    if !list_adapters().is_empty() {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("no GPU adapter; install mesa-vulkan-drivers");
-    }
-    eprintln!("\n*** SKIPPING GPU TEST: no GPU adapter found; install mesa-vulkan-drivers (lavapipe) to run it ***\n");
-    false
-}
 
 fn experiment(
     kind: ModelKind,
@@ -295,78 +288,15 @@ fn gpu_runs_are_deterministic() {
     }
 }
 
-/// The same test body on the CPU and on the GPU trainer: `$make(&exp, state)` builds the trainer.
-macro_rules! on_every_backend {
-    ($name:ident, |$make:ident| $body:block) => {
-        mod $name {
-            use super::*;
-
-            #[test]
-            fn cpu() {
-                let $make = |exp: &Experiment, state: TrainState| -> Box<dyn Trainer> {
-                    Box::new(CpuTrainer::new(exp, state))
-                };
-                $body
-            }
-
-            #[test]
-            fn gpu() {
-                if !have_gpu() {
-                    return;
-                }
-                let $make = |exp: &Experiment, state: TrainState| -> Box<dyn Trainer> {
-                    Box::new(GpuTrainer::new(exp, state, &GpuOptions::default()).unwrap())
-                };
-                $body
-            }
-        }
-    };
-}
-
-// The linear model learns the m most important features: ‖W_i‖ ≈ 1 for i < m, ≈ 0 beyond.
-on_every_backend!(linear_model_learns_the_top_features, |make| {
-    let exp = Settings {
-        model: Some(ModelKind::Linear),
-        density: Some(vec![1.0]),
-        steps: Some(1500),
-        batch: Some(256),
-        lr: Some(1e-2),
-        ..Default::default()
-    }
-    .resolve()
-    .unwrap();
-    let mut trainer = make(&exp, TrainState::initial(&exp));
-    let records = trainer.advance(exp.steps).unwrap();
-    let state = trainer.state().unwrap();
-    let norm = |i: usize| {
-        (0..exp.hidden)
-            .map(|k| state.w[k * exp.features + i].powi(2))
-            .sum::<f32>()
-            .sqrt()
-    };
-    for i in 0..exp.features {
-        let expected = if i < exp.hidden { 1.0 } else { 0.0 };
-        assert!(
-            (norm(i) - expected).abs() < 0.15,
-            "feature {i}: ‖W_i‖ = {}",
-            norm(i)
-        );
-    }
-    let (first, last) = (
-        records.first().unwrap().losses[0],
-        records.last().unwrap().losses[0],
-    );
-    assert!(last < 0.5 * first, "loss {first} → {last}");
-});
-
 // A state taken mid-run resumes on a fresh trainer exactly where it left off.
-on_every_backend!(state_resumes_exactly, |make| {
+on_every_backend!(state_resumes_exactly, |device| {
     let exp = experiment(ModelKind::Relu, 20, 5, 128, 80, &[0.1, 0.01]);
-    let mut straight = make(&exp, TrainState::initial(&exp));
+    let make = |state| device.trainer(&exp, state).unwrap().0;
+    let mut straight = make(TrainState::initial(&exp));
     straight.advance(80).unwrap();
-    let mut first = make(&exp, TrainState::initial(&exp));
+    let mut first = make(TrainState::initial(&exp));
     first.advance(30).unwrap();
-    let mut second = make(&exp, first.state().unwrap());
+    let mut second = make(first.state().unwrap());
     second.advance(80).unwrap();
     assert_eq!(second.state().unwrap(), straight.state().unwrap());
 });
@@ -379,19 +309,11 @@ fn a_gpu_and_the_cpu_share_one_sweep() {
     if !have_gpu() {
         return;
     }
-    use tms::multi::{MultiTrainer, SendTrainer, WorkerFactory};
     let exp = experiment(ModelKind::Relu, 20, 5, 64, 60, &[1.0, 0.3, 0.1, 0.03]);
-    let gpu = || -> WorkerFactory<'static> {
-        Box::new(|e: &Experiment, s| {
-            Ok(Box::new(GpuTrainer::new(e, s, &GpuOptions::default())?) as SendTrainer)
-        })
-    };
-    let cpu = || -> WorkerFactory<'static> {
-        Box::new(|e: &Experiment, s| Ok(Box::new(CpuTrainer::new(e, s)) as SendTrainer))
-    };
-    let mut both = MultiTrainer::new(&exp, TrainState::initial(&exp), vec![cpu(), gpu()]).unwrap();
+    let workers = Device::Many(vec![Device::Cpu, Device::Gpu { adapter: None }]);
+    let (mut both, _) = workers.trainer(&exp, TrainState::initial(&exp)).unwrap();
     let mut alone = CpuTrainer::new(&exp, TrainState::initial(&exp));
-    let (shared, reference) = (run(&mut both, 60), run(&mut alone, 60));
+    let (shared, reference) = (run(both.as_mut(), 60), run(&mut alone, 60));
     assert_close("gpu + cpu workers vs cpu", &shared, &reference, 2e-5, 1e-4);
     let half = exp.hidden * exp.features * 2;
     assert_eq!(
