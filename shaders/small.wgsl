@@ -1,36 +1,31 @@
-// The small-model trainer: one workgroup owns one instance and runs `params.steps` training steps in
+// The small-model trainer: one workgroup owns one instance and runs `dispatch.params.steps` training steps in
 // a single dispatch, with W and b in workgroup memory and each thread's share of the Adam moments in
 // registers, written back to the state buffer only at the end.
 //
-// Each step the batch is taken WG samples at a time ("rounds"): thread t generates sample
-// round·WG + t from the counters, runs its forward and backward pass and stages x, δ, h and Wδ in its
-// row of workgroup memory. Then every thread sums, for the parameters it owns (p = t, t + WG, ...),
+// Each step the batch is taken SMALL_SMALL_WG samples at a time ("rounds"): thread t generates sample
+// round·SMALL_WG + t from the counters, runs its forward and backward pass and stages x, δ, h and Wδ in its
+// row of workgroup memory. Then every thread sums, for the parameters it owns (p = t, t + SMALL_WG, ...),
 // the gradient terms h_k δ_j + (Wδ)_k x_j over the staged rows in row order: a fixed order, so runs are
 // deterministic. All-zero samples are not staged: they are counted and their bias gradient added in
 // closed form (model::zero_sample), as the CPU trainer does.
 
-const WG: u32 = 64u;
-// Parameters per thread at most: the small path takes models with m·n + n ≤ WG · PPT.
-const PPT: u32 = 16u;
-// Floats of workgroup memory for W, b, the zero-sample δ and the staged rows (15 KiB, so that the
-// WebGPU default of 16 KiB holds it with `flags` and `red`).
-const SHM_FLOATS: u32 = 3840u;
+// SMALL_WG threads per workgroup, at most SMALL_PPT parameters per thread (the small path takes models
+// with m·n + n ≤ SMALL_WG · SMALL_PPT) and SMALL_SHM_FLOATS floats of staging memory: see src/gpu/abi.rs.
 
 // [params | first moments | second moments], each [instances][m·n + n] with W before b.
-@group(0) @binding(2) var<storage, read_write> state: array<f32>;
-@group(0) @binding(4) var<storage, read> table: array<StepConstants>;
+@group(0) @binding(STATE_BINDING) var<storage, read_write> state: array<f32>;
 // [log slot][instance]
-@group(0) @binding(5) var<storage, read_write> losses: array<f32>;
+@group(0) @binding(LOSSES_BINDING) var<storage, read_write> losses: array<f32>;
 
-var<workgroup> shm: array<f32, SHM_FLOATS>;
+var<workgroup> shm: array<f32, SMALL_SHM_FLOATS>;
 // 1 where the staged row holds a sample with a present feature.
-var<workgroup> flags: array<u32, WG>;
-var<workgroup> red: array<f32, WG>;
+var<workgroup> flags: array<u32, SMALL_WG>;
+var<workgroup> red: array<f32, SMALL_WG>;
 
 // Forward and backward pass of the sample staged at `row` (x already there); returns its scaled loss.
 fn sample_pass(instance: u32, row: u32) -> f32 {
-    let n = config.features;
-    let m = config.hidden;
+    let n = shard.config.features;
+    let m = shard.config.hidden;
     let x_at = row;
     let d_at = row + n;
     let h_at = row + 2u * n;
@@ -67,30 +62,30 @@ fn sample_pass(instance: u32, row: u32) -> f32 {
         }
         shm[dh_at + k] = acc;
     }
-    return loss * config.scale;
+    return loss * shard.config.scale;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(SMALL_WG)
 fn train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32) {
     let instance = wid.x;
-    let n = config.features;
-    let m = config.hidden;
+    let n = shard.config.features;
+    let m = shard.config.hidden;
     let mn = m * n;
     let count = mn + n;
-    let total = config.instances * count;
+    let total = shard.config.instances * count;
     let threshold = threshold_of(instance);
-    let global_instance = config.first_instance + instance;
+    let global_instance = shard.config.first_instance + instance;
     let groups = (n + 3u) / 4u;
-    // Workgroup memory: W [0, mn), b [mn, mn + n), zero-sample δ [mn + n, mn + 2n), then WG rows of
+    // Workgroup memory: W [0, mn), b [mn, mn + n), zero-sample δ [mn + n, mn + 2n), then SMALL_WG rows of
     // x, δ, h, Wδ.
     let zd_at = mn + n;
     let rows_at = mn + 2u * n;
     let row_len = 2u * n + 2u * m;
 
-    var m1: array<f32, PPT>;
-    var m2: array<f32, PPT>;
-    for (var q = 0u; q < PPT; q++) {
-        let p = tid + q * WG;
+    var m1: array<f32, SMALL_PPT>;
+    var m2: array<f32, SMALL_PPT>;
+    for (var q = 0u; q < SMALL_PPT; q++) {
+        let p = tid + q * SMALL_WG;
         if p < count {
             shm[p] = state[instance * count + p];
             m1[q] = state[total + instance * count + p];
@@ -98,25 +93,25 @@ fn train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
         }
     }
 
-    var log_slot = params.log_slot;
-    for (var t = 0u; t < params.steps; t++) {
-        let step = params.first_step + t;
+    var log_slot = dispatch.params.log_slot;
+    for (var t = 0u; t < dispatch.params.steps; t++) {
+        let step = dispatch.params.first_step + t;
         let log_now = is_log_step(step);
         workgroupBarrier();
-        for (var j = tid; j < n; j += WG) {
+        for (var j = tid; j < n; j += SMALL_WG) {
             shm[zd_at + j] = delta_of(shm[mn + j], 0.0, importance_at(instance, j));
         }
         workgroupBarrier();
 
-        var grad: array<f32, PPT>;
+        var grad: array<f32, SMALL_PPT>;
         var loss = 0.0;
         var own_zeros = 0u;
         var zero_rows = 0u;
-        for (var first = 0u; first < config.batch; first += WG) {
+        for (var first = 0u; first < shard.config.batch; first += SMALL_WG) {
             let sample = first + tid;
             let row = rows_at + tid * row_len;
             var present = false;
-            if sample < config.batch {
+            if sample < shard.config.batch {
                 for (var g = 0u; g < groups; g++) {
                     let x = sample_group(global_instance, step, sample, g, threshold);
                     for (var lane = 0u; lane < 4u; lane++) {
@@ -136,12 +131,12 @@ fn train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
             flags[tid] = select(0u, 1u, present);
             workgroupBarrier();
 
-            let rows = min(WG, config.batch - first);
+            let rows = min(SMALL_WG, shard.config.batch - first);
             for (var r = 0u; r < rows; r++) {
                 zero_rows += 1u - flags[r];
             }
-            for (var q = 0u; q < PPT; q++) {
-                let p = tid + q * WG;
+            for (var q = 0u; q < SMALL_PPT; q++) {
+                let p = tid + q * SMALL_WG;
                 if p < mn {
                     let k = p / n;
                     let j = p % n;
@@ -173,22 +168,22 @@ fn train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
             for (var j = 0u; j < n; j++) {
                 zero_loss += sq_error(shm[mn + j], 0.0, importance_at(instance, j));
             }
-            red[tid] = loss + f32(own_zeros) * (zero_loss * config.scale);
-            for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+            red[tid] = loss + f32(own_zeros) * (zero_loss * shard.config.scale);
+            for (var stride = SMALL_WG / 2u; stride > 0u; stride /= 2u) {
                 workgroupBarrier();
                 if tid < stride {
                     red[tid] += red[tid + stride];
                 }
             }
             if tid == 0u {
-                losses[log_slot * config.instances + instance] = red[0];
+                losses[log_slot * shard.config.instances + instance] = red[0];
             }
             log_slot += 1u;
         }
 
-        let c = table[params.table_offset + t];
-        for (var q = 0u; q < PPT; q++) {
-            let p = tid + q * WG;
+        let c = dispatch.constants[t];
+        for (var q = 0u; q < SMALL_PPT; q++) {
+            let p = tid + q * SMALL_WG;
             if p < count {
                 var g = grad[q];
                 if p >= mn {
@@ -202,8 +197,8 @@ fn train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index)
         }
     }
 
-    for (var q = 0u; q < PPT; q++) {
-        let p = tid + q * WG;
+    for (var q = 0u; q < SMALL_PPT; q++) {
+        let p = tid + q * SMALL_WG;
         if p < count {
             state[instance * count + p] = shm[p];
             state[total + instance * count + p] = m1[q];

@@ -1,5 +1,5 @@
 // The tiled trainer for models too large for one workgroup: five dispatches per step, each a grid of
-// 16 × 16 tiles (z = instance) like a textbook shared-memory matmul.
+// TILE × TILE tiles (z = instance) like a textbook shared-memory matmul.
 //
 //   hidden_forward   H  = X Wᵀ           [batch × m], X regenerated from the counters tile by tile
 //   output_delta     δ  = ∂loss/∂(H W + b) [batch × n], and per-tile partial losses
@@ -10,21 +10,20 @@
 // Every sum runs in a fixed order (no atomics), so runs are deterministic. The batch itself is never
 // stored: X tiles are generated in workgroup memory where they are needed.
 
-const TILE: u32 = 16u;
 
-@group(0) @binding(2) var<storage, read_write> state: array<f32>;
+@group(0) @binding(STATE_BINDING) var<storage, read_write> state: array<f32>;
 // [H | dH], each [instances][batch][m]
-@group(0) @binding(6) var<storage, read_write> hidden: array<f32>;
+@group(0) @binding(HIDDEN_BINDING) var<storage, read_write> hidden: array<f32>;
 // [instances][batch][n]
-@group(0) @binding(7) var<storage, read_write> delta: array<f32>;
+@group(0) @binding(DELTA_BINDING) var<storage, read_write> delta: array<f32>;
 // [gradients [instances][m·n + n] | partial losses [instances][tiles of output_delta]]
-@group(0) @binding(8) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(GRAD_BINDING) var<storage, read_write> grad: array<f32>;
 
 var<workgroup> tile_a: array<array<f32, TILE>, TILE>;
 var<workgroup> tile_b: array<array<f32, TILE>, TILE>;
 var<workgroup> tile_c: array<array<f32, TILE>, TILE>;
 var<workgroup> tile_d: array<array<f32, TILE>, TILE>;
-var<workgroup> red: array<f32, 256>;
+var<workgroup> red: array<f32, TILE * TILE>;
 
 // Fills tile_a[r][c] with X[first_sample + r][first_feature + c] (zero outside the batch); the first
 // 64 threads each generate one group of four features.
@@ -36,8 +35,8 @@ fn generate_x_tile(instance: u32, first_sample: u32, first_feature: u32, lid: ve
         let sample = first_sample + r;
         let group = first_feature / 4u + g;
         var x = vec4<f32>(0.0);
-        if sample < config.batch && group * 4u < config.features {
-            x = sample_group(config.first_instance + instance, params.first_step, sample, group, threshold_of(instance));
+        if sample < shard.config.batch && group * 4u < shard.config.features {
+            x = sample_group(shard.config.first_instance + instance, dispatch.params.first_step, sample, group, threshold_of(instance));
         }
         for (var lane = 0u; lane < 4u; lane++) {
             tile_a[r][g * 4u + lane] = x[lane];
@@ -46,16 +45,16 @@ fn generate_x_tile(instance: u32, first_sample: u32, first_feature: u32, lid: ve
 }
 
 fn w_at(instance: u32, k: u32, j: u32) -> f32 {
-    if k < config.hidden && j < config.features {
-        return state[instance * (config.hidden * config.features + config.features) + k * config.features + j];
+    if k < shard.config.hidden && j < shard.config.features {
+        return state[instance * (shard.config.hidden * shard.config.features + shard.config.features) + k * shard.config.features + j];
     }
     return 0.0;
 }
 
 // out[s][k] = Σ_j A[s][j] W[k][j] with A = X (generated) or δ; out is H or dH.
 fn hidden_tile(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
-    let n = config.features;
-    let m = config.hidden;
+    let n = shard.config.features;
+    let m = shard.config.hidden;
     let instance = wid.z;
     let s0 = wid.y * TILE;
     let k0 = wid.x * TILE;
@@ -65,8 +64,8 @@ fn hidden_tile(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
             let s = s0 + lid.y;
             let j = j0 + lid.x;
             var d = 0.0;
-            if s < config.batch && j < n {
-                d = delta[(instance * config.batch + s) * n + j];
+            if s < shard.config.batch && j < n {
+                d = delta[(instance * shard.config.batch + s) * n + j];
             }
             tile_a[lid.y][lid.x] = d;
         } else {
@@ -81,45 +80,45 @@ fn hidden_tile(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
     }
     let s = s0 + lid.y;
     let k = k0 + lid.x;
-    if s < config.batch && k < m {
-        var at = (instance * config.batch + s) * m + k;
+    if s < shard.config.batch && k < m {
+        var at = (instance * shard.config.batch + s) * m + k;
         if backward {
-            at += config.instances * config.batch * m;
+            at += shard.config.instances * shard.config.batch * m;
         }
         hidden[at] = acc;
     }
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TILE, TILE)
 fn hidden_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     hidden_tile(wid, lid.xy, false);
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TILE, TILE)
 fn hidden_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     hidden_tile(wid, lid.xy, true);
 }
 
 // y = b + H W for a tile of samples × features, then δ and the tile's summed loss.
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TILE, TILE)
 fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let lid = lid3.xy;
-    let n = config.features;
-    let m = config.hidden;
+    let n = shard.config.features;
+    let m = shard.config.hidden;
     let instance = wid.z;
     let s0 = wid.y * TILE;
     let j0 = wid.x * TILE;
     let s = s0 + lid.y;
     let j = j0 + lid.x;
-    let inside = s < config.batch && j < n;
+    let inside = s < shard.config.batch && j < n;
     var y = 0.0;
     if j < n {
         y = state[instance * (m * n + n) + m * n + j];
     }
     for (var k0 = 0u; k0 < m; k0 += TILE) {
         var h = 0.0;
-        if s < config.batch && k0 + lid.x < m {
-            h = hidden[(instance * config.batch + s) * m + k0 + lid.x];
+        if s < shard.config.batch && k0 + lid.x < m {
+            h = hidden[(instance * shard.config.batch + s) * m + k0 + lid.x];
         }
         tile_c[lid.y][lid.x] = h;
         tile_b[lid.y][lid.x] = w_at(instance, k0 + lid.y, j);
@@ -135,13 +134,13 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     if inside {
         let x = tile_a[lid.y][lid.x];
         let importance = importance_at(instance, j);
-        loss = sq_error(y, x, importance) * config.scale;
-        delta[(instance * config.batch + s) * n + j] = delta_of(y, x, importance);
+        loss = sq_error(y, x, importance) * shard.config.scale;
+        delta[(instance * shard.config.batch + s) * n + j] = delta_of(y, x, importance);
     }
-    if is_log_step(params.first_step) {
+    if is_log_step(dispatch.params.first_step) {
         let t = lid.y * TILE + lid.x;
         red[t] = loss;
-        for (var stride = 128u; stride > 0u; stride /= 2u) {
+        for (var stride = TILE * TILE / 2u; stride > 0u; stride /= 2u) {
             workgroupBarrier();
             if t < stride {
                 red[t] += red[t + stride];
@@ -149,7 +148,7 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         }
         if t == 0u {
             let tiles = groups.x * groups.y;
-            let parts_at = config.instances * (m * n + n);
+            let parts_at = shard.config.instances * (m * n + n);
             grad[parts_at + instance * tiles + wid.y * groups.x + wid.x] = red[0];
         }
     }
@@ -157,33 +156,33 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 
 // One 16 × 16 tile of ∂W (rows k, columns j), summed over the batch 16 samples at a time; the tiles of
 // the first row also sum ∂b.
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TILE, TILE)
 fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.xy;
-    let n = config.features;
-    let m = config.hidden;
+    let n = shard.config.features;
+    let m = shard.config.hidden;
     let instance = wid.z;
     let j0 = wid.x * TILE;
     let k0 = wid.y * TILE;
     let j = j0 + lid.x;
     let k = k0 + lid.y;
-    let dh_at = config.instances * config.batch * m;
+    let dh_at = shard.config.instances * shard.config.batch * m;
     var acc = 0.0;
     var acc_b = 0.0;
-    for (var s0 = 0u; s0 < config.batch; s0 += TILE) {
+    for (var s0 = 0u; s0 < shard.config.batch; s0 += TILE) {
         let s = s0 + lid.y;
         // tile_c[s][k] = H, tile_d[s][k] = dH, tile_b[s][j] = δ, tile_a[s][j] = X
         var h = 0.0;
         var dh = 0.0;
         var d = 0.0;
-        if s < config.batch {
+        if s < shard.config.batch {
             let kk = k0 + lid.x;
             if kk < m {
-                h = hidden[(instance * config.batch + s) * m + kk];
-                dh = hidden[dh_at + (instance * config.batch + s) * m + kk];
+                h = hidden[(instance * shard.config.batch + s) * m + kk];
+                dh = hidden[dh_at + (instance * shard.config.batch + s) * m + kk];
             }
             if j < n {
-                d = delta[(instance * config.batch + s) * n + j];
+                d = delta[(instance * shard.config.batch + s) * n + j];
             }
         }
         tile_c[lid.y][lid.x] = h;

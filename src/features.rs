@@ -24,10 +24,10 @@
 //! for groups of four absent features, which is what makes very sparse data cheap.
 
 /// Philox4x32 round multipliers and Weyl key increments (Random123, philox.h).
-const PHILOX_M0: u32 = 0xD251_1F53;
-const PHILOX_M1: u32 = 0xCD9E_8D57;
-const PHILOX_W0: u32 = 0x9E37_79B9;
-const PHILOX_W1: u32 = 0xBB67_AE85;
+pub const PHILOX_M0: u32 = 0xD251_1F53;
+pub const PHILOX_M1: u32 = 0xCD9E_8D57;
+pub const PHILOX_W0: u32 = 0x9E37_79B9;
+pub const PHILOX_W1: u32 = 0xBB67_AE85;
 
 /// Philox4x32 with `rounds` rounds. The trainers use [`philox4x32_10`]; other round counts exist only
 /// to check the published known-answer vectors of Philox4x32-7.

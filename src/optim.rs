@@ -8,7 +8,7 @@
 use crate::experiment::{Experiment, OptimizerKind, Schedule};
 use bytemuck::{Pod, Zeroable};
 
-/// The per-step constants of the update (mirrored by `struct StepConstants` in shaders/common.wgsl).
+/// The per-step constants of the update (the kernels read them through `gpu::abi`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
 pub struct StepConstants {

@@ -1,9 +1,104 @@
 //! Every WGSL kernel, as assembled for its pipelines, parses and validates with naga and translates to
-//! SPIR-V, MSL and HLSL without error (no adapter needed).
+//! SPIR-V, MSL and HLSL without error, and naga lays out the interface structs exactly as the host
+//! does (no adapter needed).
 
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
+use tms::gpu::abi::{Config, Params, WgslField, WgslStruct};
 use tms::gpu::shaders::{assembled, kernel_names};
+use tms::optim::StepConstants;
+
+/// The members of WGSL struct `name` in `module`: (name, offset), and the struct's size.
+fn naga_layout(module: &naga::Module, name: &str) -> (Vec<(String, u32)>, u32) {
+    let (_, ty) = module
+        .types
+        .iter()
+        .find(|(_, t)| t.name.as_deref() == Some(name))
+        .unwrap_or_else(|| panic!("no struct {name}"));
+    match &ty.inner {
+        naga::TypeInner::Struct { members, span } => (
+            members
+                .iter()
+                .map(|m| (m.name.clone().unwrap_or_default(), m.offset))
+                .collect(),
+            *span,
+        ),
+        other => panic!("{name} is not a struct: {other:?}"),
+    }
+}
+
+fn rust_layout<T: WgslStruct>() -> (Vec<(String, u32)>, u32) {
+    (
+        T::FIELDS
+            .iter()
+            .map(|&WgslField { name, offset, .. }| (name.to_string(), offset as u32))
+            .collect(),
+        std::mem::size_of::<T>() as u32,
+    )
+}
+
+/// The structs the host writes have the same members, offsets and sizes in naga as in Rust, in every
+/// kernel; the arrays after them start where the host puts them.
+#[test]
+fn interface_structs_have_the_host_layout() {
+    for name in kernel_names() {
+        let source = assembled(name);
+        let module = naga::front::wgsl::parse_str(&source).unwrap();
+        assert_eq!(
+            naga_layout(&module, "Config"),
+            rust_layout::<Config>(),
+            "{name}: Config"
+        );
+        assert_eq!(
+            naga_layout(&module, "Params"),
+            rust_layout::<Params>(),
+            "{name}: Params"
+        );
+        assert_eq!(
+            naga_layout(&module, "StepConstants"),
+            rust_layout::<StepConstants>(),
+            "{name}: StepConstants"
+        );
+        let (shard, _) = naga_layout(&module, "Shard");
+        assert_eq!(
+            shard[1],
+            ("words".into(), std::mem::size_of::<Config>() as u32)
+        );
+        let (dispatch, _) = naga_layout(&module, "Dispatch");
+        assert_eq!(
+            dispatch[1],
+            ("constants".into(), std::mem::size_of::<Params>() as u32)
+        );
+    }
+}
+
+/// No kernel file writes a binding number or a workgroup size as a literal: they come from the
+/// generated prelude.
+#[test]
+fn kernel_files_take_numbers_from_the_prelude() {
+    let files = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders")).unwrap();
+    for file in files {
+        let path = file.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for attribute in ["@binding(", "@workgroup_size("] {
+            for (at, _) in text.match_indices(attribute) {
+                let next = text[at + attribute.len()..].chars().next().unwrap();
+                assert!(
+                    !next.is_ascii_digit(),
+                    "{}: {attribute} takes a literal",
+                    path.display()
+                );
+            }
+        }
+        for line in text.lines() {
+            assert!(
+                !line.trim_start().starts_with("const "),
+                "{}: kernel constants belong in src/gpu/abi.rs: {line}",
+                path.display()
+            );
+        }
+    }
+}
 
 #[test]
 fn every_kernel_validates_and_translates() {

@@ -2,7 +2,8 @@
 //! device and reads it back, so that tests can compare it bit for bit with
 //! [`FeatureSource::sample`](crate::features::FeatureSource::sample).
 
-use super::{Bindings, Config, Gpu, Params};
+use super::abi::{dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, SAMPLER_WG};
+use super::{Bindings, Gpu};
 use crate::features::{presence_threshold, seed_key, Stream};
 
 /// Which data of an instance to draw.
@@ -42,36 +43,28 @@ pub fn generate(gpu: &Gpu, spec: BatchSpec) -> anyhow::Result<Vec<f32>> {
         first_step: spec.step,
         ..Default::default()
     };
-    // Instance data: no importances are read; the threshold sits after `features` words.
+    // Shard words: no importances are read; the threshold sits after `features` words.
     let mut inst = vec![0u32; spec.features];
     inst.push(presence_threshold(spec.density));
 
-    let config_buffer = gpu.uniform("config", std::mem::size_of::<Config>() as u64);
-    gpu.queue
-        .write_buffer(&config_buffer, 0, bytemuck::bytes_of(&config));
-    let params_buffer = gpu.uniform("params", std::mem::size_of::<Params>() as u64);
-    gpu.queue
-        .write_buffer(&params_buffer, 0, bytemuck::bytes_of(&params));
+    let shard = gpu.storage("shard", &shard_bytes(&config, &inst));
+    let stride = dispatch_stride(0, gpu.storage_alignment());
+    let dispatch = gpu.storage("dispatch", &dispatch_bytes(&params, &[], stride));
     let bytes = (spec.samples * spec.features * 4) as u64;
     let out = gpu.storage_zeroed("batch", bytes);
-    let inst_buffer = gpu.storage("instance data", &inst);
-    // Distinct placeholders: one buffer bound both read-only and read-write would be a usage conflict.
-    let unused: Vec<_> = (0..5).map(|_| gpu.storage_zeroed("unused", 16)).collect();
+    let unused: Vec<_> = (0..4).map(|_| gpu.storage_zeroed("unused", 16)).collect();
     let (group_layout, layout) = gpu.layout();
     let bind_group = gpu.bind_group(
         &group_layout,
         Bindings {
-            config: &config_buffer,
-            params: &params_buffer,
-            storage: [
-                &out,
-                &inst_buffer,
-                &unused[0],
-                &unused[1],
-                &unused[2],
-                &unused[3],
-                &unused[4],
-            ],
+            state: &out,
+            shard: &shard,
+            dispatch: &dispatch,
+            dispatch_stride: stride,
+            losses: &unused[0],
+            hidden: &unused[1],
+            delta: &unused[2],
+            grad: &unused[3],
         },
     );
     let pipeline = gpu.pipeline(&layout, &gpu.module("features.wgsl"), "generate");
@@ -83,7 +76,7 @@ pub fn generate(gpu: &Gpu, spec: BatchSpec) -> anyhow::Result<Vec<f32>> {
         pass.set_pipeline(&pipeline);
         pass.set_bind_group(0, &bind_group, &[0]);
         let invocations = (spec.samples * spec.features.div_ceil(4)) as u32;
-        pass.dispatch_workgroups(invocations.div_ceil(64), 1, 1);
+        pass.dispatch_workgroups(invocations.div_ceil(SAMPLER_WG), 1, 1);
     }
     encoder.copy_buffer_to_buffer(&out, 0, &readback, 0, bytes);
     gpu.queue.submit([encoder.finish()]);

@@ -1,19 +1,25 @@
 //! The GPU backend: adapter discovery and device setup on any wgpu backend, the buffer and pipeline
 //! plumbing shared by the kernels, and the [`GpuTrainer`].
 //!
-//! Reading order: [`shaders`] (the WGSL sources), this module (device, layout, buffers),
+//! Reading order: [`abi`] (the structs, constants and bindings the host shares with the kernels),
+//! [`shaders`] (the WGSL sources), this module (device, layout, buffers),
 //! [`trainer`] (the training loop on the device), [`batch`] (the sampler kernel the tests check
 //! against the CPU). No optional feature is required: subgroups and timestamp queries are not used, so
 //! the same kernels run on Vulkan, Metal, DX12 and GL.
 
+pub mod abi;
 pub mod batch;
 pub mod shaders;
 pub mod trainer;
 
 pub use trainer::{GpuOptions, GpuTrainer};
 
+use abi::{
+    DELTA_BINDING, DISPATCH_BINDING, GRAD_BINDING, HIDDEN_BINDING, LOSSES_BINDING, SHARD_BINDING,
+    STATE_BINDING,
+};
 use anyhow::Context;
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Pod;
 use wgpu::util::DeviceExt;
 
 /// An adapter as `tms devices` lists it.
@@ -170,16 +176,6 @@ impl Gpu {
         }))
     }
 
-    /// A uniform buffer of `bytes`, written with `queue.write_buffer`.
-    pub fn uniform(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        self.count(self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(label),
-            size: bytes,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        }))
-    }
-
     /// A buffer the host maps to read results back.
     pub fn readback(&self, label: &str, bytes: u64) -> wgpu::Buffer {
         self.count(self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -241,33 +237,28 @@ impl Gpu {
             })
     }
 
-    /// The one bind group layout every kernel uses (see `shaders/common.wgsl` and the kernels):
-    /// 0 config (uniform), 1 params (uniform, dynamic offset: one slot per dispatch), 2 state,
-    /// 3 instance data, 4 step table, 5 losses, 6 hidden activations, 7 δ, 8 gradients. Kernels
-    /// declare the subset they use; seven storage buffers stay within WebGPU's default of eight.
+    /// The one bind group layout every kernel uses (the bindings of [`abi`]): seven storage buffers,
+    /// within WebGPU's default of eight; the dispatch buffer is bound at a dynamic offset, one slot
+    /// per dispatch. Kernels declare the subset they use.
     fn layout(&self) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
-        let entry =
-            |binding: u32, ty: wgpu::BufferBindingType, dynamic: bool| wgpu::BindGroupLayoutEntry {
-                binding,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty,
-                    has_dynamic_offset: dynamic,
-                    min_binding_size: None,
-                },
-                count: None,
-            };
-        let storage = |read_only| wgpu::BufferBindingType::Storage { read_only };
+        let entry = |binding: u32, read_only: bool, dynamic: bool| wgpu::BindGroupLayoutEntry {
+            binding,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only },
+                has_dynamic_offset: dynamic,
+                min_binding_size: None,
+            },
+            count: None,
+        };
         let entries = [
-            entry(0, wgpu::BufferBindingType::Uniform, false),
-            entry(1, wgpu::BufferBindingType::Uniform, true),
-            entry(2, storage(false), false),
-            entry(3, storage(true), false),
-            entry(4, storage(true), false),
-            entry(5, storage(false), false),
-            entry(6, storage(false), false),
-            entry(7, storage(false), false),
-            entry(8, storage(false), false),
+            entry(STATE_BINDING, false, false),
+            entry(SHARD_BINDING, true, false),
+            entry(DISPATCH_BINDING, true, true),
+            entry(LOSSES_BINDING, false, false),
+            entry(HIDDEN_BINDING, false, false),
+            entry(DELTA_BINDING, false, false),
+            entry(GRAD_BINDING, false, false),
         ];
         let group = self
             .device
@@ -284,76 +275,56 @@ impl Gpu {
             });
         (group, pipeline)
     }
+
+    /// The adapter's alignment of dynamic storage offsets (dispatch slots start at its multiples).
+    fn storage_alignment(&self) -> u32 {
+        self.limits.min_storage_buffer_offset_alignment
+    }
 }
 
-/// The buffers behind one bind group of the shared layout, in binding order.
+/// The buffers behind one bind group of the shared layout. The tiled path's `hidden`, `delta` and
+/// `grad` are small placeholders elsewhere; every binding gets its own buffer, since one buffer bound
+/// both read-only and read-write would be a usage conflict.
 struct Bindings<'a> {
-    config: &'a wgpu::Buffer,
-    params: &'a wgpu::Buffer,
-    storage: [&'a wgpu::Buffer; 7],
+    state: &'a wgpu::Buffer,
+    shard: &'a wgpu::Buffer,
+    dispatch: &'a wgpu::Buffer,
+    /// Bytes of one dispatch slot (the size bound at each dynamic offset).
+    dispatch_stride: u64,
+    losses: &'a wgpu::Buffer,
+    hidden: &'a wgpu::Buffer,
+    delta: &'a wgpu::Buffer,
+    grad: &'a wgpu::Buffer,
 }
 
 impl Gpu {
     fn bind_group(&self, layout: &wgpu::BindGroupLayout, b: Bindings<'_>) -> wgpu::BindGroup {
-        let mut entries = vec![
+        fn whole(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
             wgpu::BindGroupEntry {
-                binding: 0,
-                resource: b.config.as_entire_binding(),
-            },
+                binding,
+                resource: buffer.as_entire_binding(),
+            }
+        }
+        let entries = [
+            whole(STATE_BINDING, b.state),
+            whole(SHARD_BINDING, b.shard),
             wgpu::BindGroupEntry {
-                binding: 1,
+                binding: DISPATCH_BINDING,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: b.params,
+                    buffer: b.dispatch,
                     offset: 0,
-                    size: wgpu::BufferSize::new(std::mem::size_of::<Params>() as u64),
+                    size: wgpu::BufferSize::new(b.dispatch_stride),
                 }),
             },
+            whole(LOSSES_BINDING, b.losses),
+            whole(HIDDEN_BINDING, b.hidden),
+            whole(DELTA_BINDING, b.delta),
+            whole(GRAD_BINDING, b.grad),
         ];
-        entries.extend(
-            b.storage
-                .iter()
-                .enumerate()
-                .map(|(i, buffer)| wgpu::BindGroupEntry {
-                    binding: 2 + i as u32,
-                    resource: buffer.as_entire_binding(),
-                }),
-        );
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("tms"),
             layout,
             entries: &entries,
         })
     }
-}
-
-/// Mirrors `struct Config` in shaders/common.wgsl: one per shard of instances.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-struct Config {
-    features: u32,
-    hidden: u32,
-    batch: u32,
-    instances: u32,
-    first_instance: u32,
-    relu: u32,
-    log_every: u32,
-    total_steps: u32,
-    seed_lo: u32,
-    seed_hi: u32,
-    mask_stream: u32,
-    value_stream: u32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    scale: f32,
-}
-
-/// Mirrors `struct Params` in shaders/common.wgsl: one per dispatch, at a dynamic offset.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-struct Params {
-    first_step: u32,
-    steps: u32,
-    table_offset: u32,
-    log_slot: u32,
 }

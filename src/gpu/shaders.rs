@@ -1,5 +1,8 @@
-//! The WGSL sources of every pipeline, assembled from `shaders/`: the Philox generator and the shared
-//! code (`philox.wgsl`, `common.wgsl`) are prepended to each kernel file, since WGSL has no imports.
+//! The WGSL sources of every pipeline, assembled from the generated interface prelude
+//! ([`super::abi::prelude`]), the Philox generator and the shared code (`philox.wgsl`,
+//! `common.wgsl`), then the kernel file: WGSL has no imports.
+
+use super::abi;
 
 const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
@@ -15,13 +18,18 @@ const KERNELS: [(&str, &str); 4] = [
     ),
 ];
 
+/// `kernel` (WGSL text) preceded by everything it may use.
+pub fn with_prelude(kernel: &str) -> String {
+    format!("{}\n{PHILOX}\n{COMMON}\n{kernel}", abi::prelude())
+}
+
 /// The complete source of kernel `name` (one of [`kernel_names`]), as handed to wgpu.
 pub fn assembled(name: &str) -> String {
     let (_, kernel) = KERNELS
         .iter()
         .find(|(file, _)| *file == name)
         .unwrap_or_else(|| panic!("no kernel {name}"));
-    format!("{PHILOX}\n{COMMON}\n{kernel}")
+    with_prelude(kernel)
 }
 
 /// The file names of all kernels.

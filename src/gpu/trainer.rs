@@ -14,22 +14,17 @@
 //! cap for tests) and the instance grid dimension within the adapter's workgroups per dimension.
 //! Shards never interact; each dispatch runs over one shard.
 
-use super::{Bindings, Config, Gpu, Params};
+use super::abi::{
+    dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, SMALL_PPT,
+    SMALL_SHM_FLOATS, SMALL_WG, TILE,
+};
+use super::{Bindings, Gpu};
 use crate::experiment::{Experiment, ModelKind};
 use crate::features::{presence_threshold, seed_key, Stream};
-use crate::optim::{step_table, StepConstants};
+use crate::optim::step_table;
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
 use anyhow::{bail, Context};
 
-/// Threads per workgroup of small.wgsl, parameters per thread, and floats of staging memory (must
-/// match the constants WG, PPT and SHM_FLOATS there).
-const SMALL_WG: usize = 64;
-const SMALL_PPT: usize = 16;
-const SMALL_SHM_FLOATS: usize = 3840;
-/// Tile edge of tiled.wgsl.
-const TILE: usize = 16;
-/// Threads per workgroup of tiled_adam.wgsl.
-const ADAM_WG: usize = 256;
 /// Steps one small-model dispatch runs at most: long enough to amortise the launch, short enough to
 /// stay far from GPU watchdog timeouts.
 const SMALL_DISPATCH_STEPS: u32 = 100;
@@ -51,12 +46,18 @@ pub struct GpuOptions {
     pub max_binding_bytes: Option<u64>,
     /// Use the tiled kernels even where the small-model kernel fits (tests).
     pub force_tiled: bool,
+    /// Run at most this many steps per small-model dispatch (tests: many dispatches quickly).
+    pub max_steps_per_dispatch: Option<u32>,
 }
 
 /// Whether the small-model kernel can train n features with m hidden dimensions.
 pub fn fits_small(n: usize, m: usize) -> bool {
-    m * n + n <= SMALL_WG * SMALL_PPT
-        && m * n + 2 * n + SMALL_WG * (2 * n + 2 * m) <= SMALL_SHM_FLOATS
+    let (wg, ppt, shm) = (
+        SMALL_WG as usize,
+        SMALL_PPT as usize,
+        SMALL_SHM_FLOATS as usize,
+    );
+    m * n + n <= wg * ppt && m * n + 2 * n + wg * (2 * n + 2 * m) <= shm
 }
 
 /// An upper estimate of the loop iterations one small.wgsl invocation runs per step (dense samples):
@@ -64,21 +65,22 @@ pub fn fits_small(n: usize, m: usize) -> bool {
 /// count and the owned parameters' sums over the staged rows; per step, the zero-sample terms, the
 /// loss reduction and the Adam loop.
 fn small_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
-    let owned = (m * n + n).div_ceil(SMALL_WG);
-    let per_round =
-        5 * n.div_ceil(4) + 3 * n * m + 2 * n + 2 * m + SMALL_WG + SMALL_PPT + owned * SMALL_WG + 1;
-    (batch.div_ceil(SMALL_WG) * per_round + 2 * n + 2 * SMALL_PPT + 8) as u64
+    let (wg, ppt) = (SMALL_WG as usize, SMALL_PPT as usize);
+    let owned = (m * n + n).div_ceil(wg);
+    let per_round = 5 * n.div_ceil(4) + 3 * n * m + 2 * n + 2 * m + wg + ppt + owned * wg + 1;
+    (batch.div_ceil(wg) * per_round + 2 * n + 2 * ppt + 8) as u64
 }
 
 /// An upper estimate of the loop iterations of the busiest tiled.wgsl / tiled_adam.wgsl invocation:
 /// the gradient tile's loop over the batch, the hidden tiles' loop over features, or the loss sum
 /// over output_delta's tiles.
 fn tiled_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
-    let per_tile = TILE + 4 + 1;
-    let gradient = batch.div_ceil(TILE) * (2 * TILE + per_tile);
-    let hidden = n.div_ceil(TILE) * per_tile;
-    let delta = m.div_ceil(TILE) * per_tile + 4 + 8;
-    let losses = n.div_ceil(TILE) * batch.div_ceil(TILE);
+    let tile = TILE as usize;
+    let per_tile = tile + 4 + 1;
+    let gradient = batch.div_ceil(tile) * (2 * tile + per_tile);
+    let hidden = n.div_ceil(tile) * per_tile;
+    let delta = m.div_ceil(tile) * per_tile + 4 + 8;
+    let losses = n.div_ceil(tile) * batch.div_ceil(tile);
     gradient.max(hidden).max(delta).max(losses) as u64
 }
 
@@ -102,9 +104,9 @@ pub struct GpuTrainer {
     /// small: [train]; tiled: [hidden_forward, output_delta, hidden_backward, gradient, adam_step].
     pipelines: Vec<wgpu::ComputePipeline>,
     shards: Vec<Shard>,
-    table: wgpu::Buffer,
-    params: wgpu::Buffer,
-    params_stride: u64,
+    /// One slot per dispatch of a command buffer: [`Params`] and the step constants of its steps.
+    dispatches: wgpu::Buffer,
+    dispatch_stride: u64,
     /// Steps per dispatch of the small-model kernel.
     small_steps: u32,
     loss_readback: wgpu::Buffer,
@@ -148,13 +150,14 @@ impl GpuTrainer {
             bail!("n = {n}, m = {m}, batch {batch} needs more loop iterations per invocation than the software adapter {} runs; use --backend cpu", gpu.adapter.name);
         }
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-        if tiled && batch.div_ceil(TILE) > max_groups {
-            bail!("batch {batch} needs {} tiles of samples, more than the adapter's {max_groups} workgroups per dimension", batch.div_ceil(TILE));
+        let tile = TILE as usize;
+        if tiled && batch.div_ceil(tile) > max_groups {
+            bail!("batch {batch} needs {} tiles of samples, more than the adapter's {max_groups} workgroups per dimension", batch.div_ceil(tile));
         }
 
         // Bytes per instance of each storage binding; a shard holds as many instances as keep the
         // largest within one binding.
-        let loss_tiles = n.div_ceil(TILE) * batch.div_ceil(TILE);
+        let loss_tiles = n.div_ceil(tile) * batch.div_ceil(tile);
         let mut per_instance = vec![3 * count * 4, (n + 1) * 4, LOG_SLOTS * 4];
         if tiled {
             per_instance.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
@@ -194,13 +197,13 @@ impl GpuTrainer {
                 .clamp(1, u64::from(SMALL_DISPATCH_STEPS)) as u32
         } else {
             SMALL_DISPATCH_STEPS
-        };
-        let params_stride = u64::from(gpu.limits.min_uniform_buffer_offset_alignment)
-            .max(std::mem::size_of::<Params>() as u64);
-        let params = gpu.uniform("params", params_stride * u64::from(SUBMIT_STEPS));
-        let table = gpu.storage_zeroed(
-            "step table",
-            u64::from(SUBMIT_STEPS) * std::mem::size_of::<StepConstants>() as u64,
+        }
+        .min(options.max_steps_per_dispatch.unwrap_or(u32::MAX).max(1));
+        let per_dispatch = if tiled { 1 } else { small_steps };
+        let dispatch_stride = dispatch_stride(per_dispatch, gpu.storage_alignment());
+        let dispatches = gpu.storage_zeroed(
+            "dispatches",
+            dispatch_stride * u64::from(SUBMIT_STEPS.div_ceil(per_dispatch)),
         );
         let instances = exp.instances.len();
         let loss_readback = gpu.readback("loss read-back", (LOG_SLOTS * instances * 4) as u64);
@@ -232,9 +235,6 @@ impl GpuTrainer {
                 eps: o.eps as f32,
                 scale: 1.0 / (batch * n) as f32,
             };
-            let config_buffer = gpu.uniform("config", std::mem::size_of::<Config>() as u64);
-            gpu.queue
-                .write_buffer(&config_buffer, 0, bytemuck::bytes_of(&config));
             let inst = &exp.instances[first..first + len];
             let mut words: Vec<u32> = inst
                 .iter()
@@ -259,17 +259,14 @@ impl GpuTrainer {
             let bind_group = gpu.bind_group(
                 &group_layout,
                 Bindings {
-                    config: &config_buffer,
-                    params: &params,
-                    storage: [
-                        &state_buffer,
-                        &gpu.storage("instance data", &words),
-                        &table,
-                        &losses,
-                        &hidden,
-                        &delta,
-                        &grad,
-                    ],
+                    state: &state_buffer,
+                    shard: &gpu.storage("shard", &shard_bytes(&config, &words)),
+                    dispatch: &dispatches,
+                    dispatch_stride,
+                    losses: &losses,
+                    hidden: &hidden,
+                    delta: &delta,
+                    grad: &grad,
                 },
             );
             shards.push(Shard {
@@ -287,9 +284,8 @@ impl GpuTrainer {
             tiled,
             pipelines,
             shards,
-            table,
-            params,
-            params_stride,
+            dispatches,
+            dispatch_stride,
             small_steps,
             loss_readback,
             state_readback,
@@ -306,10 +302,10 @@ impl GpuTrainer {
         self.tiled
     }
 
-    /// Encodes the dispatches of one [`Params`] slot for every shard.
+    /// Encodes the dispatches of one dispatch slot for every shard.
     fn encode(&self, pass: &mut wgpu::ComputePass<'_>, slot: u32) {
         let (n, m, batch) = (self.exp.features, self.exp.hidden, self.exp.batch);
-        let offset = (u64::from(slot) * self.params_stride) as u32;
+        let offset = (u64::from(slot) * self.dispatch_stride) as u32;
         for shard in &self.shards {
             pass.set_bind_group(0, &shard.bind_group, &[offset]);
             let count = shard.count as u32;
@@ -318,8 +314,8 @@ impl GpuTrainer {
                 pass.dispatch_workgroups(count, 1, 1);
                 continue;
             }
-            let tiles = |len: usize| len.div_ceil(TILE) as u32;
-            let adam_groups = (shard.count * (m * n + n)).div_ceil(ADAM_WG);
+            let tiles = |len: usize| len.div_ceil(TILE as usize) as u32;
+            let adam_groups = (shard.count * (m * n + n)).div_ceil(ADAM_WG as usize);
             let adam_x =
                 adam_groups.min(self.gpu.limits.max_compute_workgroups_per_dimension as usize);
             let grids = [
@@ -337,39 +333,35 @@ impl GpuTrainer {
     }
 
     /// Runs steps `from..to` (at most SUBMIT_STEPS of them with at most LOG_SLOTS log points) in one
-    /// command buffer; waits for the device only when there are losses to read.
+    /// command buffer and waits for it (so that benchmarks time completed work).
     fn submit(&mut self, from: u32, to: u32, logs: &[u32]) -> anyhow::Result<Vec<LossRecord>> {
         let gpu = &self.gpu;
-        gpu.queue.write_buffer(
-            &self.table,
-            0,
-            bytemuck::cast_slice(&step_table(&self.exp, from, to)),
-        );
+        let constants = step_table(&self.exp, from, to);
         let per_dispatch = if self.tiled { 1 } else { self.small_steps };
-        let mut slots = vec![];
+        let mut bytes = vec![];
         let mut first = from;
         while first < to {
             let steps = per_dispatch.min(to - first);
-            let log_slot = logs.iter().filter(|&&s| s < first).count() as u32;
-            slots.push(Params {
+            let params = Params {
                 first_step: first,
                 steps,
-                table_offset: first - from,
-                log_slot,
-            });
+                log_slot: logs.iter().filter(|&&s| s < first).count() as u32,
+            };
+            let at = (first - from) as usize;
+            bytes.extend(dispatch_bytes(
+                &params,
+                &constants[at..at + steps as usize],
+                self.dispatch_stride,
+            ));
             first += steps;
         }
-        let mut bytes = vec![0u8; slots.len() * self.params_stride as usize];
-        for (i, p) in slots.iter().enumerate() {
-            let at = i * self.params_stride as usize;
-            bytes[at..at + std::mem::size_of::<Params>()].copy_from_slice(bytemuck::bytes_of(p));
-        }
-        gpu.queue.write_buffer(&self.params, 0, &bytes);
+        let slots = (bytes.len() as u64 / self.dispatch_stride) as u32;
+        gpu.queue.write_buffer(&self.dispatches, 0, &bytes);
 
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
-            for slot in 0..slots.len() as u32 {
+            for slot in 0..slots {
                 self.encode(&mut pass, slot);
             }
         }
@@ -387,6 +379,9 @@ impl GpuTrainer {
         }
         gpu.queue.submit([encoder.finish()]);
         if logs.is_empty() {
+            gpu.device
+                .poll(wgpu::PollType::wait_indefinitely())
+                .context("waiting for the GPU")?;
             return Ok(vec![]);
         }
         let all: Vec<f32> = gpu.read(&self.loss_readback, LOG_SLOTS * self.exp.instances.len())?;

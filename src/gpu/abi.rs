@@ -1,0 +1,232 @@
+//! The interface between the host and the WGSL kernels, declared once, here: the structs the host
+//! writes and the kernels read, the kernel constants (workgroup sizes, tile sizes, budgets) and the
+//! binding numbers. [`prelude`] generates their WGSL text, which [`super::shaders`] puts in front of
+//! every kernel, so a kernel file never repeats a number or a field list by hand.
+//!
+//! Why generated rather than mirrored: inserting a field on one side of a hand-kept mirror compiles,
+//! validates in naga, and silently shifts every read after it. Here the Rust struct is the only
+//! declaration; `tests/shaders.rs` still compares naga's layout of every generated struct with
+//! [`WgslStruct::FIELDS`] (offsets from `offset_of!`), and [`StepConstants`], which the optimizer
+//! owns, is checked against its field list at compile time.
+//!
+//! Buffers that carry a struct followed by an array (the shard's config before its instance words,
+//! a dispatch's params before its step constants) are declared in `shaders/common.wgsl` as structs of
+//! the generated struct and a runtime-sized array; the host lays them out with [`shard_bytes`] and
+//! [`dispatch_bytes`].
+
+use crate::features::{PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1};
+use crate::optim::StepConstants;
+use bytemuck::{Pod, Zeroable};
+
+/// A Rust scalar type and its WGSL name (every interface field is a 4-byte scalar, so the WGSL
+/// storage layout equals `#[repr(C)]`: consecutive, 4-byte aligned).
+pub trait WgslScalar {
+    const WGSL: &'static str;
+}
+
+impl WgslScalar for u32 {
+    const WGSL: &'static str = "u32";
+}
+
+impl WgslScalar for f32 {
+    const WGSL: &'static str = "f32";
+}
+
+/// One field of an interface struct: its name, WGSL type and byte offset on the Rust side.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct WgslField {
+    pub name: &'static str,
+    pub ty: &'static str,
+    pub offset: usize,
+}
+
+/// A `#[repr(C)]` struct the kernels read, with the facts needed to write its WGSL declaration.
+pub trait WgslStruct: Pod {
+    const NAME: &'static str;
+    const FIELDS: &'static [WgslField];
+
+    /// `struct Name { field: type, ... }` in WGSL.
+    fn wgsl() -> String {
+        let fields: String = Self::FIELDS
+            .iter()
+            .map(|f| format!("    {}: {},\n", f.name, f.ty))
+            .collect();
+        format!("struct {} {{\n{fields}}}\n", Self::NAME)
+    }
+}
+
+/// Declares a `#[repr(C)]` interface struct of 4-byte scalars and its [`WgslStruct`] facts.
+macro_rules! interface_struct {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$fmeta:meta])* pub $field:ident: $ty:ident,)* }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
+        pub struct $name {
+            $($(#[$fmeta])* pub $field: $ty,)*
+        }
+
+        impl WgslStruct for $name {
+            const NAME: &'static str = stringify!($name);
+            const FIELDS: &'static [WgslField] = &[$(WgslField {
+                name: stringify!($field),
+                ty: <$ty as WgslScalar>::WGSL,
+                offset: std::mem::offset_of!($name, $field),
+            },)*];
+        }
+    };
+}
+
+/// [`WgslStruct`] facts for a struct declared elsewhere; fails to compile unless the list names
+/// every field of the struct in declaration order.
+macro_rules! interface_of {
+    ($name:ident { $($field:ident: $ty:ident,)* }) => {
+        impl WgslStruct for $name {
+            const NAME: &'static str = stringify!($name);
+            const FIELDS: &'static [WgslField] = &[$(WgslField {
+                name: stringify!($field),
+                ty: <$ty as WgslScalar>::WGSL,
+                offset: std::mem::offset_of!($name, $field),
+            },)*];
+        }
+        const _: () = {
+            let fields = <$name as WgslStruct>::FIELDS;
+            assert!(std::mem::size_of::<$name>() == 4 * fields.len(), "a field is missing");
+            let mut i = 0;
+            while i < fields.len() {
+                assert!(fields[i].offset == 4 * i, "fields out of declaration order");
+                i += 1;
+            }
+        };
+    };
+}
+
+/// Declares kernel constants: Rust `pub const`s and their WGSL `const` lines.
+macro_rules! interface_constants {
+    ($($(#[$meta:meta])* $name:ident = $value:expr;)*) => {
+        $($(#[$meta])* pub const $name: u32 = $value;)*
+
+        /// The constants as (name, value), in declaration order.
+        pub const CONSTANTS: &[(&str, u32)] = &[$((stringify!($name), $name),)*];
+    };
+}
+
+interface_struct! {
+    /// Per shard of instances, constant for the whole run: the head of the shard buffer.
+    pub struct Config {
+        pub features: u32,
+        pub hidden: u32,
+        pub batch: u32,
+        /// Instances in this shard, and the global index of its first one (the Philox instance word).
+        pub instances: u32,
+        pub first_instance: u32,
+        pub relu: u32,
+        pub log_every: u32,
+        pub total_steps: u32,
+        pub seed_lo: u32,
+        pub seed_hi: u32,
+        pub mask_stream: u32,
+        pub value_stream: u32,
+        pub beta1: f32,
+        pub beta2: f32,
+        pub eps: f32,
+        /// c = 1 / (batch · features), the notebook's mean.
+        pub scale: f32,
+    }
+}
+
+interface_struct! {
+    /// Per dispatch: which steps it runs and where their losses go; the head of a dispatch slot,
+    /// followed by the [`StepConstants`] of those steps.
+    pub struct Params {
+        pub first_step: u32,
+        pub steps: u32,
+        pub log_slot: u32,
+    }
+}
+
+interface_of! {
+    StepConstants {
+        step_size: f32,
+        bias2_sqrt: f32,
+        decay_factor: f32,
+        l2: f32,
+    }
+}
+
+interface_constants! {
+    /// Bindings of the one layout every kernel shares (kernels declare the subset they use). Seven
+    /// storage buffers, within WebGPU's default of eight per stage; no uniform buffer, because
+    /// Mesa 22's lavapipe re-specialises a kernel (and leaks it) whenever a uniform is rebound.
+    /// [params | first moments | second moments], each [instances][m·n + n] with W before b.
+    STATE_BINDING = 0;
+    /// [`Config`], then the importances (f32 bits, [instances][features]), then the presence
+    /// thresholds ([instances]).
+    SHARD_BINDING = 1;
+    /// [`Params`] and the step constants of one dispatch, at a dynamic offset.
+    DISPATCH_BINDING = 2;
+    /// Losses of log points, [log slot][instance].
+    LOSSES_BINDING = 3;
+    /// Tiled path only: [H | dH], δ, and [gradients | partial losses].
+    HIDDEN_BINDING = 4;
+    DELTA_BINDING = 5;
+    GRAD_BINDING = 6;
+    /// Threads per workgroup of small.wgsl, parameters per thread at most, and floats of staging
+    /// memory (15 KiB, so that the WebGPU default of 16 KiB holds it with two WG-sized arrays).
+    SMALL_WG = 64;
+    SMALL_PPT = 16;
+    SMALL_SHM_FLOATS = 3840;
+    /// Tile edge of tiled.wgsl.
+    TILE = 16;
+    /// Threads per workgroup of tiled_adam.wgsl and of the sampler kernel.
+    ADAM_WG = 256;
+    SAMPLER_WG = 64;
+}
+
+/// The WGSL text every kernel starts with: the interface structs, the constants, and Philox's
+/// round-key increments (from the generator of [`crate::features`]).
+pub fn prelude() -> String {
+    let mut out =
+        String::from("// Generated by src/gpu/abi.rs: edit the Rust declarations there.\n");
+    for text in [Config::wgsl(), Params::wgsl(), StepConstants::wgsl()] {
+        out += &text;
+    }
+    for (name, value) in CONSTANTS {
+        out += &format!("const {name}: u32 = {value}u;\n");
+    }
+    for (name, value) in [("PHILOX_M0", PHILOX_M0), ("PHILOX_M1", PHILOX_M1)] {
+        out += &format!("const {name}: u32 = {value:#010X}u;\n");
+    }
+    // Round r of Philox4x32 uses key + r·(W0, W1) (mod 2³²).
+    for round in 1..10u32 {
+        out += &format!(
+            "const PHILOX_KEY_STEP_{round}: vec2<u32> = vec2<u32>({:#010X}u, {:#010X}u);\n",
+            PHILOX_W0.wrapping_mul(round),
+            PHILOX_W1.wrapping_mul(round)
+        );
+    }
+    out
+}
+
+/// The shard buffer: `config`, then `words` (see [`SHARD_BINDING`]).
+pub fn shard_bytes(config: &Config, words: &[u32]) -> Vec<u8> {
+    let mut bytes = bytemuck::bytes_of(config).to_vec();
+    bytes.extend_from_slice(bytemuck::cast_slice(words));
+    bytes
+}
+
+/// Bytes of one dispatch slot holding `steps` step constants, rounded up to `alignment` (the
+/// adapter's minimum storage offset alignment), so that slots can follow each other in one buffer.
+pub fn dispatch_stride(steps: u32, alignment: u32) -> u64 {
+    let bytes =
+        std::mem::size_of::<Params>() + steps as usize * std::mem::size_of::<StepConstants>();
+    (bytes as u64).next_multiple_of(u64::from(alignment))
+}
+
+/// One dispatch slot: `params`, then `constants` (see [`DISPATCH_BINDING`]), padded to `stride`.
+pub fn dispatch_bytes(params: &Params, constants: &[StepConstants], stride: u64) -> Vec<u8> {
+    let mut bytes = bytemuck::bytes_of(params).to_vec();
+    bytes.extend_from_slice(bytemuck::cast_slice(constants));
+    assert!(bytes.len() as u64 <= stride, "a dispatch slot overflows");
+    bytes.resize(stride as usize, 0);
+    bytes
+}
