@@ -1,8 +1,9 @@
 //! `tms bench`: standard workloads timed on every available backend, reported as a table and JSON.
 //!
 //! Each measurement builds a trainer for the workload, warms it up, then times `repeats` runs of
-//! `steps` training steps with a wall clock around calls that return only once the work is done
-//! (every trainer's `advance` waits for its losses), and reports the median. Work is counted as the
+//! `steps` training steps and reports the median: with the device's timestamp queries where the
+//! trainer has them, else with a wall clock around calls that return only once the work is done
+//! (every trainer's `advance` waits for it). Each row says which timer it used. Work is counted as the
 //! paper's 10·B·n·m flops and 2·B·n random numbers (mask and value) per instance-step. [`run`] is
 //! `tms bench`: every workload on every device (and, if asked, the PyTorch loop of
 //! `benches/pytorch_loop.py` as a subprocess), printed as Markdown and optionally saved as JSON.
@@ -94,6 +95,9 @@ pub struct Measurement {
     pub device_bytes: u64,
     /// Speedup over the CPU trainer on the same workload (when measured in the same run).
     pub speedup_vs_cpu: Option<f64>,
+    /// What timed the steps: "device timestamps" or "wall clock".
+    #[serde(default)]
+    pub timing: String,
 }
 
 /// Peak resident memory of this process (Linux: VmHWM), 0 where unknown.
@@ -132,10 +136,15 @@ pub fn measure(
     });
     let mut times = Vec::with_capacity(repeats);
     let mut done = warmup;
+    let timestamps = trainer.device_seconds().is_some();
     for _ in 0..repeats {
-        let start = Instant::now();
+        let (start, device_start) = (Instant::now(), trainer.device_seconds());
         trainer.advance(done + steps)?;
-        times.push(start.elapsed().as_secs_f64() / f64::from(steps));
+        let seconds = match (device_start, trainer.device_seconds()) {
+            (Some(a), Some(b)) => b - a,
+            _ => start.elapsed().as_secs_f64(),
+        };
+        times.push(seconds / f64::from(steps));
         done += steps;
     }
     times.sort_by(f64::total_cmp);
@@ -143,6 +152,12 @@ pub fn measure(
     Ok(Measurement {
         peak_host_bytes: peak_host_bytes(),
         device_bytes: trainer.device_bytes(),
+        timing: if timestamps {
+            "device timestamps"
+        } else {
+            "wall clock"
+        }
+        .into(),
         ..Measurement::of_time(
             workload,
             backend,
@@ -179,6 +194,7 @@ impl Measurement {
             peak_host_bytes: 0,
             device_bytes: 0,
             speedup_vs_cpu: None,
+            timing: "wall clock".into(),
         }
     }
 }
@@ -201,15 +217,16 @@ pub fn add_speedups(rows: &mut [Measurement]) {
 /// The table as Markdown.
 pub fn markdown_table(rows: &[Measurement]) -> String {
     let mut out = String::from(
-        "| workload | backend / device | ms/step | instance-steps/s | samples/s | GFLOP/s | random numbers/s | peak host MiB | device MiB | vs CPU |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| workload | backend / device | ms/step | timed by | instance-steps/s | samples/s | GFLOP/s | random numbers/s | peak host MiB | device MiB | vs CPU |\n|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         out += &format!(
-            "| {} | {} / {} | {:.3} | {:.3e} | {:.3e} | {:.2} | {:.3e} | {:.0} | {:.1} | {} |\n",
+            "| {} | {} / {} | {:.3} | {} | {:.3e} | {:.3e} | {:.2} | {:.3e} | {:.0} | {:.1} | {} |\n",
             r.workload,
             r.backend,
             r.device,
             r.seconds_per_step * 1e3,
+            r.timing,
             r.instance_steps_per_second,
             r.samples_per_second,
             r.gflops,

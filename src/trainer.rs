@@ -115,4 +115,9 @@ pub trait Trainer {
     fn device_bytes(&self) -> u64 {
         0
     }
+    /// Seconds of device time spent so far as the device's own timer measured it (GPU timestamp
+    /// queries); `None` where there is no such timer and only the wall clock can time the work.
+    fn device_seconds(&self) -> Option<f64> {
+        None
+    }
 }

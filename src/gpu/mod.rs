@@ -4,8 +4,8 @@
 //! Reading order: [`abi`] (the structs, constants and bindings the host shares with the kernels),
 //! [`shaders`] (the WGSL sources), this module (device, layout, buffers),
 //! [`trainer`] (the training loop on the device), [`batch`] (the sampler kernel the tests check
-//! against the CPU). No optional feature is required: subgroups and timestamp queries are not used, so
-//! the same kernels run on Vulkan, Metal, DX12 and GL.
+//! against the CPU). No optional feature is required, so the same kernels run on Vulkan, Metal, DX12
+//! and GL; timestamp queries time the work where the adapter has them.
 
 pub mod abi;
 pub mod batch;
@@ -121,9 +121,12 @@ impl Gpu {
             None => all.into_iter().next().context("no GPU adapter found")?,
         };
         let limits = adapter.limits();
+        // Optional features the kernels and the timer use where the adapter has them.
+        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY);
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("tms"),
             required_limits: limits.clone(),
+            required_features: features,
             ..Default::default()
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
@@ -137,6 +140,13 @@ impl Gpu {
             software,
             allocated: Default::default(),
         })
+    }
+
+    /// Whether the device can time passes with timestamp queries.
+    pub fn has_timestamps(&self) -> bool {
+        self.device
+            .features()
+            .contains(wgpu::Features::TIMESTAMP_QUERY)
     }
 
     /// Bytes of all buffers created so far.

@@ -95,6 +95,59 @@ struct Shard {
     bind_group: wgpu::BindGroup,
 }
 
+/// The device's own clock around each command buffer's compute pass (timestamp queries).
+struct Timer {
+    queries: wgpu::QuerySet,
+    resolved: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    /// Nanoseconds per timestamp tick.
+    period: f64,
+    /// Device seconds of all passes so far.
+    seconds: f64,
+}
+
+impl Timer {
+    fn new(gpu: &Gpu) -> Option<Timer> {
+        gpu.has_timestamps().then(|| Timer {
+            queries: gpu.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("pass timer"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            }),
+            resolved: gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamps"),
+                size: 16,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            readback: gpu.readback("timestamp read-back", 16),
+            period: f64::from(gpu.queue.get_timestamp_period()),
+            seconds: 0.0,
+        })
+    }
+
+    fn pass_writes(&self) -> wgpu::ComputePassTimestampWrites<'_> {
+        wgpu::ComputePassTimestampWrites {
+            query_set: &self.queries,
+            beginning_of_pass_write_index: Some(0),
+            end_of_pass_write_index: Some(1),
+        }
+    }
+
+    /// Records the copy of the pass's two timestamps to the read-back buffer.
+    fn resolve(&self, encoder: &mut wgpu::CommandEncoder) {
+        encoder.resolve_query_set(&self.queries, 0..2, &self.resolved, 0);
+        encoder.copy_buffer_to_buffer(&self.resolved, 0, &self.readback, 0, 16);
+    }
+
+    /// Adds the finished pass's time (call after the queue is done with it).
+    fn add(&mut self, gpu: &Gpu) -> anyhow::Result<()> {
+        let ticks: Vec<u64> = gpu.read(&self.readback, 2)?;
+        self.seconds += ticks[1].saturating_sub(ticks[0]) as f64 * self.period * 1e-9;
+        Ok(())
+    }
+}
+
 /// Trains all instances of an experiment on one GPU.
 pub struct GpuTrainer {
     gpu: Gpu,
@@ -111,6 +164,8 @@ pub struct GpuTrainer {
     small_steps: u32,
     loss_readback: wgpu::Buffer,
     state_readback: wgpu::Buffer,
+    /// Times every pass where the device has timestamp queries.
+    timer: Option<Timer>,
 }
 
 impl GpuTrainer {
@@ -278,7 +333,6 @@ impl GpuTrainer {
             });
         }
         Ok(GpuTrainer {
-            gpu,
             exp: exp.clone(),
             step: state.step,
             tiled,
@@ -289,6 +343,8 @@ impl GpuTrainer {
             small_steps,
             loss_readback,
             state_readback,
+            timer: Timer::new(&gpu),
+            gpu,
         })
     }
 
@@ -335,7 +391,6 @@ impl GpuTrainer {
     /// Runs steps `from..to` (at most SUBMIT_STEPS of them with at most LOG_SLOTS log points) in one
     /// command buffer and waits for it (so that benchmarks time completed work).
     fn submit(&mut self, from: u32, to: u32, logs: &[u32]) -> anyhow::Result<Vec<LossRecord>> {
-        let gpu = &self.gpu;
         let constants = step_table(&self.exp, from, to);
         let per_dispatch = if self.tiled { 1 } else { self.small_steps };
         let mut bytes = vec![];
@@ -356,11 +411,15 @@ impl GpuTrainer {
             first += steps;
         }
         let slots = (bytes.len() as u64 / self.dispatch_stride) as u32;
+        let gpu = &self.gpu;
         gpu.queue.write_buffer(&self.dispatches, 0, &bytes);
 
         let mut encoder = gpu.device.create_command_encoder(&Default::default());
         {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("steps"),
+                timestamp_writes: self.timer.as_ref().map(Timer::pass_writes),
+            });
             for slot in 0..slots {
                 self.encode(&mut pass, slot);
             }
@@ -377,11 +436,18 @@ impl GpuTrainer {
                 );
             }
         }
+        if let Some(timer) = &self.timer {
+            timer.resolve(&mut encoder);
+        }
         gpu.queue.submit([encoder.finish()]);
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .context("waiting for the GPU")?;
+        if let Some(timer) = &mut self.timer {
+            timer.add(&self.gpu)?;
+        }
+        let gpu = &self.gpu;
         if logs.is_empty() {
-            gpu.device
-                .poll(wgpu::PollType::wait_indefinitely())
-                .context("waiting for the GPU")?;
             return Ok(vec![]);
         }
         let all: Vec<f32> = gpu.read(&self.loss_readback, LOG_SLOTS * self.exp.instances.len())?;
@@ -445,6 +511,10 @@ impl Trainer for GpuTrainer {
 
     fn device_bytes(&self) -> u64 {
         self.gpu.allocated_bytes()
+    }
+
+    fn device_seconds(&self) -> Option<f64> {
+        self.timer.as_ref().map(|t| t.seconds)
     }
 
     fn advance(&mut self, until: u32) -> anyhow::Result<Vec<LossRecord>> {
