@@ -174,26 +174,107 @@ pub fn check_host_memory(exp: &Experiment) -> Result<(), UsageError> {
     }
 }
 
-/// The shard to train: `--shard K/N` (`flag`), else a Slurm array task's SLURM_ARRAY_TASK_ID (minus
-/// SLURM_ARRAY_TASK_MIN) of SLURM_ARRAY_TASK_COUNT, else none.
+/// The shard to train: `--shard K/N` (`flag`), else the Slurm array task's (see [`slurm_shard`]),
+/// else none.
 pub fn shard_of(flag: Option<&str>) -> Result<Option<(u32, u32)>, UsageError> {
-    if let Some(text) = flag {
-        return Shard::parse(text).map(Some);
+    match flag {
+        Some(text) => Shard::parse(text).map(Some),
+        None => slurm_shard(|name| std::env::var(name).ok()),
     }
-    let var = |name: &str| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.trim().parse::<u32>().ok())
+}
+
+/// The shard of a Slurm array task, from its variables (`var` looks one up): task
+/// SLURM_ARRAY_TASK_ID of an array MIN..=MAX with step STEP (`--array=0-6:2` gives IDs 0, 2, 4, 6)
+/// is shard (ID − MIN) / STEP of SLURM_ARRAY_TASK_COUNT. None outside an array job. Anything that
+/// does not fit that pattern (a variable that is not a number, an ID off the step, a task beyond
+/// the count, as irregular `--array=0,2,3` lists give) is refused rather than guessed, since a wrong
+/// guess trains one part of the sweep twice and another never.
+pub fn slurm_shard(var: impl Fn(&str) -> Option<String>) -> Result<Option<(u32, u32)>, UsageError> {
+    let Some(id) = var("SLURM_ARRAY_TASK_ID") else {
+        return Ok(None);
     };
-    match (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT")) {
-        (Some(id), Some(count)) => {
-            let index = id.checked_sub(var("SLURM_ARRAY_TASK_MIN").unwrap_or(0));
-            Shard::parse(&format!(
-                "{}/{count}",
-                index.map_or("?".into(), |i| i.to_string())
+    let number = |name: &str, value: Option<String>, default: Option<u32>| match value {
+        Some(text) => text.trim().parse::<u32>().map_err(|_| {
+            UsageError::invalid(
+                name,
+                format!("{text:?}"),
+                "must be a whole number; is this a Slurm array job?",
+            )
+        }),
+        None => default.ok_or_else(|| {
+            UsageError(format!(
+                "SLURM_ARRAY_TASK_ID is set but {name} is not; give --shard K/N"
             ))
-            .map(Some)
-        }
-        _ => Ok(None),
+        }),
+    };
+    let id = number("SLURM_ARRAY_TASK_ID", Some(id), None)?;
+    let count = number(
+        "SLURM_ARRAY_TASK_COUNT",
+        var("SLURM_ARRAY_TASK_COUNT"),
+        None,
+    )?;
+    let min = number("SLURM_ARRAY_TASK_MIN", var("SLURM_ARRAY_TASK_MIN"), Some(0))?;
+    let step = number(
+        "SLURM_ARRAY_TASK_STEP",
+        var("SLURM_ARRAY_TASK_STEP"),
+        Some(1),
+    )?
+    .max(1);
+    let offset = id.checked_sub(min).filter(|o| o % step == 0);
+    match offset.map(|o| o / step) {
+        Some(index) if index < count => Ok(Some((index, count))),
+        _ => Err(UsageError(format!(
+            "Slurm array task {id} is not one of {count} tasks {min}, {}, … (step {step}); use a regular array such as --array=0-{}, or give --shard K/N",
+            min + step,
+            count.saturating_sub(1)
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slurm(vars: &[(&str, &str)]) -> Result<Option<(u32, u32)>, UsageError> {
+        slurm_shard(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn slurm_array_tasks_map_to_shards() {
+        assert_eq!(slurm(&[]), Ok(None));
+        let plain = |id: &str| {
+            slurm(&[
+                ("SLURM_ARRAY_TASK_ID", id),
+                ("SLURM_ARRAY_TASK_MIN", "3"),
+                ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ])
+        };
+        assert_eq!(plain("3"), Ok(Some((0, 4))));
+        assert_eq!(plain("6"), Ok(Some((3, 4))));
+        assert!(plain("7").is_err() && plain("2").is_err());
+        // --array=0-6:2: IDs 0, 2, 4, 6 are shards 0..4; an ID off the step is refused.
+        let stepped = |id: &str| {
+            slurm(&[
+                ("SLURM_ARRAY_TASK_ID", id),
+                ("SLURM_ARRAY_TASK_MIN", "0"),
+                ("SLURM_ARRAY_TASK_STEP", "2"),
+                ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ])
+        };
+        let shards: Vec<_> = ["0", "2", "4", "6"].map(|id| stepped(id).unwrap()).into();
+        assert_eq!(shards, [0, 1, 2, 3].map(|k| Some((k, 4))));
+        let off_step = stepped("3").unwrap_err().0;
+        assert!(off_step.contains("not one of 4 tasks"), "{off_step}");
+        let garbage = slurm(&[
+            ("SLURM_ARRAY_TASK_ID", "x"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ]);
+        assert!(garbage.unwrap_err().0.contains("SLURM_ARRAY_TASK_ID"));
+        let no_count = slurm(&[("SLURM_ARRAY_TASK_ID", "1")]).unwrap_err().0;
+        assert!(no_count.contains("SLURM_ARRAY_TASK_COUNT"), "{no_count}");
     }
 }
