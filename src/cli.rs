@@ -185,8 +185,8 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
                 Some((index, count)) => exp.shard(index, count)?,
                 None => exp,
             };
-            crate::run::new_run(&exp, &args.out, args.force)?;
-            crate::run::train(exp, &device, &args.out, args.checkpoint_every)?
+            let dir = crate::run::new_run(&exp, &args.out, args.force)?;
+            crate::run::train(exp, &device, &dir, args.checkpoint_every)?
         }
     };
     let diverged: Vec<usize> = results

@@ -7,7 +7,7 @@
 use crate::cpu::CpuTrainer;
 use crate::error::UsageError;
 use crate::experiment::Experiment;
-use crate::gpu::{list_adapters, GpuOptions, GpuTrainer};
+use crate::gpu::{adapter_position, list_adapters, GpuOptions, GpuTrainer};
 use crate::multi::{MultiTrainer, SendTrainer, WorkerFactory};
 use crate::trainer::TrainState;
 
@@ -38,24 +38,46 @@ pub enum Device {
 
 impl Device {
     /// The device of `--backend`, `--adapter` and `--devices` (a list of `all`, adapter numbers or
-    /// names, and `cpu`). Refuses `all` when there is no adapter.
+    /// names, and `cpu`). Every adapter named must exist, and `--backend gpu` or `all` needs one:
+    /// refused here, before a run directory is touched.
     pub fn from_flags(
         backend: BackendChoice,
         adapter: Option<String>,
         devices: Option<&[String]>,
     ) -> Result<Device, UsageError> {
+        let names: Vec<String> = match (backend, &adapter, devices) {
+            (BackendChoice::Cpu | BackendChoice::Auto, None, None) => vec![],
+            _ => list_adapters().into_iter().map(|a| a.name).collect(),
+        };
+        let check = |flag: &str, want: &str| match adapter_position(&names, want) {
+            Some(_) => Ok(()),
+            None => Err(UsageError::invalid(
+                flag,
+                want,
+                &format!("no GPU adapter matches; tms devices lists {}", names.len()),
+            )),
+        };
         let Some(list) = devices else {
-            return Ok(match backend {
-                BackendChoice::Cpu => Device::Cpu,
-                BackendChoice::Gpu => Device::Gpu { adapter },
-                BackendChoice::Auto => Device::Auto { adapter },
-            });
+            if let Some(want) = &adapter {
+                check("adapter", want)?;
+            }
+            return match backend {
+                BackendChoice::Cpu if adapter.is_some() => Err(UsageError(
+                    "--adapter picks a GPU adapter; it cannot go with --backend cpu".into(),
+                )),
+                BackendChoice::Cpu => Ok(Device::Cpu),
+                BackendChoice::Gpu if names.is_empty() => Err(UsageError(
+                    "invalid backend: gpu (no GPU adapter found; see tms devices)".into(),
+                )),
+                BackendChoice::Gpu => Ok(Device::Gpu { adapter }),
+                BackendChoice::Auto => Ok(Device::Auto { adapter }),
+            };
         };
         let mut workers = vec![];
         for item in list {
             match item.trim() {
                 "all" => {
-                    let count = list_adapters().len();
+                    let count = names.len();
                     if count == 0 {
                         return Err(UsageError(
                             "invalid --devices: all (no GPU adapter found; see tms devices)".into(),
@@ -66,9 +88,12 @@ impl Device {
                     }));
                 }
                 "cpu" => workers.push(Device::Cpu),
-                name => workers.push(Device::Gpu {
-                    adapter: Some(name.to_string()),
-                }),
+                name => {
+                    check("devices", name)?;
+                    workers.push(Device::Gpu {
+                        adapter: Some(name.to_string()),
+                    })
+                }
             }
         }
         Ok(Device::Many(workers))

@@ -12,7 +12,7 @@
 
 use crate::analysis::InstanceMetrics;
 use crate::experiment::ModelKind;
-use crate::store::results::{read_results, Results};
+use crate::store::results::{read_results, InstanceResult, Results};
 use anyhow::Context;
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -188,9 +188,11 @@ pub(crate) fn inferno(t: f64) -> RGBColor {
     interpolate(&STOPS, t)
 }
 
-/// The density label 1 − S = d.
-pub(crate) fn density_title(density: f64) -> String {
-    format!("1 − S = {density}")
+/// An instance's panel label: 1 − S = d, and "diverged" when its weights or loss stopped being
+/// finite (its panel is then empty).
+pub(crate) fn density_title(inst: &InstanceResult) -> String {
+    let diverged = if inst.diverged { " (diverged)" } else { "" };
+    format!("1 − S = {}{diverged}", inst.density)
 }
 
 /// A vertical colour bar at (x, y) of the given height, `colour(t)` for t from 0 (bottom) to 1 (top),
@@ -303,7 +305,7 @@ impl Grid {
         for (c, inst) in widest(runs).results.instances.iter().enumerate() {
             let (x, y) = self.origin(0, c);
             root.draw_text(
-                &density_title(inst.density),
+                &density_title(inst),
                 &text(LABEL_PX, HPos::Center, VPos::Bottom),
                 (x + self.panel.0 / 2, y - 12),
             )?;
@@ -629,7 +631,7 @@ impl Figure for LossFigure<'_> {
                 colour(k, instances.len()).stroke_width(3),
             ))?;
             legend.draw_text(
-                &density_title(inst.density),
+                &density_title(inst),
                 &text(TICK_PX, HPos::Left, VPos::Center),
                 (48, y),
             )?;

@@ -6,7 +6,8 @@ use crate::error::UsageError;
 use crate::experiment::Experiment;
 use crate::run::dir;
 use crate::store::results::{
-    mark_best_of_settings, read_config, read_results, read_weights, Results, RunConfig, Weights,
+    mark_best_of_settings, read_config, read_results, read_weights, Results, RunConfig,
+    StoredWeights, Weights,
 };
 use std::path::{Path, PathBuf};
 
@@ -29,14 +30,67 @@ fn read_shard(dir: &Path) -> anyhow::Result<ShardRun> {
         .into());
     }
     let results = read_results(dir)?;
-    let (w, b, _) = read_weights(dir)?;
+    let weights = read_weights(dir)?;
+    agree(&config, &results, &weights).map_err(|why| {
+        UsageError(format!(
+            "shard {} is inconsistent: {why}; retrain it (or restore its files)",
+            dir.display()
+        ))
+    })?;
     Ok(ShardRun {
         dir: dir.to_path_buf(),
         config,
         results,
-        w,
-        b,
+        w: weights.w,
+        b: weights.b,
     })
+}
+
+/// Whether a run's three files describe one run: the weights file is the one config.json recorded,
+/// results.json has config's instances (index, density, importance) and the weights file's W and b.
+fn agree(config: &RunConfig, results: &Results, weights: &StoredWeights) -> Result<(), String> {
+    if let Some(digest) = &config.weights_sha256 {
+        if *digest != weights.digest {
+            return Err("weights.safetensors is not the file config.json recorded".into());
+        }
+    }
+    let exp = &config.experiment;
+    let shape = [exp.instances.len(), exp.hidden, exp.features];
+    if weights.shape != shape || weights.b.len() != shape[0] * shape[2] {
+        return Err(format!("weights.safetensors does not hold W of {shape:?}"));
+    }
+    if results.instances.len() != exp.instances.len()
+        || (
+            results.model,
+            results.features,
+            results.hidden,
+            results.steps,
+        ) != (exp.model, exp.features, exp.hidden, exp.steps)
+    {
+        return Err("results.json and config.json describe different experiments".into());
+    }
+    // Bit for bit; a value that is not finite is null in results.json, so any two of those agree.
+    let same = |a: &f32, b: &f32| a.to_bits() == b.to_bits() || !(a.is_finite() || b.is_finite());
+    let per_w = exp.hidden * exp.features;
+    for (i, (result, inst)) in results.instances.iter().zip(&exp.instances).enumerate() {
+        if result.index != exp.global_index(i) as usize
+            || result.density != inst.density
+            || result.importance != inst.importance
+        {
+            return Err(format!(
+                "results.json's instance {i} is not config.json's (index, density or importance differ)"
+            ));
+        }
+        let w = weights.w[i * per_w..(i + 1) * per_w].iter();
+        let b = weights.b[i * exp.features..(i + 1) * exp.features].iter();
+        let w_same = result.w.iter().flatten().zip(w).all(|(a, b)| same(a, b));
+        if !(w_same && result.b.iter().zip(b).all(|(a, b)| same(a, b))) {
+            return Err(format!(
+                "results.json's W or b of instance {i} differ from weights.safetensors"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The experiment without its sharding: what must agree between the shards of one sweep.
@@ -137,8 +191,9 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
         backend: joined(|c| &c.backend),
         device: joined(|c| &c.device),
         tms_version: env!("CARGO_PKG_VERSION").into(),
+        weights_sha256: None, // recorded as the merged weights are written
     };
-    dir::prepare(out, force)?;
-    dir::write_files(out, &config, &results, &Weights { w: &w, b: &b })?;
+    let claimed = dir::claim_new(out, force)?;
+    dir::write_files(&claimed, &config, &results, &Weights { w: &w, b: &b })?;
     Ok(results)
 }

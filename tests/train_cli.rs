@@ -41,7 +41,8 @@ fn linear_model_learns_the_top_m_features_at_every_density_and_exports_them() {
     assert_eq!(config.experiment.steps, 2000);
     assert_eq!(config.backend, "cpu");
 
-    let (w, b, shape) = read_weights(&out).unwrap();
+    let weights = read_weights(&out).unwrap();
+    let (w, b, shape) = (weights.w, weights.b, weights.shape);
     assert_eq!(shape, vec![4, 5, 20]);
     assert_eq!(b.len(), 4 * 20);
     let results = read_results(&out).unwrap();

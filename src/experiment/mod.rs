@@ -120,12 +120,176 @@ pub const DEFAULT_DENSITIES: [f64; 7] = [1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001
 /// Largest step count: the step is a 31-bit counter word of the feature generator.
 pub const MAX_STEPS: u32 = 1 << 31;
 
+/// The largest importance a feature may have: the loss sums I·(x − x')² over a batch in f32, and a
+/// larger weight leaves no headroom (at 3e38 the CPU and the GPU disagree and nothing trains).
+pub const MAX_IMPORTANCE: f32 = 1e9;
+
+/// Whether `importance` is one a feature may have: finite, ≥ 0 and at most [`MAX_IMPORTANCE`] in f32
+/// (an f64 setting of 1e300 becomes infinite once rounded to f32, where it is used).
+pub fn within_importance_range(importance: f32) -> bool {
+    (0.0..=MAX_IMPORTANCE).contains(&importance)
+}
+
+/// The model sizes every backend supports.
+pub fn check_sizes(features: usize, hidden: usize) -> Result<(), UsageError> {
+    if features == 0 || features > 1 << 16 {
+        return Err(UsageError::invalid(
+            "features",
+            features,
+            "must be between 1 and 65536",
+        ));
+    }
+    if hidden == 0 || hidden > 1 << 12 {
+        return Err(UsageError::invalid(
+            "hidden",
+            hidden,
+            "must be between 1 and 4096",
+        ));
+    }
+    Ok(())
+}
+
 /// I_i = r^i, computed in f64 and rounded once.
 pub fn geometric_importance(features: usize, r: f64) -> Vec<f32> {
     (0..features).map(|i| r.powi(i as i32) as f32).collect()
 }
 
 impl Experiment {
+    /// Checks every value of a resolved experiment, whether it comes from the user's settings
+    /// ([`Settings::resolve`]) or from a file (a checkpoint, a run's config.json): the one place that
+    /// says what a trainable experiment is. Each error is one line naming the setting.
+    pub fn validate(&self) -> Result<(), UsageError> {
+        check_sizes(self.features, self.hidden)?;
+        if self.instances.is_empty() {
+            return Err(UsageError::invalid(
+                "instances",
+                "[]",
+                "at least one instance (density) is needed",
+            ));
+        }
+        for (i, inst) in self.instances.iter().enumerate() {
+            if !(inst.density.is_finite() && inst.density > 0.0 && inst.density <= 1.0) {
+                return Err(UsageError::invalid(
+                    &format!("density of instance {i}"),
+                    inst.density,
+                    "must be in (0, 1]",
+                ));
+            }
+            if inst.importance.len() != self.features {
+                return Err(UsageError::invalid(
+                    &format!("importance of instance {i}"),
+                    format!("{} values", inst.importance.len()),
+                    &format!("must list one value per feature ({})", self.features),
+                ));
+            }
+            if let Some(v) = inst
+                .importance
+                .iter()
+                .find(|&&v| !within_importance_range(v))
+            {
+                return Err(UsageError::invalid(
+                    &format!("importance of instance {i}"),
+                    format!("{v:?}"),
+                    &format!("values must be between 0 and {MAX_IMPORTANCE:e} (as f32)"),
+                ));
+            }
+        }
+        if self.instances.len() as u64 + u64::from(self.first_instance) > u64::from(u32::MAX) {
+            return Err(UsageError::invalid(
+                "instances",
+                self.instances.len(),
+                "too many for the 32-bit instance counter",
+            ));
+        }
+        if self.batch == 0 || self.batch > 1 << 20 {
+            return Err(UsageError::invalid(
+                "batch",
+                self.batch,
+                "must be between 1 and 1048576",
+            ));
+        }
+        if self.steps == 0 || self.steps > MAX_STEPS {
+            return Err(UsageError::invalid(
+                "steps",
+                self.steps,
+                "must be between 1 and 2^31",
+            ));
+        }
+        let opt = &self.optimizer;
+        if !(opt.lr.is_finite()
+            && opt.lr > 0.0
+            && opt.lr as f32 > 0.0
+            && (opt.lr as f32).is_finite())
+        {
+            return Err(UsageError::invalid(
+                "lr",
+                opt.lr,
+                "must be a positive finite number (in f32 too)",
+            ));
+        }
+        if !(opt.weight_decay.is_finite()
+            && opt.weight_decay >= 0.0
+            && (opt.weight_decay as f32).is_finite())
+        {
+            return Err(UsageError::invalid(
+                "weight-decay",
+                opt.weight_decay,
+                "must be a finite number ≥ 0",
+            ));
+        }
+        let unit = |v: f64| (0.0..1.0).contains(&v);
+        if !(unit(opt.beta1)
+            && unit(opt.beta2)
+            && opt.eps > 0.0
+            && (opt.eps as f32) > 0.0
+            && opt.eps.is_finite())
+        {
+            return Err(UsageError(format!(
+                "invalid optimizer: beta1 {}, beta2 {}, eps {} (betas in [0, 1), eps a positive f32)",
+                opt.beta1, opt.beta2, opt.eps
+            )));
+        }
+        if self.log_every == 0 {
+            return Err(UsageError::invalid(
+                "log-every",
+                self.log_every,
+                "must be at least 1",
+            ));
+        }
+        if self.eval_samples == 0 || self.eval_samples > 1 << 24 {
+            return Err(UsageError::invalid(
+                "eval-samples",
+                self.eval_samples,
+                "must be between 1 and 16777216",
+            ));
+        }
+        let (batch, features) = (self.batch, self.features);
+        if (batch.max(self.eval_samples) as u64) * (features.div_ceil(4) as u64)
+            > u64::from(u32::MAX)
+        {
+            return Err(UsageError(format!(
+                "batch × features too large for the 32-bit sample counter: {batch} × {features}"
+            )));
+        }
+        if let Some(shard) = self.shard {
+            if shard.index >= shard.count
+                || Shard::range(shard.index, shard.count, shard.total_instances)
+                    != (self.first_instance as usize
+                        ..self.first_instance as usize + self.instances.len())
+            {
+                return Err(UsageError(format!(
+                    "invalid shard: {}/{} of {} instances does not hold instances {}..{}",
+                    shard.index,
+                    shard.count,
+                    shard.total_instances,
+                    self.first_instance,
+                    self.first_instance as usize + self.instances.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The seed's basic-results experiment with the notebook's settings.
     pub fn seed_default() -> Experiment {
         Settings::default().resolve().expect("defaults are valid")

@@ -4,8 +4,8 @@
 //! every value and returns the [`Experiment`]: the one place where experiment settings are validated.
 
 use super::{
-    geometric_importance, Experiment, Instance, ModelKind, Optimizer, OptimizerKind, Schedule,
-    DEFAULT_DENSITIES, MAX_STEPS,
+    check_sizes, geometric_importance, within_importance_range, Experiment, Instance, ModelKind,
+    Optimizer, OptimizerKind, Schedule, DEFAULT_DENSITIES, MAX_IMPORTANCE,
 };
 use crate::error::UsageError;
 use serde::{Deserialize, Serialize};
@@ -136,20 +136,7 @@ impl Settings {
     pub fn resolve(&self) -> Result<Experiment, UsageError> {
         let features = self.features.unwrap_or(20);
         let hidden = self.hidden.unwrap_or(5);
-        if features == 0 || features > 1 << 16 {
-            return Err(UsageError::invalid(
-                "features",
-                features,
-                "must be between 1 and 65536",
-            ));
-        }
-        if hidden == 0 || hidden > 1 << 12 {
-            return Err(UsageError::invalid(
-                "hidden",
-                hidden,
-                "must be between 1 and 4096",
-            ));
-        }
+        check_sizes(features, hidden)?;
         let decay = self.importance_decay.unwrap_or(0.7);
         check_decay("importance-decay", decay)?;
 
@@ -185,95 +172,36 @@ impl Settings {
                 })
             })
             .collect();
-        if instances.is_empty() {
-            return Err(UsageError::invalid(
-                "instances",
-                "[]",
-                "at least one instance (density) is needed",
-            ));
-        }
-
-        let batch = self.batch.unwrap_or(1024);
-        if batch == 0 || batch > 1 << 20 {
-            return Err(UsageError::invalid(
-                "batch",
-                batch,
-                "must be between 1 and 1048576",
-            ));
-        }
-        let steps = self.steps.unwrap_or(10_000);
-        if steps == 0 || steps > MAX_STEPS {
-            return Err(UsageError::invalid(
-                "steps",
-                steps,
-                "must be between 1 and 2^31",
-            ));
-        }
         let kind = self.optimizer.unwrap_or(OptimizerKind::Adamw);
-        let lr = self.lr.unwrap_or(1e-3);
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(UsageError::invalid(
-                "lr",
-                lr,
-                "must be a positive finite number",
-            ));
-        }
         let default_decay = if kind == OptimizerKind::Adamw {
             0.01
         } else {
             0.0
         };
-        let weight_decay = self.weight_decay.unwrap_or(default_decay);
-        if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-            return Err(UsageError::invalid(
-                "weight-decay",
-                weight_decay,
-                "must be a finite number ≥ 0",
-            ));
-        }
-        let log_every = self.log_every.unwrap_or(100);
-        if log_every == 0 {
-            return Err(UsageError::invalid(
-                "log-every",
-                log_every,
-                "must be at least 1",
-            ));
-        }
-        let eval_samples = self.eval_samples.unwrap_or(16_384);
-        if eval_samples == 0 || eval_samples > 1 << 24 {
-            return Err(UsageError::invalid(
-                "eval-samples",
-                eval_samples,
-                "must be between 1 and 16777216",
-            ));
-        }
-        if (batch.max(eval_samples) as u64) * (features.div_ceil(4) as u64) > u64::from(u32::MAX) {
-            return Err(UsageError(format!(
-                "batch × features too large for the 32-bit sample counter: {batch} × {features}"
-            )));
-        }
-        Ok(Experiment {
+        let exp = Experiment {
             model: self.model.unwrap_or(ModelKind::Relu),
             features,
             hidden,
             instances,
-            batch,
-            steps,
+            batch: self.batch.unwrap_or(1024),
+            steps: self.steps.unwrap_or(10_000),
             optimizer: Optimizer {
                 kind,
-                lr,
-                weight_decay,
+                lr: self.lr.unwrap_or(1e-3),
+                weight_decay: self.weight_decay.unwrap_or(default_decay),
                 beta1: 0.9,
                 beta2: 0.999,
                 eps: 1e-8,
             },
             schedule: self.schedule.unwrap_or(Schedule::Constant),
-            log_every,
-            eval_samples,
+            log_every: self.log_every.unwrap_or(100),
+            eval_samples: self.eval_samples.unwrap_or(16_384),
             seed: self.seed.unwrap_or(0),
             first_instance: 0,
             shard: None,
-        })
+        };
+        exp.validate()?;
+        Ok(exp)
     }
 }
 
@@ -302,11 +230,14 @@ impl Settings {
                 &format!("must be a feature index below {features}"),
             ));
         }
-        if let Some(r) = extras.iter().find(|r| !(r.is_finite() && **r > 0.0)) {
+        if let Some(r) = extras
+            .iter()
+            .find(|&&r| !(r > 0.0 && within_importance_range(r as f32)))
+        {
             return Err(UsageError::invalid(
                 "extra-importance",
-                r,
-                "must be positive finite numbers",
+                format!("{r:?}"),
+                &format!("must be positive numbers up to {MAX_IMPORTANCE:e}"),
             ));
         }
         if extras.is_empty() {
@@ -353,13 +284,6 @@ fn resolve_instance(
     let density = spec
         .density
         .ok_or_else(|| UsageError(format!("invalid instances[{index}]: missing density")))?;
-    if !(density.is_finite() && density > 0.0 && density <= 1.0) {
-        return Err(UsageError::invalid(
-            &format!("density of instance {index}"),
-            density,
-            "must be in (0, 1]",
-        ));
-    }
     let importance = match (&spec.importance, spec.importance_decay) {
         (Some(_), Some(_)) => {
             return Err(UsageError(format!(
@@ -374,19 +298,24 @@ fn resolve_instance(
                     &format!("must list one value per feature ({features})"),
                 ));
             }
-            if let Some(v) = list.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
-                return Err(UsageError::invalid(
-                    &format!("importance of instance {index}"),
-                    v,
-                    "values must be finite and ≥ 0",
-                ));
-            }
             list.iter().map(|&v| v as f32).collect()
         }
         (None, own_decay) => {
             let r = own_decay.unwrap_or(decay);
-            check_decay(&format!("importance_decay of instance {index}"), r)?;
-            geometric_importance(features, r)
+            let field = match own_decay {
+                Some(_) => format!("importance_decay of instance {index}"),
+                None => "importance-decay".to_string(),
+            };
+            check_decay(&field, r)?;
+            let importance = geometric_importance(features, r);
+            if let Some(k) = importance.iter().position(|&v| !within_importance_range(v)) {
+                return Err(UsageError::invalid(
+                    &field,
+                    format!("{r:?}"),
+                    &format!("gives feature {k} importance {r:?}^{k}, beyond {MAX_IMPORTANCE:e}, the largest importance that keeps the loss finite in f32"),
+                ));
+            }
+            importance
         }
     };
     Ok(Instance {

@@ -82,6 +82,17 @@ fn adapters() -> Vec<wgpu::Adapter> {
     found
 }
 
+/// Which of the adapters named `names` (best first) `want` picks: an index into `tms devices`' list,
+/// or the first whose name contains it (case-insensitive).
+pub fn adapter_position(names: &[String], want: &str) -> Option<usize> {
+    match want.trim().parse::<usize>() {
+        Ok(index) => (index < names.len()).then_some(index),
+        Err(_) => names
+            .iter()
+            .position(|name| name.to_lowercase().contains(&want.to_lowercase())),
+    }
+}
+
 /// The adapters `tms devices` lists, best first.
 pub fn list_adapters() -> Vec<AdapterSummary> {
     adapters().iter().map(summary).collect()
@@ -106,20 +117,16 @@ impl Gpu {
     /// all of its limits (storage binding and workgroup storage are often far above the defaults).
     pub fn open(name: Option<&str>) -> anyhow::Result<Gpu> {
         let all = adapters();
-        let adapter = match name {
-            // An index into `tms devices`' list, or a substring of an adapter's name.
-            Some(want) => match want.parse::<usize>() {
-                Ok(index) => all.into_iter().nth(index),
-                Err(_) => all.into_iter().find(|a| {
-                    a.get_info()
-                        .name
-                        .to_lowercase()
-                        .contains(&want.to_lowercase())
-                }),
-            }
-            .with_context(|| format!("no GPU adapter matches {want:?} (see tms devices)"))?,
-            None => all.into_iter().next().context("no GPU adapter found")?,
+        let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+        let position = match name {
+            Some(want) => adapter_position(&names, want)
+                .with_context(|| format!("no GPU adapter matches {want:?} (see tms devices)"))?,
+            None => 0,
         };
+        let adapter = all
+            .into_iter()
+            .nth(position)
+            .context("no GPU adapter found")?;
         let limits = adapter.limits();
         // Optional features the kernels and the timer use where the adapter has them.
         let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY);

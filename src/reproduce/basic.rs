@@ -246,6 +246,7 @@ mod tests {
             backend: "cpu".into(),
             device: "cpu".into(),
             tms_version: "0".into(),
+            weights_sha256: None,
         };
         let runs = vec![
             (config(ModelKind::Linear), toy_results(ModelKind::Linear)),

@@ -246,7 +246,7 @@ impl Figure for IntroFigure<'_> {
             root.draw_text(
                 &format!(
                     "{} (S = {:.0} %)",
-                    density_title(inst.density),
+                    density_title(inst),
                     100.0 * (1.0 - inst.density)
                 ),
                 &text(TICK_PX, HPos::Center, VPos::Bottom),

@@ -78,17 +78,20 @@ pub fn reproduce(
         .unwrap_or_else(|| Path::new("results").join(reproduction.name()));
     let experiments = reproduction.experiments(options)?;
     let device = Device::from_flags(options.backend, None, None)?;
-    if !options.redraw {
-        for (name, exp) in &experiments {
-            new_run(exp, &out.join(name), options.force)?;
-        }
-    }
+    // Every run directory is claimed (checked and locked) before the first run trains.
+    let claimed = match options.redraw {
+        true => vec![],
+        false => experiments
+            .iter()
+            .map(|(name, exp)| new_run(exp, &out.join(name), options.force))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     let mut runs = vec![];
-    for (name, exp) in experiments {
-        let dir = out.join(name);
-        if !options.redraw {
-            train(exp, &device, &dir, None)?;
+    for (k, (name, exp)) in experiments.into_iter().enumerate() {
+        if let Some(dir) = claimed.get(k) {
+            train(exp, &device, dir, None)?;
         }
+        let dir = out.join(name);
         runs.push((read_config(&dir)?, read_results(&dir)?));
     }
     for path in reproduction.figures(&runs, &out)? {

@@ -115,7 +115,7 @@ pub fn run_to_end(
                 .is_some_and(|s| last_time.elapsed().as_secs_f64() >= s);
             if step < exp.steps && (stopping || by_steps || by_time) {
                 let state = trainer.state()?; // read back once, for the checkpoint and the return
-                write_checkpoint(dir, exp, &state, &records)?;
+                write_checkpoint(dir, exp, &state, &records, control.checkpoint_every)?;
                 (last_checkpoint, last_time) = (step, Instant::now());
                 if stopping {
                     bar.abandon();

@@ -18,6 +18,7 @@ use crate::store::checkpoint::{checkpoint_path, read_checkpoint};
 use crate::store::results::{Results, RunConfig, Weights};
 use crate::trainer::{LossRecord, TrainState};
 use anyhow::Context;
+use dir::RunDir;
 use driver::{diverged_instances, evaluate, run_to_end, Outcome, RunControl};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,39 +26,37 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Seconds between the checkpoints every run writes, whatever `--checkpoint-every` says.
 const CHECKPOINT_SECONDS: f64 = 300.0;
 
-/// Checks, before anything is written, that `exp` fits in host memory and that `dir` can take a new
-/// run (see [`dir::prepare`]); creates `dir`.
-pub fn new_run(exp: &Experiment, dir: &Path, force: bool) -> Result<(), UsageError> {
+/// Checks, before anything is written, that `exp` fits in host memory, then claims `dir` for it
+/// (see [`dir::claim_new`]: refused if it holds a run, unless `force`; locked while the returned
+/// [`RunDir`] lives).
+pub fn new_run(exp: &Experiment, dir: &Path, force: bool) -> Result<RunDir, UsageError> {
     check_host_memory(exp)?;
-    dir::prepare(dir, force)
+    dir::claim_new(dir, force)
 }
 
-/// Trains `exp` from its initial state on `device` into `dir` (accepted by [`new_run`]), with a
+/// Trains `exp` from its initial state on `device` into `dir` (claimed by [`new_run`]), with a
 /// checkpoint every `checkpoint_every` steps if given; returns the results it wrote.
 pub fn train(
     exp: Experiment,
     device: &Device,
-    dir: &Path,
+    dir: &RunDir,
     checkpoint_every: Option<u32>,
 ) -> anyhow::Result<Results> {
     let state = TrainState::initial(&exp);
     train_from(exp, device, dir, state, vec![], checkpoint_every)
 }
 
-/// Continues the interrupted run in `dir` from its checkpoint (its experiment included) to the end.
+/// Continues the interrupted run in `dir` from its checkpoint (its experiment and checkpoint interval
+/// included; `checkpoint_every` replaces the interval) to the end. The directory is claimed and the
+/// checkpoint checked before any work.
 pub fn resume(
     dir: &Path,
     device: &Device,
     checkpoint_every: Option<u32>,
 ) -> anyhow::Result<Results> {
-    if dir.join("results.json").exists() && !checkpoint_path(dir).exists() {
-        return Err(UsageError(format!(
-            "run {} has already finished; nothing to resume",
-            dir.display()
-        ))
-        .into());
-    }
+    let claimed = dir::claim_to_resume(dir)?;
     let checkpoint = read_checkpoint(dir)?;
+    check_host_memory(&checkpoint.experiment)?;
     eprintln!(
         "resuming {} at step {}",
         dir.display(),
@@ -66,10 +65,10 @@ pub fn resume(
     train_from(
         checkpoint.experiment,
         device,
-        dir,
+        &claimed,
         checkpoint.state,
         checkpoint.records,
-        checkpoint_every,
+        checkpoint_every.or(checkpoint.checkpoint_every),
     )
 }
 
@@ -88,7 +87,7 @@ fn install_stop_handler() -> anyhow::Result<()> {
 fn train_from(
     exp: Experiment,
     device: &Device,
-    dir: &Path,
+    dir: &RunDir,
     state: TrainState,
     records: Vec<LossRecord>,
     checkpoint_every: Option<u32>,
@@ -106,7 +105,7 @@ fn train_from(
         exp.steps
     );
     let control = RunControl {
-        checkpoint_dir: Some(dir),
+        checkpoint_dir: Some(dir.path()),
         checkpoint_every,
         checkpoint_seconds: Some(CHECKPOINT_SECONDS),
         stop: Some(&STOP),
@@ -114,7 +113,7 @@ fn train_from(
     let started = std::time::Instant::now();
     let (state, records, outcome) = run_to_end(&exp, trainer.as_mut(), start, records, &control)?;
     if let Outcome::Interrupted(step) = outcome {
-        return Err(Interrupted(format!("interrupted at step {step} of {}; checkpoint written. Resume with: tms train --resume {}", exp.steps, dir.display())).into());
+        return Err(Interrupted(format!("interrupted at step {step} of {}; checkpoint written. Resume with: tms train --resume {}", exp.steps, dir.path().display())).into());
     }
     let train_seconds = started.elapsed().as_secs_f64();
     let eval = evaluate(&exp, &state);
@@ -125,14 +124,18 @@ fn train_from(
         backend: backend.into(),
         device,
         tms_version: env!("CARGO_PKG_VERSION").into(),
+        weights_sha256: None, // recorded as the weights are written
     };
     let weights = Weights {
         w: &state.w,
         b: &state.b,
     };
     dir::write_files(dir, &config, &results, &weights)?;
-    let _ = std::fs::remove_file(checkpoint_path(dir)); // the results supersede it
-    eprintln!("trained in {train_seconds:.2} s; wrote {}", dir.display());
+    let _ = std::fs::remove_file(checkpoint_path(dir.path())); // the results supersede it
+    eprintln!(
+        "trained in {train_seconds:.2} s; wrote {}",
+        dir.path().display()
+    );
     for r in &results.instances {
         let show = |l: Option<f64>| l.map_or("not finite".to_string(), |l| format!("{l:.6}"));
         eprintln!(

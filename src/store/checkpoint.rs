@@ -4,11 +4,15 @@
 //! Because the data are a pure function of the counters, a run resumed from a checkpoint gives
 //! results bit-identical to an uninterrupted one.
 
-use super::tensors::{f32_tensor, to_bytes, u32_tensor, TensorFile};
-use super::write_atomic;
+use super::tensors::{to_bytes, TensorFile};
+use super::{hex, write_atomic};
+use crate::error::UsageError;
 use crate::experiment::Experiment;
 use crate::trainer::{LossRecord, TrainState};
 use anyhow::Context;
+use safetensors::tensor::TensorView;
+use safetensors::Dtype;
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -17,33 +21,74 @@ pub fn checkpoint_path(dir: &Path) -> PathBuf {
     dir.join("checkpoint.safetensors")
 }
 
-/// Writes the checkpoint of `state` (taken after `state.step` steps) into `dir`, atomically.
+/// The tensors of a checkpoint, in the order they are written and digested, with their shapes for
+/// `exp` and `records` loss records.
+fn layout(exp: &Experiment, records: usize) -> [(&'static str, Dtype, Vec<usize>); 8] {
+    let (count, m, n) = (exp.instances.len(), exp.hidden, exp.features);
+    [
+        ("W", Dtype::F32, vec![count, m, n]),
+        ("b", Dtype::F32, vec![count, n]),
+        ("adam_m_W", Dtype::F32, vec![count, m, n]),
+        ("adam_v_W", Dtype::F32, vec![count, m, n]),
+        ("adam_m_b", Dtype::F32, vec![count, n]),
+        ("adam_v_b", Dtype::F32, vec![count, n]),
+        ("loss_steps", Dtype::U32, vec![records]),
+        ("losses", Dtype::F32, vec![records, count]),
+    ]
+}
+
+/// SHA-256 of the metadata that defines the run and of every tensor's bytes, in layout order: a
+/// flipped bit anywhere in the file is found before the run resumes.
+fn digest<'a>(metadata: [&str; 3], tensors: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut hash = Sha256::new();
+    for text in metadata {
+        hash.update((text.len() as u64).to_le_bytes());
+        hash.update(text.as_bytes());
+    }
+    for bytes in tensors {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    }
+    hex(&hash.finalize())
+}
+
+/// Writes the checkpoint of `state` (taken after `state.step` steps) into `dir`, atomically, with
+/// the run's checkpoint interval (so a resumed run keeps it) and a digest of everything.
 pub fn write_checkpoint(
     dir: &Path,
     exp: &Experiment,
     state: &TrainState,
     records: &[LossRecord],
+    checkpoint_every: Option<u32>,
 ) -> anyhow::Result<()> {
-    let (count, m, n) = (exp.instances.len(), exp.hidden, exp.features);
     // Loss records as tensors, so NaN losses of diverged instances survive exactly.
     let steps: Vec<u32> = records.iter().map(|r| r.step).collect();
     let losses: Vec<f32> = records
         .iter()
         .flat_map(|r| r.losses.iter().copied())
         .collect();
-    let tensors = [
-        ("W", f32_tensor(&state.w, vec![count, m, n])?),
-        ("b", f32_tensor(&state.b, vec![count, n])?),
-        ("adam_m_W", f32_tensor(&state.m_w, vec![count, m, n])?),
-        ("adam_v_W", f32_tensor(&state.v_w, vec![count, m, n])?),
-        ("adam_m_b", f32_tensor(&state.m_b, vec![count, n])?),
-        ("adam_v_b", f32_tensor(&state.v_b, vec![count, n])?),
-        ("loss_steps", u32_tensor(&steps, vec![steps.len()])?),
-        ("losses", f32_tensor(&losses, vec![records.len(), count])?),
+    let data: [&[u8]; 8] = [
+        bytemuck::cast_slice(&state.w),
+        bytemuck::cast_slice(&state.b),
+        bytemuck::cast_slice(&state.m_w),
+        bytemuck::cast_slice(&state.v_w),
+        bytemuck::cast_slice(&state.m_b),
+        bytemuck::cast_slice(&state.v_b),
+        bytemuck::cast_slice(&steps),
+        bytemuck::cast_slice(&losses),
     ];
+    let (step, experiment) = (state.step.to_string(), serde_json::to_string(exp)?);
+    let every = checkpoint_every.map_or(String::new(), |k| k.to_string());
+    let sha256 = digest([&step, &experiment, &every], data);
+    let mut tensors = vec![];
+    for ((name, dtype, shape), bytes) in layout(exp, records.len()).into_iter().zip(data) {
+        tensors.push((name, TensorView::new(dtype, shape, bytes)?));
+    }
     let metadata = HashMap::from([
-        ("step".to_string(), state.step.to_string()),
-        ("experiment".to_string(), serde_json::to_string(exp)?),
+        ("step".to_string(), step),
+        ("experiment".to_string(), experiment),
+        ("checkpoint_every".to_string(), every),
+        ("sha256".to_string(), sha256),
     ]);
     write_atomic(&checkpoint_path(dir), &to_bytes(tensors, Some(metadata))?)
 }
@@ -53,9 +98,13 @@ pub struct Checkpoint {
     pub experiment: Experiment,
     pub state: TrainState,
     pub records: Vec<LossRecord>,
+    /// The run's `--checkpoint-every`, if it had one.
+    pub checkpoint_every: Option<u32>,
 }
 
-/// Reads `DIR/checkpoint.safetensors`.
+/// Reads `DIR/checkpoint.safetensors` and trusts it only once it is checked: its digest, every
+/// tensor's name, dtype and shape against its experiment, and the experiment itself as a fresh run's
+/// settings are checked. Anything else is a [`UsageError`] naming the file.
 pub fn read_checkpoint(dir: &Path) -> anyhow::Result<Checkpoint> {
     let path = checkpoint_path(dir);
     let bytes = std::fs::read(&path).with_context(|| {
@@ -64,46 +113,86 @@ pub fn read_checkpoint(dir: &Path) -> anyhow::Result<Checkpoint> {
             path.display()
         )
     })?;
-    let file = TensorFile::from_bytes(bytes)
-        .with_context(|| format!("{} is not a checkpoint", path.display()))?;
-    let meta = file.metadata()?;
+    parse(bytes).map_err(|why| {
+        UsageError(format!(
+            "cannot resume from {}: {why}; it is damaged or not a tms checkpoint",
+            path.display()
+        ))
+        .into()
+    })
+}
+
+fn parse(bytes: Vec<u8>) -> Result<Checkpoint, String> {
+    let file = TensorFile::from_bytes(bytes).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
     let field = |key: &str| {
         meta.get(key)
-            .with_context(|| format!("checkpoint metadata lacks {key}"))
+            .map(String::as_str)
+            .ok_or_else(|| format!("its metadata lacks {key}"))
     };
-    let experiment: Experiment = serde_json::from_str(field("experiment")?)?;
-    let step: u32 = field("step")?.parse()?;
-    let read = |name: &str| file.f32(name).map(|(values, _)| values);
+    let experiment: Experiment = serde_json::from_str(field("experiment")?)
+        .map_err(|e| format!("its experiment does not parse ({e})"))?;
+    experiment
+        .validate()
+        .map_err(|e| format!("its experiment is not valid ({e})"))?;
+    let step: u32 = field("step")?
+        .parse()
+        .map_err(|_| "its step is not a number".to_string())?;
+    if step > experiment.steps {
+        return Err(format!(
+            "its step {step} is beyond the run's {} steps",
+            experiment.steps
+        ));
+    }
+    let every = field("checkpoint_every")?;
+    let checkpoint_every =
+        match every {
+            "" => None,
+            text => Some(text.parse::<u32>().ok().filter(|&k| k > 0).ok_or_else(|| {
+                format!("its checkpoint_every {text:?} is not a positive number")
+            })?),
+        };
+    let records = file
+        .shape("loss_steps")
+        .map_err(|e| e.to_string())?
+        .first()
+        .copied()
+        .unwrap_or(0);
+    let layout = layout(&experiment, records);
+    if file.names().len() != layout.len() {
+        return Err(format!(
+            "it holds {} tensors, not {}",
+            file.names().len(),
+            layout.len()
+        ));
+    }
+    let mut data = vec![];
+    for (name, dtype, shape) in &layout {
+        data.push(file.raw(name, *dtype, shape).map_err(|e| e.to_string())?);
+    }
+    let sha256 = digest(
+        [field("step")?, field("experiment")?, every],
+        data.iter().map(Vec::as_slice),
+    );
+    if field("sha256")? != sha256 {
+        return Err("its digest does not match its contents".into());
+    }
+    let f32s = |k: usize| -> Vec<f32> { bytemuck::pod_collect_to_vec(&data[k]) };
     let state = TrainState {
         step,
-        w: read("W")?,
-        b: read("b")?,
-        m_w: read("adam_m_W")?,
-        v_w: read("adam_v_W")?,
-        m_b: read("adam_m_b")?,
-        v_b: read("adam_v_b")?,
+        w: f32s(0),
+        b: f32s(1),
+        m_w: f32s(2),
+        v_w: f32s(3),
+        m_b: f32s(4),
+        v_b: f32s(5),
     };
-    let (count, mn, n) = (
-        experiment.instances.len(),
-        experiment.hidden * experiment.features,
-        experiment.features,
-    );
-    anyhow::ensure!(
-        state.w.len() == count * mn
-            && state.v_w.len() == count * mn
-            && state.b.len() == count * n
-            && state.v_b.len() == count * n,
-        "checkpoint tensors do not match its experiment"
-    );
-    let steps = file.u32("loss_steps")?;
-    let losses = read("losses")?;
-    anyhow::ensure!(
-        losses.len() == steps.len() * count,
-        "checkpoint loss records do not match its experiment"
-    );
+    let steps: Vec<u32> = bytemuck::pod_collect_to_vec(&data[6]);
+    let losses = f32s(7);
+    let count = experiment.instances.len();
     let records = steps
         .iter()
-        .zip(losses.chunks(count.max(1)))
+        .zip(losses.chunks(count))
         .map(|(&step, l)| LossRecord {
             step,
             losses: l.to_vec(),
@@ -113,6 +202,7 @@ pub fn read_checkpoint(dir: &Path) -> anyhow::Result<Checkpoint> {
         experiment,
         state,
         records,
+        checkpoint_every,
     })
 }
 
@@ -137,8 +227,9 @@ mod tests {
             },
         ];
         let dir = tempfile::tempdir().unwrap();
-        write_checkpoint(dir.path(), &exp, &state, &records).unwrap();
+        write_checkpoint(dir.path(), &exp, &state, &records, Some(250)).unwrap();
         let back = read_checkpoint(dir.path()).unwrap();
+        assert_eq!(back.checkpoint_every, Some(250));
         assert_eq!(back.experiment, exp);
         assert_eq!(back.state, state);
         assert_eq!(back.records[0], records[0]);

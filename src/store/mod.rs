@@ -13,12 +13,19 @@ use std::path::Path;
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename, so a reader
 /// never sees a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path
-        .file_name()
-        .context("file path has no name")?
-        .to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let tmp = temporary_path(path);
     std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))
+}
+
+/// The temporary file [`write_atomic`] writes `path` through: `.NAME.tmp` beside it.
+pub fn temporary_path(path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+/// Bytes as lowercase hexadecimal (the digests the files record).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }

@@ -5,11 +5,13 @@
 //! - `weights.safetensors`: tensors `W` [instances, m, n] and `b` [instances, n], f32.
 
 use super::tensors::{f32_tensor, to_bytes, TensorFile};
-use super::write_atomic;
-use crate::experiment::Experiment;
+use super::{hex, write_atomic};
+use crate::error::UsageError;
+use crate::experiment::{check_sizes, Experiment};
 use crate::trainer::{LossRecord, TrainState};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::path::Path;
 
 /// config.json.
@@ -19,6 +21,10 @@ pub struct RunConfig {
     pub backend: String,
     pub device: String,
     pub tms_version: String,
+    /// SHA-256 of weights.safetensors as written beside it (absent in runs older than the field), so
+    /// a reader can tell a weights file that does not belong to this run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
 }
 
 /// One instance in results.json.
@@ -27,8 +33,11 @@ pub struct InstanceResult {
     pub index: usize,
     pub density: f64,
     pub importance: Vec<f32>,
-    #[serde(rename = "W")]
+    /// Rows of W; a value that is not finite (a diverged instance) is written as null and read
+    /// back as NaN, so a diverged run stays readable.
+    #[serde(rename = "W", deserialize_with = "rows_with_nulls")]
     pub w: Vec<Vec<f32>>,
+    #[serde(deserialize_with = "values_with_nulls")]
     pub b: Vec<f32>,
     /// Training loss at the last step (null if not finite).
     pub final_loss: Option<f32>,
@@ -43,6 +52,21 @@ pub struct InstanceResult {
     pub best_of_setting: bool,
     /// True if the loss or the weights stopped being finite; the other instances are unaffected.
     pub diverged: bool,
+}
+
+/// Numbers of results.json where null stands for a value that was not finite (serde_json writes
+/// NaN and ±∞ as null).
+fn values_with_nulls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
+    let values = Vec::<Option<f32>>::deserialize(d)?;
+    Ok(values.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect())
+}
+
+fn rows_with_nulls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<f32>>, D::Error> {
+    let rows = Vec::<Vec<Option<f32>>>::deserialize(d)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| row.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect())
+        .collect())
 }
 
 /// results.json.
@@ -150,41 +174,93 @@ pub fn write_run(
     results: &Results,
     weights: &Weights,
 ) -> anyhow::Result<()> {
+    let weights = weights_safetensors(&config.experiment, weights)?;
+    let config = RunConfig {
+        weights_sha256: Some(sha256_hex(&weights)),
+        ..config.clone()
+    };
     write_atomic(
         &dir.join("config.json"),
-        &serde_json::to_vec_pretty(config)?,
+        &serde_json::to_vec_pretty(&config)?,
     )?;
-    write_atomic(
-        &dir.join("weights.safetensors"),
-        &weights_safetensors(&config.experiment, weights)?,
-    )?;
+    write_atomic(&dir.join("weights.safetensors"), &weights)?;
     write_atomic(&dir.join("results.json"), &serde_json::to_vec(results)?)?;
     Ok(())
 }
 
-/// Reads results.json of a run directory.
+impl Results {
+    /// Checks that every instance's arrays have the sizes the header gives (W: `hidden` rows of
+    /// `features`, b and importance: `features`), within the sizes `tms` trains, so a reader can
+    /// index them without panicking and allocate only what the file holds.
+    pub fn check(&self) -> Result<(), String> {
+        check_sizes(self.features, self.hidden).map_err(|e| e.0)?;
+        let (n, m) = (self.features, self.hidden);
+        for (i, inst) in self.instances.iter().enumerate() {
+            let rows_ok = inst.w.len() == m && inst.w.iter().all(|row| row.len() == n);
+            if !rows_ok || inst.b.len() != n || inst.importance.len() != n {
+                return Err(format!(
+                    "instance {i} does not hold W of {m} × {n}, b and importance of {n}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads results.json of a run directory, checked by [`Results::check`].
 pub fn read_results(dir: &Path) -> anyhow::Result<Results> {
     let path = dir.join("results.json");
     let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a tms results file", path.display()))
+    let results: Results = serde_json::from_slice(&text)
+        .map_err(|e| UsageError(format!("{} is not a tms results file: {e}", path.display())))?;
+    results
+        .check()
+        .map_err(|why| UsageError(format!("{} is not consistent: {why}", path.display())))?;
+    Ok(results)
 }
 
-/// Reads config.json of a run directory.
+/// Reads config.json of a run directory; its experiment is checked as a fresh run's settings are.
 pub fn read_config(dir: &Path) -> anyhow::Result<RunConfig> {
     let path = dir.join("config.json");
     let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a tms config file", path.display()))
+    let config: RunConfig = serde_json::from_slice(&text)
+        .map_err(|e| UsageError(format!("{} is not a tms config file: {e}", path.display())))?;
+    config
+        .experiment
+        .validate()
+        .map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
+    Ok(config)
 }
 
-/// Reads W and b back from weights.safetensors: (W flat [instances·m·n], b flat [instances·n], shape of W).
-pub fn read_weights(dir: &Path) -> anyhow::Result<(Vec<f32>, Vec<f32>, Vec<usize>)> {
+/// The SHA-256 of `bytes` in hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+/// weights.safetensors read back.
+pub struct StoredWeights {
+    /// W flat [instances·m·n] and b flat [instances·n].
+    pub w: Vec<f32>,
+    pub b: Vec<f32>,
+    /// The shape of W.
+    pub shape: Vec<usize>,
+    /// SHA-256 of the file.
+    pub digest: String,
+}
+
+/// Reads W and b back from weights.safetensors.
+pub fn read_weights(dir: &Path) -> anyhow::Result<StoredWeights> {
     let path = dir.join("weights.safetensors");
     let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let digest = sha256_hex(&bytes);
     let file = TensorFile::from_bytes(bytes)
         .with_context(|| format!("{} is not a weights file", path.display()))?;
     let (w, shape) = file.f32("W")?;
     let (b, _) = file.f32("b")?;
-    Ok((w, b, shape))
+    Ok(StoredWeights {
+        w,
+        b,
+        shape,
+        digest,
+    })
 }

@@ -70,6 +70,43 @@ impl TensorFile {
         Ok((words, t.shape().to_vec()))
     }
 
+    /// The names of the file's tensors.
+    pub fn names(&self) -> Vec<String> {
+        self.tensors()
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The shape of tensor `name`.
+    pub fn shape(&self, name: &str) -> anyhow::Result<Vec<usize>> {
+        let tensors = self.tensors();
+        let t = tensors
+            .tensor(name)
+            .with_context(|| format!("no tensor {name}"))?;
+        Ok(t.shape().to_vec())
+    }
+
+    /// The bytes of tensor `name`, checked to be of `dtype` and `shape`.
+    pub fn raw(&self, name: &str, dtype: Dtype, shape: &[usize]) -> anyhow::Result<Vec<u8>> {
+        let tensors = self.tensors();
+        let t = tensors
+            .tensor(name)
+            .with_context(|| format!("no tensor {name}"))?;
+        anyhow::ensure!(
+            t.dtype() == dtype,
+            "{name} is {:?}, not {dtype:?}",
+            t.dtype()
+        );
+        anyhow::ensure!(
+            t.shape() == shape,
+            "{name} has shape {:?}, not {shape:?}",
+            t.shape()
+        );
+        Ok(t.data().to_vec())
+    }
+
     /// The values and shape of f32 tensor `name`.
     pub fn f32(&self, name: &str) -> anyhow::Result<(Vec<f32>, Vec<usize>)> {
         let (words, shape) = self.words(name, Dtype::F32)?;
