@@ -173,8 +173,9 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let device = Device::from_flags(args.backend, args.adapter.clone(), args.devices.as_deref())?;
     let results = match &args.resume {
         Some(dir) => {
-            if args.config.is_some() || args.settings != Settings::default() {
-                return Err(UsageError("--resume takes the run's settings from its checkpoint; give no experiment flags with it".into()).into());
+            if args.config.is_some() || args.shard.is_some() || args.settings != Settings::default()
+            {
+                return Err(UsageError("--resume takes the run's settings from its checkpoint; give no experiment flags (nor --shard) with it".into()).into());
             }
             crate::run::resume(dir, &device, args.checkpoint_every)?
         }

@@ -117,6 +117,10 @@ impl Shard {
 /// The seed's basic-results densities.
 pub const DEFAULT_DENSITIES: [f64; 7] = [1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001];
 
+/// Most instances in one run (a shard of a larger sweep counts its own): beyond this, split the
+/// sweep into runs with `--shard`.
+pub const MAX_INSTANCES: usize = 1 << 22;
+
 /// Largest step count: the step is a 31-bit counter word of the feature generator.
 pub const MAX_STEPS: u32 = 1 << 31;
 
@@ -194,11 +198,13 @@ impl Experiment {
                 ));
             }
         }
-        if self.instances.len() as u64 + u64::from(self.first_instance) > u64::from(u32::MAX) {
+        if self.instances.len() > MAX_INSTANCES
+            || self.instances.len() as u64 + u64::from(self.first_instance) > u64::from(u32::MAX)
+        {
             return Err(UsageError::invalid(
                 "instances",
                 self.instances.len(),
-                "too many for the 32-bit instance counter",
+                &format!("at most {MAX_INSTANCES}, within the 32-bit instance counter"),
             ));
         }
         if self.batch == 0 || self.batch > 1 << 20 {

@@ -5,7 +5,7 @@
 
 use super::{
     check_sizes, geometric_importance, within_importance_range, Experiment, Instance, ModelKind,
-    Optimizer, OptimizerKind, Schedule, DEFAULT_DENSITIES, MAX_IMPORTANCE,
+    Optimizer, OptimizerKind, Schedule, DEFAULT_DENSITIES, MAX_IMPORTANCE, MAX_INSTANCES,
 };
 use crate::error::UsageError;
 use serde::{Deserialize, Serialize};
@@ -140,6 +140,28 @@ impl Settings {
         let decay = self.importance_decay.unwrap_or(0.7);
         check_decay("importance-decay", decay)?;
 
+        // The sweep's size, checked before any instance is built.
+        let restarts = self.restarts.unwrap_or(1);
+        if restarts == 0 || restarts > 100_000 {
+            return Err(UsageError::invalid(
+                "restarts",
+                restarts,
+                "must be between 1 and 100000",
+            ));
+        }
+        let bases = match (&self.instances, &self.density) {
+            (Some(list), _) => list.len(),
+            (None, density) => density.as_ref().map_or(DEFAULT_DENSITIES.len(), Vec::len),
+        };
+        let extras = self.extra_importance.as_ref().map_or(1, Vec::len);
+        let total = bases as u128 * extras as u128 * u128::from(restarts);
+        if total > MAX_INSTANCES as u128 {
+            return Err(UsageError::invalid(
+                "instances",
+                format!("{bases} densities × {extras} importances × {restarts} restarts"),
+                &format!("at most {MAX_INSTANCES} in one run; split the sweep into several runs"),
+            ));
+        }
         let settings = match (&self.instances, &self.density) {
             (Some(_), Some(_)) => return Err(UsageError("give either density or instances, not both".into())),
             (Some(_), None) if self.extra_importance.is_some() => {
@@ -153,14 +175,6 @@ impl Settings {
                 self.cross_extra_importance(base, features)?
             }
         };
-        let restarts = self.restarts.unwrap_or(1);
-        if restarts == 0 || restarts > 100_000 {
-            return Err(UsageError::invalid(
-                "restarts",
-                restarts,
-                "must be between 1 and 100000",
-            ));
-        }
         let instances: Vec<Instance> = settings
             .into_iter()
             .enumerate()
