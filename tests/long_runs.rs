@@ -167,6 +167,7 @@ fn a_diverged_run_is_flagged_and_stays_readable() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("2 of 2 instances diverged"), "{stderr}");
+    assert!(stderr.contains("(weights not finite)"), "{stderr}");
     let results = read_results(&run).expect("results.json of a diverged run reads back");
     for inst in &results.instances {
         assert!(inst.diverged);

@@ -41,12 +41,7 @@ pub fn diverged_instances(
 ) -> Vec<usize> {
     (0..exp.instances.len())
         .filter(|&i| {
-            let params_finite = state
-                .w_of(i, exp)
-                .iter()
-                .chain(state.b_of(i, exp))
-                .all(|v| v.is_finite());
-            !params_finite || records.iter().any(|r| !r.losses[i].is_finite())
+            !params_finite(state, exp, i) || records.iter().any(|r| !r.losses[i].is_finite())
         })
         .collect()
 }
@@ -82,13 +77,8 @@ pub fn run_to_end(
         let until = (step + chunk).min(exp.steps);
         let new = trainer.advance(until)?;
         for record in &new {
-            let bad: Vec<usize> = (0..reported.len())
-                .filter(|&i| !reported[i] && !record.losses[i].is_finite())
-                .collect();
-            if !bad.is_empty() {
-                bar.suspend(|| eprintln!("instance(s) {bad:?} diverged at step {} (loss not finite); the others keep training", record.step));
-                bad.iter().for_each(|&i| reported[i] = true);
-            }
+            let bad = |i: usize| !record.losses[i].is_finite();
+            report(&mut reported, bad, &bar, record.step, "loss");
         }
         if let Some(last) = new.last() {
             let finite: Vec<f64> = last
@@ -115,6 +105,13 @@ pub fn run_to_end(
                 .is_some_and(|s| last_time.elapsed().as_secs_f64() >= s);
             if step < exp.steps && (stopping || by_steps || by_time) {
                 let state = trainer.state()?; // read back once, for the checkpoint and the return
+                report(
+                    &mut reported,
+                    |i| !params_finite(&state, exp, i),
+                    &bar,
+                    step,
+                    "weights",
+                );
                 write_checkpoint(dir, exp, &state, &records, control.checkpoint_every)?;
                 (last_checkpoint, last_time) = (step, Instant::now());
                 if stopping {
@@ -124,8 +121,43 @@ pub fn run_to_end(
             }
         }
     }
+    let state = trainer.state()?;
+    report(
+        &mut reported,
+        |i| !params_finite(&state, exp, i),
+        &bar,
+        step,
+        "weights",
+    );
     bar.finish_and_clear();
-    Ok((trainer.state()?, records, Outcome::Finished))
+    Ok((state, records, Outcome::Finished))
+}
+
+/// Reports, once each, the instances that `bad` says have diverged by `step` (their `what` not
+/// finite); the others keep training.
+fn report(
+    reported: &mut [bool],
+    bad: impl Fn(usize) -> bool,
+    bar: &indicatif::ProgressBar,
+    step: u32,
+    what: &str,
+) {
+    let new: Vec<usize> = (0..reported.len())
+        .filter(|&i| !reported[i] && bad(i))
+        .collect();
+    if !new.is_empty() {
+        bar.suspend(|| eprintln!("instance(s) {new:?} diverged by step {step} ({what} not finite); the others keep training"));
+        new.iter().for_each(|&i| reported[i] = true);
+    }
+}
+
+/// Whether instance `i`'s W and b are all finite.
+fn params_finite(state: &TrainState, exp: &Experiment, i: usize) -> bool {
+    state
+        .w_of(i, exp)
+        .iter()
+        .chain(state.b_of(i, exp))
+        .all(|v| v.is_finite())
 }
 
 /// Loss of every instance on its held-out evaluation batch (`eval_samples` samples of its own random
