@@ -40,6 +40,9 @@ pub enum Command {
     Reproduce(ReproduceCommand),
     /// Join the run directories of the shards of one sweep (tms train --shard K/N) into one.
     Merge(MergeArgs),
+    /// Train sparse autoencoders on a finished run's hidden activations, scored against its true
+    /// features (the columns of W); writes DIR/sae.json.
+    Sae(crate::sae::SaeOptions),
 }
 
 #[derive(Args, Debug)]
@@ -137,6 +140,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Sae(options) => crate::sae::train_into(&options).map(drop),
         Command::Plot(args) => {
             let written =
                 crate::figures::draw_all(&crate::figures::load_runs(&args.dir)?, &args.dir)?;

@@ -101,6 +101,11 @@ pub enum Stream {
     EvalMask = 2,
     EvalValue = 3,
     Init = 4,
+    /// The data sparse autoencoders are trained on (`tms sae`), apart from the toy model's own.
+    SaeMask = 5,
+    SaeValue = 6,
+    /// Initial SAE weights and the draws of dead-latent resampling.
+    SaeInit = 7,
 }
 
 /// The Philox key for a seed.
@@ -155,6 +160,19 @@ impl FeatureSource {
             features,
             Stream::EvalMask,
             Stream::EvalValue,
+        )
+    }
+
+    /// The data a sparse autoencoder on `instance` trains on: the instance's own distribution,
+    /// drawn from streams of its own (the toy model's training batches are not reused).
+    pub fn sae(seed: u64, instance: u32, density: f64, features: usize) -> Self {
+        Self::new(
+            seed,
+            instance,
+            density,
+            features,
+            Stream::SaeMask,
+            Stream::SaeValue,
         )
     }
 
@@ -266,7 +284,12 @@ impl FeatureSource {
 /// Standard normal draws for weight initialisation: Box–Muller on Philox words of the Init stream,
 /// entry `index` of `instance`. Computed in f64 on the host only (initial weights are uploaded).
 pub fn init_normal(seed: u64, instance: u32, index: u32) -> f64 {
-    let words = philox4x32_10([index, 0, instance, Stream::Init as u32], seed_key(seed));
+    normal_of(Stream::Init, seed, instance, index)
+}
+
+/// A standard normal draw of `stream`, entry `index` of `instance` (see [`init_normal`]).
+pub fn normal_of(stream: Stream, seed: u64, instance: u32, index: u32) -> f64 {
+    let words = philox4x32_10([index, 0, instance, stream as u32], seed_key(seed));
     let u1 = ((u64::from(words[0]) << 21) ^ u64::from(words[1] >> 11)) as f64 / (1u64 << 53) as f64;
     let u2 = ((u64::from(words[2]) << 21) ^ u64::from(words[3] >> 11)) as f64 / (1u64 << 53) as f64;
     (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()

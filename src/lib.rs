@@ -2,7 +2,7 @@
 //! GPU through wgpu compute shaders, with result files that Python loads in one line.
 //!
 //! Dependencies run one way, from the command line down to the maths: [`cli`] → {[`run`],
-//! [`reproduce`], [`merge`], [`bench`]} → {[`figures`], [`analysis`], [`store`], [`device`]} →
+//! [`reproduce`], [`merge`], [`bench`], [`sae`]} → {[`figures`], [`analysis`], [`store`], [`device`]} →
 //! {[`cpu`], [`gpu`], [`multi`]} → [`trainer`] → {[`experiment`], [`model`], [`features`],
 //! [`optim`]}, with [`error`] beneath them all. Nothing imports `cli` (tests/module_graph.rs checks).
 //!
@@ -12,7 +12,8 @@
 //! [`multi`] (several devices at once), [`device`] (choosing and building a trainer), [`store`] (file
 //! formats: checkpoints and result files), [`run`] (training an experiment into a run directory),
 //! [`merge`] (joining shards), [`analysis`] (superposition metrics), [`figures`] (the paper's plots),
-//! [`reproduce`] (whole experiments), [`bench`] (timings), [`cli`] (the command line), [`error`] (the
+//! [`reproduce`] (whole experiments), [`sae`] (sparse autoencoders on trained toy models, scored against
+//! the true features), [`bench`] (timings), [`cli`] (the command line), [`error`] (the
 //! errors with their own exit status), [`testing`] (fixtures for tests).
 
 pub mod analysis;
@@ -31,6 +32,7 @@ pub mod multi;
 pub mod optim;
 pub mod reproduce;
 pub mod run;
+pub mod sae;
 pub mod store;
 pub mod testing;
 pub mod trainer;

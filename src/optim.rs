@@ -5,7 +5,7 @@
 //! [`StepConstants`] table. The CPU trainer reads it and the GPU trainer uploads it, so both apply the
 //! very same numbers and differ only in the rounding of the per-parameter arithmetic.
 
-use crate::experiment::{Experiment, OptimizerKind, Schedule};
+use crate::experiment::{Experiment, Optimizer, OptimizerKind, Schedule};
 use bytemuck::{Pod, Zeroable};
 
 /// The per-step constants of the update (the kernels read them through `gpu::abi`).
@@ -34,8 +34,13 @@ pub fn schedule_scale(schedule: Schedule, step: u32, steps: u32) -> f64 {
 
 /// The constants of step `step` (0-based; PyTorch's step count t is step + 1).
 pub fn step_constants(exp: &Experiment, step: u32) -> StepConstants {
-    let o = &exp.optimizer;
-    let lr = o.lr * schedule_scale(exp.schedule, step, exp.steps);
+    let scale = schedule_scale(exp.schedule, step, exp.steps);
+    optimizer_constants(&exp.optimizer, scale, step)
+}
+
+/// The constants of step `step` of optimizer `o` at learning-rate multiplier `scale`.
+pub fn optimizer_constants(o: &Optimizer, scale: f64, step: u32) -> StepConstants {
+    let lr = o.lr * scale;
     let t = f64::from(step) + 1.0;
     let bias1 = 1.0 - o.beta1.powf(t);
     let bias2 = 1.0 - o.beta2.powf(t);

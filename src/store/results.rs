@@ -210,7 +210,7 @@ impl Results {
 /// Reads results.json of a run directory, checked by [`Results::check`].
 pub fn read_results(dir: &Path) -> anyhow::Result<Results> {
     let path = dir.join("results.json");
-    let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = read_input(&path)?;
     let results: Results = serde_json::from_slice(&text)
         .map_err(|e| UsageError(format!("{} is not a tms results file: {e}", path.display())))?;
     results
@@ -219,10 +219,15 @@ pub fn read_results(dir: &Path) -> anyhow::Result<Results> {
     Ok(results)
 }
 
+/// The bytes of a file the user pointed `tms` at; one that cannot be read is bad input.
+fn read_input(path: &Path) -> Result<Vec<u8>, UsageError> {
+    std::fs::read(path).map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))
+}
+
 /// Reads config.json of a run directory; its experiment is checked as a fresh run's settings are.
 pub fn read_config(dir: &Path) -> anyhow::Result<RunConfig> {
     let path = dir.join("config.json");
-    let text = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = read_input(&path)?;
     let config: RunConfig = serde_json::from_slice(&text)
         .map_err(|e| UsageError(format!("{} is not a tms config file: {e}", path.display())))?;
     config
@@ -251,7 +256,7 @@ pub struct StoredWeights {
 /// Reads W and b back from weights.safetensors.
 pub fn read_weights(dir: &Path) -> anyhow::Result<StoredWeights> {
     let path = dir.join("weights.safetensors");
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = read_input(&path)?;
     let digest = sha256_hex(&bytes);
     let file = TensorFile::from_bytes(bytes)
         .with_context(|| format!("{} is not a weights file", path.display()))?;
