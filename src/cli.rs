@@ -119,6 +119,14 @@ pub enum ReproduceCommand {
         #[command(flatten)]
         sweep: UniformSuperposition,
     },
+    /// Sparse autoencoders on toy models (n = 5, m = 2; n = 100, m = 20; n = 400, m = 30), scored
+    /// against the true features.
+    Sae {
+        #[command(flatten)]
+        options: ReproduceOptions,
+        #[command(flatten)]
+        saes: crate::reproduce::sae::SaeReproduction,
+    },
 }
 
 /// Runs a parsed command line.
@@ -154,6 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             ReproduceCommand::Intro(options) => reproduce(&Intro, &options),
             ReproduceCommand::Phase { options, diagrams } => reproduce(&diagrams, &options),
             ReproduceCommand::Geometry { options, sweep } => reproduce(&sweep, &options),
+            ReproduceCommand::Sae { options, saes } => reproduce(&saes, &options),
         },
     }
 }

@@ -127,3 +127,51 @@ fn bad_reproduction_options_exit_2_and_write_nothing() {
         assert!(!out.exists(), "{args:?}: wrote {}", out.display());
     }
 }
+
+#[test]
+fn reproduce_sae_writes_its_saes_figures_and_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sae");
+    let args = [
+        "sae",
+        "--steps",
+        "20",
+        "--sae-steps",
+        "10",
+        "--pentagon-sae-steps",
+        "50",
+    ];
+    reproduce(&args, &out);
+    assert_run_files(&out.join("pentagon"), 1);
+    for family in ["sae-l1", "sae-l1-no-resampling", "sae-topk", "sae-jumprelu"] {
+        let file: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(out.join("pentagon").join(family).join("sae.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            file["saes"].as_array().unwrap().len(),
+            4,
+            "{family}: 4 restarts"
+        );
+    }
+    let n100: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("n100/sae/sae.json")).unwrap()).unwrap();
+    let latents: Vec<u64> = n100["saes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["latents"].as_u64().unwrap())
+        .collect();
+    assert_eq!(latents, [100, 200, 400].repeat(3));
+    assert_figure(&out.join("sae-pentagon"));
+    assert_figure(&out.join("sae-mmcs"));
+    let text = summary(&out);
+    assert!(
+        text.contains("| L1, resampling |") && text.contains("n400 (n = 400, m = 30)"),
+        "{text}"
+    );
+    // --redraw draws again from the files, training nothing.
+    std::fs::remove_file(out.join("sae-mmcs.png")).unwrap();
+    reproduce(&["sae", "--redraw"], &out);
+    assert_figure(&out.join("sae-mmcs"));
+}

@@ -50,8 +50,8 @@ impl Reproduction for Basic {
         draw_all(&figures, out)
     }
 
-    fn summary(&self, runs: &[RunFiles]) -> String {
-        summary_markdown(runs)
+    fn summary(&self, runs: &[RunFiles], _out: &Path) -> anyhow::Result<String> {
+        Ok(summary_markdown(runs))
     }
 }
 

@@ -177,8 +177,8 @@ impl Reproduction for UniformSuperposition {
         Ok(save(&GeometryFigure { sweep: &sweep }, &out.join("geometry"))?.to_vec())
     }
 
-    fn summary(&self, runs: &[RunFiles]) -> String {
-        summary_markdown(&runs[0].0, &Sweep::of(&runs[0].1))
+    fn summary(&self, runs: &[RunFiles], _out: &Path) -> anyhow::Result<String> {
+        Ok(summary_markdown(&runs[0].0, &Sweep::of(&runs[0].1)))
     }
 }
 

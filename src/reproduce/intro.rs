@@ -99,8 +99,8 @@ impl Reproduction for Intro {
         Ok(save(&IntroFigure { results }, &out.join("intro"))?.to_vec())
     }
 
-    fn summary(&self, runs: &[RunFiles]) -> String {
-        summary_markdown(&runs[0].0, &runs[0].1)
+    fn summary(&self, runs: &[RunFiles], _out: &Path) -> anyhow::Result<String> {
+        Ok(summary_markdown(&runs[0].0, &runs[0].1))
     }
 }
 

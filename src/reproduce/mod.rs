@@ -4,7 +4,8 @@
 //! - [`intro`]: the introduction's figure (n = 5, m = 2): orthogonal, antipodal, pentagon;
 //! - [`phase`]: the phase diagrams of one extra feature (n = 2, m = 1 and n = 3, m = 2), with the
 //!   closed-form boundary for n = 2, m = 1;
-//! - [`geometry`]: dimensions per feature and feature dimensionalities of uniform superposition.
+//! - [`geometry`]: dimensions per feature and feature dimensionalities of uniform superposition;
+//! - [`sae`]: sparse autoencoders on toy models, scored against the true features.
 //!
 //! Each is a [`Reproduction`] (its experiments, figures and summary); [`reproduce`] is the one driver
 //! that checks, trains (or, with `--redraw`, reads back), draws and writes for all of them.
@@ -13,6 +14,7 @@ pub mod basic;
 pub mod geometry;
 pub mod intro;
 pub mod phase;
+pub mod sae;
 
 use crate::device::{BackendChoice, Device};
 use crate::error::UsageError;
@@ -58,11 +60,16 @@ pub trait Reproduction {
         &self,
         options: &ReproduceOptions,
     ) -> Result<Vec<(&'static str, Experiment)>, UsageError>;
+    /// Work on the trained runs before the figures are drawn (the SAEs of `tms reproduce sae`);
+    /// skipped with `--redraw`, whose figures read what it wrote.
+    fn after_training(&self, _out: &Path, _options: &ReproduceOptions) -> anyhow::Result<()> {
+        Ok(())
+    }
     /// Draws its figures into `out` from its runs (in the order of [`Reproduction::experiments`]);
     /// returns the files written.
     fn figures(&self, runs: &[RunFiles], out: &Path) -> anyhow::Result<Vec<PathBuf>>;
     /// Its summary.md: the numbers compared with the paper.
-    fn summary(&self, runs: &[RunFiles]) -> String;
+    fn summary(&self, runs: &[RunFiles], out: &Path) -> anyhow::Result<String>;
 }
 
 /// Runs a reproduction end to end: resolves its experiments and checks every run directory before
@@ -94,11 +101,14 @@ pub fn reproduce(
         let dir = out.join(name);
         runs.push((read_config(&dir)?, read_results(&dir)?));
     }
+    if !options.redraw {
+        reproduction.after_training(&out, options)?;
+    }
     for path in reproduction.figures(&runs, &out)? {
         eprintln!("wrote {}", path.display());
     }
     let summary = out.join("summary.md");
-    write_atomic(&summary, reproduction.summary(&runs).as_bytes())?;
+    write_atomic(&summary, reproduction.summary(&runs, &out)?.as_bytes())?;
     eprintln!("wrote {}", summary.display());
     Ok(())
 }

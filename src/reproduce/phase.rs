@@ -290,9 +290,9 @@ impl Reproduction for PhaseDiagrams {
         Ok(save(&figure, &out.join("phase"))?.to_vec())
     }
 
-    fn summary(&self, runs: &[RunFiles]) -> String {
+    fn summary(&self, runs: &[RunFiles], _out: &Path) -> anyhow::Result<String> {
         let diagrams: Vec<Diagram> = runs.iter().map(|(_, r)| Diagram::of(r)).collect();
-        summary_markdown(&runs[0].0, &diagrams)
+        Ok(summary_markdown(&runs[0].0, &diagrams))
     }
 }
 

@@ -18,7 +18,7 @@ use crate::experiment::{Optimizer, OptimizerKind};
 use crate::store::results::{read_config, read_results};
 use crate::store::write_atomic;
 use model::{SaeKind, SaeShape};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// `tms sae`'s flags.
@@ -92,7 +92,7 @@ pub struct ToyInstance {
 }
 
 /// One SAE: which toy instance it reads, its kind, latents and penalty, and which restart it is.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SaeSpec {
     /// Index into [`SaeExperiment::toys`].
     #[serde(skip)]
@@ -275,7 +275,7 @@ impl SaeOptions {
 }
 
 /// How well one SAE recovers the true features, on held-out inputs.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SaeScores {
     /// Mean over the represented true features of the best cosine with a decoder row (MMCS).
     pub mmcs: f64,
@@ -336,7 +336,7 @@ impl SaeScores {
 }
 
 /// One trained SAE as sae.json holds it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SaeResult {
     /// The toy instance (index into the run's results.json) and its density.
     pub instance: usize,
@@ -348,7 +348,7 @@ pub struct SaeResult {
     pub b_enc: Vec<f32>,
     pub w_dec: Vec<Vec<f32>>,
     pub b_dec: Vec<f32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<Vec<f32>>,
     pub scores: SaeScores,
     /// (step, mean training loss) at 100 points of the run.
@@ -358,7 +358,7 @@ pub struct SaeResult {
 }
 
 /// sae.json.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct SaeFile {
     pub run: String,
     pub features: usize,
@@ -436,6 +436,15 @@ pub fn train_into(options: &SaeOptions) -> anyhow::Result<SaeFile> {
         );
     }
     Ok(file)
+}
+
+/// Reads `DIR/sae.json`.
+pub fn read_sae_file(dir: &Path) -> anyhow::Result<SaeFile> {
+    let path = dir.join("sae.json");
+    let bytes = std::fs::read(&path)
+        .map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| UsageError(format!("{} is not a tms sae file: {e}", path.display())).into())
 }
 
 /// The output directory, refused if it holds an sae.json (unless `force`), created and probed.
