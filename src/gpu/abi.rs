@@ -170,11 +170,10 @@ interface_constants! {
     HIDDEN_BINDING = 4;
     DELTA_BINDING = 5;
     GRAD_BINDING = 6;
-    /// Threads per workgroup of small.wgsl, parameters per thread at most, and floats of staging
-    /// memory (15 KiB, so that the WebGPU default of 16 KiB holds it with two WG-sized arrays).
-    SMALL_WG = 64;
-    SMALL_PPT = 16;
-    SMALL_SHM_FLOATS = 3840;
+    /// Threads per workgroup of the generated register kernel (src/gpu/register.rs), and the
+    /// largest model it takes (m·n + n: gradient accumulators per thread).
+    REGISTER_WG = 64;
+    REGISTER_MAX_PARAMS = 256;
     /// Tile edge of tiled.wgsl.
     TILE = 16;
     /// Threads per workgroup of tiled_adam.wgsl and of the sampler kernel.

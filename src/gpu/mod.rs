@@ -2,17 +2,19 @@
 //! plumbing shared by the kernels, and the [`GpuTrainer`].
 //!
 //! Reading order: [`abi`] (the structs, constants and bindings the host shares with the kernels),
-//! [`shaders`] (the WGSL sources), this module (device, layout, buffers),
+//! [`shaders`] (the WGSL sources), [`register`] (the small-model kernel generated per model size), this module (device, layout, buffers),
 //! [`trainer`] (the training loop on the device), [`batch`] (the sampler kernel the tests check
 //! against the CPU). No optional feature is required, so the same kernels run on Vulkan, Metal, DX12
-//! and GL; timestamp queries time the work where the adapter has them.
+//! and GL; where the adapter has them, subgroup operations sum the small-model gradients and
+//! timestamp queries time the work.
 
 pub mod abi;
 pub mod batch;
+pub mod register;
 pub mod shaders;
 pub mod trainer;
 
-pub use trainer::{GpuOptions, GpuTrainer};
+pub use trainer::{GpuOptions, GpuTrainer, Kernel};
 
 use abi::{
     DELTA_BINDING, DISPATCH_BINDING, GRAD_BINDING, HIDDEN_BINDING, LOSSES_BINDING, SHARD_BINDING,
@@ -96,6 +98,8 @@ pub struct Gpu {
     /// A CPU implementation (llvmpipe, lavapipe): its loops stop after 65,535 iterations in all per
     /// invocation, so long dispatches must be cut shorter.
     pub software: bool,
+    /// The smallest subgroup the device may run, where it has subgroup operations.
+    pub subgroup_min_size: Option<u32>,
     /// Bytes of all buffers created through this `Gpu` (what `tms bench` reports as device memory).
     allocated: std::sync::atomic::AtomicU64,
 }
@@ -122,7 +126,8 @@ impl Gpu {
         };
         let limits = adapter.limits();
         // Optional features the kernels and the timer use where the adapter has them.
-        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY);
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("tms"),
             required_limits: limits.clone(),
@@ -131,13 +136,18 @@ impl Gpu {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
             .context("cannot open the GPU device")?;
-        let software = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        let info = adapter.get_info();
+        let software = info.device_type == wgpu::DeviceType::Cpu;
+        let subgroup_min_size = features
+            .contains(wgpu::Features::SUBGROUP)
+            .then_some(info.subgroup_min_size);
         Ok(Gpu {
             device,
             queue,
             adapter: summary(&adapter),
             limits,
             software,
+            subgroup_min_size,
             allocated: Default::default(),
         })
     }
@@ -239,10 +249,14 @@ impl Gpu {
     }
 
     fn module(&self, kernel: &str) -> wgpu::ShaderModule {
-        let source = shaders::assembled(kernel);
+        self.module_of(kernel, shaders::assembled(kernel))
+    }
+
+    /// A shader module of WGSL `source` (complete, prelude included).
+    fn module_of(&self, label: &str, source: String) -> wgpu::ShaderModule {
         self.device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel),
+                label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             })
     }

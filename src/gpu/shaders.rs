@@ -1,6 +1,7 @@
 //! The WGSL sources of every pipeline, assembled from the generated interface prelude
 //! ([`super::abi::prelude`]), the Philox generator and the shared code (`philox.wgsl`,
-//! `common.wgsl`), then the kernel file: WGSL has no imports.
+//! `common.wgsl`), then the kernel file (or the kernel [`super::register`] generates): WGSL has no
+//! imports.
 
 use super::abi;
 
@@ -8,9 +9,8 @@ const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 /// The kernels: (file name, kernel source).
-const KERNELS: [(&str, &str); 4] = [
+const KERNELS: [(&str, &str); 3] = [
     ("features.wgsl", include_str!("../../shaders/features.wgsl")),
-    ("small.wgsl", include_str!("../../shaders/small.wgsl")),
     ("tiled.wgsl", include_str!("../../shaders/tiled.wgsl")),
     (
         "tiled_adam.wgsl",
