@@ -156,7 +156,8 @@ fn wgsl_sampler_reproduces_the_cpu_batches_bit_for_bit() {
 
 /// Every way the GPU trainer can be built for a small model: the register kernel with W in
 /// registers and in workgroup memory, each with the subgroup reduction (where the adapter has it)
-/// and the workgroup one; the tiled kernels.
+/// and the workgroup one; the register kernel split over several workgroups per instance; the
+/// tiled kernels.
 fn small_model_kernels() -> Vec<(String, GpuOptions)> {
     let mut all = vec![];
     let subgroups = Gpu::open(None).unwrap().subgroup_min_size.is_some();
@@ -176,6 +177,13 @@ fn small_model_kernels() -> Vec<(String, GpuOptions)> {
             }
         }
     }
+    all.push((
+        "split in 3 slices".into(),
+        GpuOptions {
+            kernel: Some(Kernel::Split { slices: 3 }),
+            ..Default::default()
+        },
+    ));
     all.push((
         "tiled".into(),
         GpuOptions {
@@ -273,6 +281,31 @@ fn trajectories_match_the_cpu() {
     }
 }
 
+/// Few instances on a big GPU: each instance split over several workgroups (partial sums, then a
+/// fixed-order sum over the slices and Adam) follows the unsplit kernel within the trajectory
+/// tolerance (the sums are taken in another order), also with a batch that is not a multiple of
+/// the workgroup and more slices than runs of 64 samples (one slice gets none).
+#[test]
+fn split_instances_follow_unsplit_ones() {
+    if !have_gpu() {
+        return;
+    }
+    for (batch, slices) in [(256, 4), (100, 3)] {
+        let exp = experiment(ModelKind::Relu, 20, 5, batch, 150, &[1.0, 0.1, 0.003]);
+        let what = format!("batch {batch} in {slices} slices");
+        let with = |kernel| GpuOptions {
+            kernel: Some(kernel),
+            ..Default::default()
+        };
+        let mut split_run = gpu_trainer(&exp, &with(Kernel::Split { slices }));
+        assert_eq!(split_run.kernel(), Kernel::Split { slices });
+        let split = run(&mut split_run, 150);
+        let whole = run(&mut gpu_trainer(&exp, &with(Kernel::Register)), 150);
+        assert_close(&what, &split, &whole, 2e-5, 1e-4);
+        assert_trained(&what, &exp, &split.0, 0.05);
+    }
+}
+
 /// A sweep forced into several shards (a tiny storage-binding cap) gives bit for bit the same state
 /// and losses as the unsplit sweep, on every kernel.
 #[test]
@@ -281,7 +314,7 @@ fn split_sweeps_equal_unsplit_ones() {
         return;
     }
     let densities: Vec<f64> = (0..10).map(|i| 0.5f64.powi(i)).collect();
-    for kernel in [Kernel::Register, Kernel::Tiled] {
+    for kernel in [Kernel::Register, Kernel::Split { slices: 2 }, Kernel::Tiled] {
         let exp = experiment(ModelKind::Relu, 21, 6, 40, 60, &densities);
         let options = GpuOptions {
             kernel: Some(kernel),

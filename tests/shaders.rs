@@ -13,7 +13,7 @@ use tms::optim::StepConstants;
 /// Every kernel source the host can hand to wgpu: (name, complete source, whether it uses
 /// subgroup operations). The generated ones at the seed's size, at odd sizes and at the register
 /// kernel's largest model, each with W in registers and in workgroup memory, summed with subgroup
-/// operations (smallest subgroups of 4, WebGPU's minimum, and 32) and without.
+/// operations (smallest subgroups of 4, WebGPU's minimum, and 32) and without, whole or split.
 fn all_kernels() -> Vec<(String, String, bool)> {
     let mut all: Vec<_> = kernel_names()
         .map(|name| (name.to_string(), assembled(name), false))
@@ -21,15 +21,18 @@ fn all_kernels() -> Vec<(String, String, bool)> {
     for (n, m) in [(20, 5), (13, 3), (5, 2), (1, 1), (16, 15)] {
         for w_in_registers in [true, false] {
             for subgroup_min_size in [None, Some(4), Some(32)] {
-                let variant = Variant {
-                    w_in_registers,
-                    subgroup_min_size,
-                };
-                all.push((
-                    format!("register n {n} m {m} {variant:?}"),
-                    with_prelude(&register::kernel(n, m, variant)),
-                    subgroup_min_size.is_some(),
-                ));
+                for split in [false, true] {
+                    let variant = Variant {
+                        w_in_registers,
+                        subgroup_min_size,
+                        split,
+                    };
+                    all.push((
+                        format!("register n {n} m {m} {variant:?}"),
+                        with_prelude(&register::kernel(n, m, variant)),
+                        subgroup_min_size.is_some(),
+                    ));
+                }
             }
         }
     }
@@ -130,7 +133,15 @@ fn kernel_files_take_numbers_from_the_prelude() {
 #[test]
 fn every_kernel_validates_and_translates() {
     let names: Vec<_> = kernel_names().collect();
-    assert_eq!(names, ["features.wgsl", "tiled.wgsl", "tiled_adam.wgsl"]);
+    assert_eq!(
+        names,
+        [
+            "features.wgsl",
+            "split_adam.wgsl",
+            "tiled.wgsl",
+            "tiled_adam.wgsl"
+        ]
+    );
     for (name, source, subgroups) in all_kernels() {
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));

@@ -119,6 +119,8 @@ interface_struct! {
         /// Instances in this shard, and the global index of its first one (the Philox instance word).
         pub instances: u32,
         pub first_instance: u32,
+        /// Workgroups per instance of the split register kernel (1 for the other kernels).
+        pub slices: u32,
         pub relu: u32,
         pub log_every: u32,
         pub total_steps: u32,

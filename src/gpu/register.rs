@@ -13,6 +13,11 @@
 //! - without (GL, WebGPU without the feature): rounds of [`CHUNK`] values, each thread writing its
 //!   accumulators to workgroup memory and the first threads summing them in thread order.
 //!
+//! Few instances on a big GPU ([`Variant::split`]): each instance is split over several
+//! workgroups ("slices") that take every slices-th run of WG samples, sum their share as above and
+//! write it to a partials buffer; `shaders/split_adam.wgsl` then sums the slices in slice order
+//! and applies Adam. Two dispatches per step, but every compute unit busy.
+//!
 //! Where W lives: on software adapters every thread copies W and b into registers once per step
 //! (llvmpipe turns each workgroup-memory access into a loop over its SIMD lanes); on GPUs W is read
 //! from workgroup memory at constant addresses, a broadcast that costs no registers.
@@ -34,6 +39,10 @@ pub struct Variant {
     /// Sum with subgroup operations, given the adapter's smallest subgroup size; the workgroup
     /// reduction when `None`.
     pub subgroup_min_size: Option<u32>,
+    /// One step per dispatch with each instance split over `Config::slices` workgroups, which
+    /// write partial sums for `shaders/split_adam.wgsl` (entry point `train_slice`); else many steps
+    /// per dispatch with Adam in the kernel (entry point `train`).
+    pub split: bool,
 }
 
 /// Whether the register kernel takes n features and m hidden dimensions.
@@ -124,12 +133,21 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     ));
     o.line("// The step's sums: ∂W, ∂b, loss, all-zero samples.");
     o.line(format!("var<workgroup> total: array<f32, {values}>;"));
+    if variant.split {
+        o.line("// [instances][slices][values]: each slice's sums (split_adam.wgsl adds them up).");
+        o.line("@group(0) @binding(GRAD_BINDING) var<storage, read_write> partials: array<f32>;");
+    }
     o.line("@compute @workgroup_size(REGISTER_WG)");
     let subgroup_inputs = match variant.subgroup_min_size {
         Some(_) => ", @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) subgroup: u32, @builtin(num_subgroups) subgroups: u32",
         None => "",
     };
-    o.line(format!("fn train(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32{subgroup_inputs}) {{"));
+    let entry = if variant.split {
+        "train_slice"
+    } else {
+        "train"
+    };
+    o.line(format!("fn {entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32{subgroup_inputs}) {{"));
     o.line("    let instance = wid.x;");
     o.line(format!("    let count = {count}u;"));
     o.line("    let total_count = shard.config.instances * count;");
@@ -138,26 +156,37 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     for j in 0..n {
         o.line(format!("    let imp{j} = importance_at(instance, {j}u);"));
     }
-    // Owners: parameter p = tid + q·WG, with its Adam moments in registers.
+    // Owners: parameter p = tid + q·WG, with its Adam moments in registers (split: no moments,
+    // Adam runs in split_adam.wgsl).
     for q in 0..owned {
         o.line(format!("    let p{q} = tid + {}u;", q * wg));
-        o.line(format!("    var m1_{q} = 0.0;"));
-        o.line(format!("    var m2_{q} = 0.0;"));
+        if !variant.split {
+            o.line(format!("    var m1_{q} = 0.0;"));
+            o.line(format!("    var m2_{q} = 0.0;"));
+        }
         o.line(format!("    if p{q} < count {{"));
         o.line(format!(
             "        pshm[p{q}] = state[instance * count + p{q}];"
         ));
-        o.line(format!(
-            "        m1_{q} = state[total_count + instance * count + p{q}];"
-        ));
-        o.line(format!(
-            "        m2_{q} = state[2u * total_count + instance * count + p{q}];"
-        ));
+        if !variant.split {
+            o.line(format!(
+                "        m1_{q} = state[total_count + instance * count + p{q}];"
+            ));
+            o.line(format!(
+                "        m2_{q} = state[2u * total_count + instance * count + p{q}];"
+            ));
+        }
         o.line("    }");
     }
-    o.line("    var log_slot = dispatch.params.log_slot;");
-    o.line("    for (var t = 0u; t < dispatch.params.steps; t++) {");
-    o.line("        let step = dispatch.params.first_step + t;");
+    if variant.split {
+        o.line("    let slice = wid.y;");
+        o.line("    {");
+        o.line("        let step = dispatch.params.first_step;");
+    } else {
+        o.line("    var log_slot = dispatch.params.log_slot;");
+        o.line("    for (var t = 0u; t < dispatch.params.steps; t++) {");
+        o.line("        let step = dispatch.params.first_step + t;");
+    }
     o.line("        workgroupBarrier();");
     if in_registers {
         for k in 0..m {
@@ -174,7 +203,11 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     }
 
     // Each thread's samples: forward, backward, and the gradient terms into its accumulators.
-    o.line("        for (var s = tid; s < shard.config.batch; s += REGISTER_WG) {");
+    if variant.split {
+        o.line("        for (var s = slice * REGISTER_WG + tid; s < shard.config.batch; s += shard.config.slices * REGISTER_WG) {");
+    } else {
+        o.line("        for (var s = tid; s < shard.config.batch; s += REGISTER_WG) {");
+    }
     let groups = n.div_ceil(4);
     for g in 0..groups {
         o.line(format!(
@@ -232,10 +265,17 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         None => workgroup_reduction(&mut o, values),
     }
 
-    // The loss of a log step: every all-zero sample has the loss of y = b.
-    o.line("        workgroupBarrier();");
-    o.line(format!("        let zeros = total[{zero_acc}u];"));
-    o.line("        if tid == 0u && is_log_step(step) {");
+    if variant.split {
+        split_epilogue(&mut o, n, m);
+    } else {
+        adam_epilogue(&mut o, n, m);
+    }
+    o.0
+}
+
+/// The loss of a log step into `total` (unscaled): every all-zero sample has the loss of y = b.
+fn log_loss(o: &mut Text, n: usize, m: usize) {
+    let (loss_acc, zero_acc) = (m * n + n, m * n + n + 1);
     o.line("            var zero_loss = 0.0;");
     o.line(format!("            for (var j = 0u; j < {n}u; j++) {{"));
     o.line(format!(
@@ -243,14 +283,28 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         m * n
     ));
     o.line("            }");
-    o.line(format!("            losses[log_slot * shard.config.instances + instance] = (total[{loss_acc}u] + zeros * zero_loss) * shard.config.scale;"));
+    o.line(format!(
+        "            total[{loss_acc}u] += total[{zero_acc}u] * zero_loss;"
+    ));
+}
+
+/// The rest of a whole-instance step: the loss, then Adam by the owners with the bias gradient of
+/// the all-zero samples in closed form; after the last step, the state back to memory.
+fn adam_epilogue(o: &mut Text, n: usize, m: usize) {
+    let (count, wg) = (m * n + n, REGISTER_WG as usize);
+    let owned = count.div_ceil(wg);
+    o.line("        workgroupBarrier();");
+    o.line("        if tid == 0u && is_log_step(step) {");
+    log_loss(o, n, m);
+    o.line(format!(
+        "            losses[log_slot * shard.config.instances + instance] = total[{count}u] * shard.config.scale;"
+    ));
     o.line("        }");
     o.line("        if is_log_step(step) {");
     o.line("            log_slot += 1u;");
     o.line("        }");
-
-    // Adam by the owners; the bias gradient of the all-zero samples in closed form.
     o.line("        workgroupBarrier();");
+    o.line(format!("        let zeros = total[{}u];", count + 1));
     o.line("        let c = dispatch.constants[t];");
     for q in 0..owned {
         o.line(format!("        if p{q} < count {{"));
@@ -284,7 +338,27 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         o.line("    }");
     }
     o.line("}");
-    o.0
+}
+
+/// The rest of a split step: the slice's sums (its loss with its all-zero samples' share) to the
+/// partials buffer.
+fn split_epilogue(o: &mut Text, n: usize, m: usize) {
+    let values = reduced_values(n, m);
+    o.line("        workgroupBarrier();");
+    o.line("        if tid == 0u && is_log_step(step) {");
+    log_loss(o, n, m);
+    o.line("        }");
+    o.line("        workgroupBarrier();");
+    o.line(format!(
+        "        let at = (instance * shard.config.slices + slice) * {values}u;"
+    ));
+    o.line(format!(
+        "        for (var i = tid; i < {values}u; i += REGISTER_WG) {{"
+    ));
+    o.line("            partials[at + i] = total[i];");
+    o.line("        }");
+    o.line("    }");
+    o.line("}");
 }
 
 /// Sums accumulators a0.. of every thread into `total`: within each subgroup by `subgroupAdd`, then

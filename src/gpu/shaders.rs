@@ -9,8 +9,12 @@ const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 /// The kernels: (file name, kernel source).
-const KERNELS: [(&str, &str); 3] = [
+const KERNELS: [(&str, &str); 4] = [
     ("features.wgsl", include_str!("../../shaders/features.wgsl")),
+    (
+        "split_adam.wgsl",
+        include_str!("../../shaders/split_adam.wgsl"),
+    ),
     ("tiled.wgsl", include_str!("../../shaders/tiled.wgsl")),
     (
         "tiled_adam.wgsl",

@@ -5,7 +5,9 @@
 //! Two kernels do the work ([`Kernel`]):
 //! - small models (the seed's n = 20, m = 5; m·n + n ≤ 256): the register kernel generated for each
 //!   (n, m) by [`super::register`], one workgroup per instance running up to 100 steps per dispatch
-//!   (fewer on llvmpipe, see [`LOOP_BUDGET`]) with each thread's gradient sums in registers;
+//!   (fewer on llvmpipe, see [`LOOP_BUDGET`]) with each thread's gradient sums in registers; on a
+//!   hardware GPU with fewer instances than [`SPLIT_BELOW`], each instance split over several
+//!   workgroups instead (partial sums, then `shaders/split_adam.wgsl`: two dispatches per step);
 //! - everything else: `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, five dispatches per step over
 //!   16 × 16 tiles, with H, dH and δ of the batch in device buffers.
 //!
@@ -14,7 +16,9 @@
 //! cap for tests) and the instance grid dimension within the adapter's workgroups per dimension.
 //! Shards never interact; each dispatch runs over one shard.
 
-use super::abi::{dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, TILE};
+use super::abi::{
+    dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, REGISTER_WG, TILE,
+};
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
 use crate::experiment::{Experiment, ModelKind};
@@ -31,6 +35,10 @@ const SMALL_DISPATCH_STEPS: u32 = 100;
 /// silently leaves all loops: a long small-model dispatch would stop training midway. Dispatches
 /// there are cut to stay below this, with a margin for the estimate in [`register::loop_iterations`].
 const LOOP_BUDGET: u64 = 50_000;
+/// wgpu does not report an adapter's compute units: a hardware GPU is taken to have about this many
+/// (an H100 has 132 SMs, an RTX 4090 128), so that fewer instances than this leave most of it idle
+/// unless each is split over several workgroups, enough to give it about this many in all.
+const SPLIT_BELOW: usize = 128;
 /// Steps and log points per command buffer (sizes the step table, params and loss buffers).
 const SUBMIT_STEPS: u32 = 1000;
 const LOG_SLOTS: usize = 64;
@@ -40,6 +48,8 @@ const LOG_SLOTS: usize = 64;
 pub enum Kernel {
     /// Generated per (n, m), gradient sums in registers: m·n + n ≤ 256.
     Register,
+    /// The register kernel with each instance split over `slices` workgroups of samples.
+    Split { slices: u32 },
     /// `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, any size.
     Tiled,
 }
@@ -145,13 +155,13 @@ pub struct GpuTrainer {
     exp: Experiment,
     step: u32,
     kernel: Kernel,
-    /// register: [train]; tiled: [hidden_forward, output_delta, hidden_backward, gradient, adam_step].
+    /// register: [train]; split: [train_slice, apply_partials]; tiled: [hidden_forward, output_delta, hidden_backward, gradient, adam_step].
     pipelines: Vec<wgpu::ComputePipeline>,
     shards: Vec<Shard>,
     /// One slot per dispatch of a command buffer: [`Params`] and the step constants of its steps.
     dispatches: wgpu::Buffer,
     dispatch_stride: u64,
-    /// Steps per dispatch (1 for the tiled kernels).
+    /// Steps per dispatch (1 for the split and tiled kernels).
     per_dispatch: u32,
     loss_readback: wgpu::Buffer,
     state_readback: wgpu::Buffer,
@@ -194,6 +204,7 @@ impl GpuTrainer {
         let with_subgroups = Variant {
             w_in_registers,
             subgroup_min_size: gpu.subgroup_min_size,
+            split: false,
         };
         // Subgroup partial sums take a row per subgroup: fall back where they do not fit.
         let subgroups_fit = gpu.subgroup_min_size.is_some()
@@ -208,19 +219,35 @@ impl GpuTrainer {
         let variant = match subgroups_fit && options.subgroups != Some(false) {
             true => with_subgroups,
             false => Variant {
-                w_in_registers,
                 subgroup_min_size: None,
+                ..with_subgroups
             },
         };
         let register_fits =
             fits_register(n, m) && in_budget(register::loop_iterations(n, m, batch, variant));
+        let instances = exp.instances.len();
+        let slices = batch
+            .div_ceil(REGISTER_WG as usize)
+            .min(SPLIT_BELOW.div_ceil(instances)) as u32;
         let kernel = match options.kernel {
             Some(Kernel::Register) if !register_fits => {
                 bail!("the register kernel cannot train n = {n}, m = {m}, batch {batch}")
             }
+            Some(Kernel::Split { slices }) if !fits_register(n, m) || slices == 0 => {
+                bail!("the split register kernel cannot train n = {n}, m = {m} in {slices} slices")
+            }
             Some(kernel) => kernel,
+            None if register_fits && !gpu.software && slices > 1 => Kernel::Split { slices },
             None if register_fits => Kernel::Register,
             None => Kernel::Tiled,
+        };
+        let slices = match kernel {
+            Kernel::Split { slices } => slices,
+            _ => 1,
+        };
+        let variant = Variant {
+            split: matches!(kernel, Kernel::Split { .. }),
+            ..variant
         };
         let tiled = kernel == Kernel::Tiled;
         if gpu.software && tiled && tiled_loop_iterations(n, m, batch) > LOOP_BUDGET {
@@ -236,6 +263,9 @@ impl GpuTrainer {
         // largest within one binding.
         let loss_tiles = n.div_ceil(tile) * batch.div_ceil(tile);
         let mut per_instance = vec![3 * count * 4, (n + 1) * 4, LOG_SLOTS * 4];
+        if let Kernel::Split { slices } = kernel {
+            per_instance.push(slices as usize * (count + 2) * 4);
+        }
         if tiled {
             per_instance.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
         }
@@ -272,9 +302,18 @@ impl GpuTrainer {
                 let module = gpu.module_of("register kernel", source);
                 vec![gpu.pipeline(&layout, &module, "train")]
             }
+            Kernel::Split { .. } => {
+                let source = shaders::with_prelude(&register::kernel(n, m, variant));
+                let module = gpu.module_of("split register kernel", source);
+                let adam = gpu.module("split_adam.wgsl");
+                vec![
+                    gpu.pipeline(&layout, &module, "train_slice"),
+                    gpu.pipeline(&layout, &adam, "apply_partials"),
+                ]
+            }
         };
 
-        let per_dispatch = if tiled {
+        let per_dispatch = if kernel != Kernel::Register {
             1
         } else if gpu.software {
             (LOOP_BUDGET / register::loop_iterations(n, m, batch, variant))
@@ -288,7 +327,6 @@ impl GpuTrainer {
             "dispatches",
             dispatch_stride * u64::from(SUBMIT_STEPS.div_ceil(per_dispatch)),
         );
-        let instances = exp.instances.len();
         let loss_readback = gpu.readback("loss read-back", (LOG_SLOTS * instances * 4) as u64);
         let state_readback = gpu.readback(
             "state read-back",
@@ -306,6 +344,7 @@ impl GpuTrainer {
                 batch: batch as u32,
                 instances: len as u32,
                 first_instance: exp.global_index(first),
+                slices,
                 relu: u32::from(exp.model == ModelKind::Relu),
                 log_every: exp.log_every,
                 total_steps: exp.steps,
@@ -326,18 +365,20 @@ impl GpuTrainer {
             words.extend(inst.iter().map(|i| presence_threshold(i.density)));
             let state_buffer = gpu.storage("state", &pack(&state, exp, first, len));
             let losses = gpu.storage_zeroed("losses", (LOG_SLOTS * len * 4) as u64);
-            let (hidden, delta, grad) = if tiled {
-                (
+            let (hidden, delta, grad) = match kernel {
+                Kernel::Tiled => (
                     gpu.storage_zeroed("hidden", (2 * len * batch * m * 4) as u64),
                     gpu.storage_zeroed("delta", (len * batch * n * 4) as u64),
                     gpu.storage_zeroed("gradients", (len * (count + loss_tiles) * 4) as u64),
-                )
-            } else {
-                (
+                ),
+                _ => (
                     gpu.storage_zeroed("unused", 16),
                     gpu.storage_zeroed("unused", 16),
-                    gpu.storage_zeroed("unused", 16),
-                )
+                    gpu.storage_zeroed(
+                        "partials",
+                        (len * slices as usize * (count + 2) * 4) as u64,
+                    ),
+                ),
             };
             let bind_group = gpu.bind_group(
                 &group_layout,
@@ -393,10 +434,20 @@ impl GpuTrainer {
         for shard in &self.shards {
             pass.set_bind_group(0, &shard.bind_group, &[offset]);
             let count = shard.count as u32;
-            if self.kernel != Kernel::Tiled {
-                pass.set_pipeline(&self.pipelines[0]);
-                pass.dispatch_workgroups(count, 1, 1);
-                continue;
+            match self.kernel {
+                Kernel::Register => {
+                    pass.set_pipeline(&self.pipelines[0]);
+                    pass.dispatch_workgroups(count, 1, 1);
+                    continue;
+                }
+                Kernel::Split { slices } => {
+                    pass.set_pipeline(&self.pipelines[0]);
+                    pass.dispatch_workgroups(count, slices, 1);
+                    pass.set_pipeline(&self.pipelines[1]);
+                    pass.dispatch_workgroups(count, 1, 1);
+                    continue;
+                }
+                Kernel::Tiled => {}
             }
             let tiles = |len: usize| len.div_ceil(TILE as usize) as u32;
             let adam_groups = (shard.count * (m * n + n)).div_ceil(ADAM_WG as usize);
