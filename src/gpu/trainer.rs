@@ -72,6 +72,30 @@ pub struct GpuOptions {
     pub max_steps_per_dispatch: Option<u32>,
 }
 
+/// The kernel that trains `instances` models of n features, m hidden dimensions and `batch`
+/// samples: the register kernel where it fits (`register_fits`: the model, and on software
+/// adapters the loop budget), split over several workgroups per instance on hardware adapters
+/// that few instances would leave idle; the tiled kernels otherwise.
+pub fn default_kernel(
+    n: usize,
+    m: usize,
+    batch: usize,
+    instances: usize,
+    software: bool,
+    register_fits: bool,
+) -> Kernel {
+    let slices = batch
+        .div_ceil(REGISTER_WG as usize)
+        .min(SPLIT_BELOW.div_ceil(instances)) as u32;
+    if !register_fits || !fits_register(n, m) {
+        Kernel::Tiled
+    } else if !software && slices > 1 {
+        Kernel::Split { slices }
+    } else {
+        Kernel::Register
+    }
+}
+
 /// An upper estimate of the loop iterations of the busiest tiled.wgsl / tiled_adam.wgsl invocation:
 /// the gradient tile's loop over the batch, the hidden tiles' loop over features, or the loss sum
 /// over output_delta's tiles.
@@ -226,9 +250,6 @@ impl GpuTrainer {
         let register_fits =
             fits_register(n, m) && in_budget(register::loop_iterations(n, m, batch, variant));
         let instances = exp.instances.len();
-        let slices = batch
-            .div_ceil(REGISTER_WG as usize)
-            .min(SPLIT_BELOW.div_ceil(instances)) as u32;
         let kernel = match options.kernel {
             Some(Kernel::Register) if !register_fits => {
                 bail!("the register kernel cannot train n = {n}, m = {m}, batch {batch}")
@@ -237,9 +258,7 @@ impl GpuTrainer {
                 bail!("the split register kernel cannot train n = {n}, m = {m} in {slices} slices")
             }
             Some(kernel) => kernel,
-            None if register_fits && !gpu.software && slices > 1 => Kernel::Split { slices },
-            None if register_fits => Kernel::Register,
-            None => Kernel::Tiled,
+            None => default_kernel(n, m, batch, instances, gpu.software, register_fits),
         };
         let slices = match kernel {
             Kernel::Split { slices } => slices,
