@@ -228,12 +228,13 @@ fn tiled_step(w: &Workload) -> Step {
         dram_bytes: depth * 2.0 * tile * tile * 4.0,
     };
     let launches = vec![
-        // H = X Wᵀ: X generated per tile; tile_b[lid.x][jj] is an 8-way bank conflict (9 wavefronts).
-        gemm(m * b * count, n, 9.0, n),
+        // H = X Wᵀ: X generated per tile; two shared reads per warp-FMA, conflict-free (tile_b's
+        // rows are padded to TILE + 1 floats).
+        gemm(m * b * count, n, 2.0, n),
         // δ = f(H W + b): X generated once per tile for the error.
         gemm(n * b * count, m, 2.0, 1.0),
-        // dH = δ Wᵀ: the same conflict.
-        gemm(m * b * count, n, 9.0, 0.0),
+        // dH = δ Wᵀ.
+        gemm(m * b * count, n, 2.0, 0.0),
         // ∂W = Hᵀδ + dHᵀX over the batch: two products, X generated per batch tile.
         gemm(n * m * count, 2.0 * b, 2.0, b),
         // Adam: one thread per parameter.

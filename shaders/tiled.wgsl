@@ -20,7 +20,10 @@
 @group(0) @binding(GRAD_BINDING) var<storage, read_write> grad: array<f32>;
 
 var<workgroup> tile_a: array<array<f32, TILE>, TILE>;
-var<workgroup> tile_b: array<array<f32, TILE>, TILE>;
+// One padding column: hidden_tile reads tile_b[lid.x][jj], a column across the warp's threads; rows of
+// TILE + 1 floats put those reads in distinct memory banks (TILE floats would share two banks, an 8-way
+// conflict on 32-bank GPUs).
+var<workgroup> tile_b: array<array<f32, TILE + 1u>, TILE>;
 var<workgroup> tile_c: array<array<f32, TILE>, TILE>;
 var<workgroup> tile_d: array<array<f32, TILE>, TILE>;
 var<workgroup> red: array<f32, TILE * TILE>;
