@@ -13,7 +13,7 @@
 //! warps up to 16 per unit), plus a fixed cost per dependent dispatch.
 
 use tms::bench::{standard_workloads, Workload};
-use tms::gpu::abi::{REGISTER_WG, TILE};
+use tms::gpu::abi::{REGISTER_WG, SAMPLER_WG, TILE};
 use tms::gpu::register::fits_register;
 use tms::gpu::trainer::{default_kernel, Kernel};
 
@@ -204,39 +204,57 @@ fn register_step(w: &Workload, slices: usize, kernel: Kernel) -> Step {
     }
 }
 
-/// The tiled kernels: hidden_forward, output_delta, hidden_backward, gradient, adam_step.
+/// The tiled kernels: generate (features.wgsl), hidden_forward, output_delta, hidden_backward,
+/// gradient, adam_step.
 fn tiled_step(w: &Workload) -> Step {
     let tile = TILE as f64;
     let tiles = |len: usize| (len as f64 / tile).ceil();
     let (n, m, b) = (tiles(w.features), tiles(w.hidden), tiles(BATCH));
     let count = w.densities.len() as f64;
     let threads = tile * tile;
-    // One X tile (16 samples × 16 features): 64 sample groups of Philox calls.
-    let x_tile_ops = |d: f64| 64.0 * philox_calls_per_sample(4, d) * PHILOX_OPS;
-    let mean_x_tile_ops = w.densities.iter().map(|&d| x_tile_ops(d)).sum::<f64>() / count;
     // A 16 × 16 × 16 tile product: 4096 FMAs = 128 warp-FMAs reading two shared values each.
     let tile_fmas = tile * tile * tile;
     let warp_fmas = tile_fmas / 32.0;
-    let gemm = |workgroups: f64, depth: f64, wavefronts_per_warp_fma: f64, x_tiles: f64| Launch {
+    // Each K step loads two 16 × 16 tiles from device memory (X, δ, H, W: L2-resident mostly; counted
+    // as DRAM traffic to stay on the safe side).
+    let gemm = |workgroups: f64, depth: f64, wavefronts_per_warp_fma: f64| Launch {
         workgroups,
         threads,
         resident: 8.0,
-        int_ops: x_tiles * mean_x_tile_ops,
         flops: depth * 2.0 * tile_fmas,
         shared_wavefronts: depth * warp_fmas * wavefronts_per_warp_fma,
         barriers: 2.0 * depth,
         dram_bytes: depth * 2.0 * tile * tile * 4.0,
+        ..Default::default()
+    };
+    // The batch, sampled once per step by features.wgsl: one thread per group of four features.
+    let groups = (BATCH * w.features.div_ceil(4)) as f64;
+    let sampler_wg = SAMPLER_WG as f64;
+    let mean_calls = w
+        .densities
+        .iter()
+        .map(|&d| philox_calls_per_sample(4, d))
+        .sum::<f64>()
+        / count;
+    let sample = Launch {
+        workgroups: (groups / sampler_wg).ceil() * count,
+        threads: sampler_wg,
+        resident: 16.0,
+        int_ops: sampler_wg * mean_calls * PHILOX_OPS,
+        dram_bytes: sampler_wg * 16.0,
+        ..Default::default()
     };
     let launches = vec![
-        // H = X Wᵀ: X generated per tile; two shared reads per warp-FMA, conflict-free (tile_b's
-        // rows are padded to TILE + 1 floats).
-        gemm(m * b * count, n, 2.0, n),
-        // δ = f(H W + b): X generated once per tile for the error.
-        gemm(n * b * count, m, 2.0, 1.0),
+        sample,
+        // H = X Wᵀ: two shared reads per warp-FMA, conflict-free (tile_b's rows are padded to
+        // TILE + 1 floats).
+        gemm(m * b * count, n, 2.0),
+        // δ = f(H W + b).
+        gemm(n * b * count, m, 2.0),
         // dH = δ Wᵀ.
-        gemm(m * b * count, n, 2.0, 0.0),
-        // ∂W = Hᵀδ + dHᵀX over the batch: two products, X generated per batch tile.
-        gemm(n * m * count, 2.0 * b, 2.0, b),
+        gemm(m * b * count, n, 2.0),
+        // ∂W = Hᵀδ + dHᵀX over the batch: two products.
+        gemm(n * m * count, 2.0 * b, 2.0),
         // Adam: one thread per parameter.
         Launch {
             workgroups: (count * (w.features * w.hidden + w.features) as f64 / 256.0).ceil(),
@@ -250,7 +268,7 @@ fn tiled_step(w: &Workload) -> Step {
     Step {
         kernel: Kernel::Tiled,
         launches,
-        dispatches: 5.0,
+        dispatches: 6.0,
     }
 }
 

@@ -156,8 +156,8 @@ interface_of! {
 }
 
 interface_constants! {
-    /// Bindings of the one layout every kernel shares (kernels declare the subset they use). Seven
-    /// storage buffers, within WebGPU's default of eight per stage; no uniform buffer, because
+    /// Bindings of the one layout every kernel shares (kernels declare the subset they use). Eight
+    /// storage buffers, WebGPU's default limit per stage; no uniform buffer, because
     /// Mesa 22's lavapipe re-specialises a kernel (and leaks it) whenever a uniform is rebound.
     /// [params | first moments | second moments], each [instances][m·n + n] with W before b.
     STATE_BINDING = 0;
@@ -172,6 +172,9 @@ interface_constants! {
     HIDDEN_BINDING = 4;
     DELTA_BINDING = 5;
     GRAD_BINDING = 6;
+    /// The step's batch X, [instances][batch][features], written by features.wgsl: sampled once
+    /// per step on the tiled path, read back by the sampler test.
+    BATCH_BINDING = 7;
     /// Threads per workgroup of the generated register kernel (src/gpu/register.rs), and the
     /// largest model it takes (m·n + n: gradient accumulators per thread).
     REGISTER_WG = 64;

@@ -17,8 +17,8 @@ pub mod trainer;
 pub use trainer::{GpuOptions, GpuTrainer, Kernel};
 
 use abi::{
-    DELTA_BINDING, DISPATCH_BINDING, GRAD_BINDING, HIDDEN_BINDING, LOSSES_BINDING, SHARD_BINDING,
-    STATE_BINDING,
+    BATCH_BINDING, DELTA_BINDING, DISPATCH_BINDING, GRAD_BINDING, HIDDEN_BINDING, LOSSES_BINDING,
+    SHARD_BINDING, STATE_BINDING,
 };
 use anyhow::Context;
 use bytemuck::Pod;
@@ -261,8 +261,8 @@ impl Gpu {
             })
     }
 
-    /// The one bind group layout every kernel uses (the bindings of [`abi`]): seven storage buffers,
-    /// within WebGPU's default of eight; the dispatch buffer is bound at a dynamic offset, one slot
+    /// The one bind group layout every kernel uses (the bindings of [`abi`]): eight storage buffers,
+    /// WebGPU's default limit; the dispatch buffer is bound at a dynamic offset, one slot
     /// per dispatch. Kernels declare the subset they use.
     fn layout(&self) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
         let entry = |binding: u32, read_only: bool, dynamic: bool| wgpu::BindGroupLayoutEntry {
@@ -283,6 +283,7 @@ impl Gpu {
             entry(HIDDEN_BINDING, false, false),
             entry(DELTA_BINDING, false, false),
             entry(GRAD_BINDING, false, false),
+            entry(BATCH_BINDING, false, false),
         ];
         let group = self
             .device
@@ -319,6 +320,7 @@ struct Bindings<'a> {
     hidden: &'a wgpu::Buffer,
     delta: &'a wgpu::Buffer,
     grad: &'a wgpu::Buffer,
+    batch: &'a wgpu::Buffer,
 }
 
 impl Gpu {
@@ -344,6 +346,7 @@ impl Gpu {
             whole(HIDDEN_BINDING, b.hidden),
             whole(DELTA_BINDING, b.delta),
             whole(GRAD_BINDING, b.grad),
+            whole(BATCH_BINDING, b.batch),
         ];
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("tms"),

@@ -8,8 +8,9 @@
 //!   (fewer on llvmpipe, see [`LOOP_BUDGET`]) with each thread's gradient sums in registers; on a
 //!   hardware GPU with fewer instances than [`SPLIT_BELOW`], each instance split over several
 //!   workgroups instead (partial sums, then `shaders/split_adam.wgsl`: two dispatches per step);
-//! - everything else: `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, five dispatches per step over
-//!   16 × 16 tiles, with H, dH and δ of the batch in device buffers.
+//! - everything else: `shaders/features.wgsl`, `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, six
+//!   dispatches per step: the batch X sampled once into a device buffer, then passes over 16 × 16
+//!   tiles with H, dH and δ of the batch in device buffers.
 //!
 //! Splitting: instances are cut into shards, each with its own buffers and bind group, holding as
 //! many instances as keep every buffer within one storage binding (the adapter's limit, or a smaller
@@ -17,7 +18,8 @@
 //! Shards never interact; each dispatch runs over one shard.
 
 use super::abi::{
-    dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, REGISTER_WG, TILE,
+    dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, REGISTER_WG, SAMPLER_WG,
+    TILE,
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
@@ -179,7 +181,7 @@ pub struct GpuTrainer {
     exp: Experiment,
     step: u32,
     kernel: Kernel,
-    /// register: [train]; split: [train_slice, apply_partials]; tiled: [hidden_forward, output_delta, hidden_backward, gradient, adam_step].
+    /// register: [train]; split: [train_slice, apply_partials]; tiled: [generate, hidden_forward, output_delta, hidden_backward, gradient, adam_step].
     pipelines: Vec<wgpu::ComputePipeline>,
     shards: Vec<Shard>,
     /// One slot per dispatch of a command buffer: [`Params`] and the step constants of its steps.
@@ -274,6 +276,10 @@ impl GpuTrainer {
         }
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
         let tile = TILE as usize;
+        let samplers = (batch * n.div_ceil(4)).div_ceil(SAMPLER_WG as usize);
+        if tiled && samplers > max_groups {
+            bail!("batch {batch} of {n} features needs {samplers} sampler workgroups, more than the adapter's {max_groups} per dimension");
+        }
         if tiled && batch.div_ceil(tile) > max_groups {
             bail!("batch {batch} needs {} tiles of samples, more than the adapter's {max_groups} workgroups per dimension", batch.div_ceil(tile));
         }
@@ -286,6 +292,7 @@ impl GpuTrainer {
             per_instance.push(slices as usize * (count + 2) * 4);
         }
         if tiled {
+            // H and dH; δ and X; the gradients and partial losses.
             per_instance.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
         }
         let per_instance = *per_instance.iter().max().expect("non-empty") as u64;
@@ -302,17 +309,20 @@ impl GpuTrainer {
         let (group_layout, layout) = gpu.layout();
         let pipelines = match kernel {
             Kernel::Tiled => {
+                let sampler = gpu.module("features.wgsl");
                 let main = gpu.module("tiled.wgsl");
                 let adam = gpu.module("tiled_adam.wgsl");
-                let mut p: Vec<_> = [
-                    "hidden_forward",
-                    "output_delta",
-                    "hidden_backward",
-                    "gradient",
-                ]
-                .iter()
-                .map(|e| gpu.pipeline(&layout, &main, e))
-                .collect();
+                let mut p = vec![gpu.pipeline(&layout, &sampler, "generate")];
+                p.extend(
+                    [
+                        "hidden_forward",
+                        "output_delta",
+                        "hidden_backward",
+                        "gradient",
+                    ]
+                    .iter()
+                    .map(|e| gpu.pipeline(&layout, &main, e)),
+                );
                 p.push(gpu.pipeline(&layout, &adam, "adam_step"));
                 p
             }
@@ -384,11 +394,12 @@ impl GpuTrainer {
             words.extend(inst.iter().map(|i| presence_threshold(i.density)));
             let state_buffer = gpu.storage("state", &pack(&state, exp, first, len));
             let losses = gpu.storage_zeroed("losses", (LOG_SLOTS * len * 4) as u64);
-            let (hidden, delta, grad) = match kernel {
+            let (hidden, delta, grad, samples) = match kernel {
                 Kernel::Tiled => (
                     gpu.storage_zeroed("hidden", (2 * len * batch * m * 4) as u64),
                     gpu.storage_zeroed("delta", (len * batch * n * 4) as u64),
                     gpu.storage_zeroed("gradients", (len * (count + loss_tiles) * 4) as u64),
+                    gpu.storage_zeroed("batch", (len * batch * n * 4) as u64),
                 ),
                 _ => (
                     gpu.storage_zeroed("unused", 16),
@@ -397,6 +408,7 @@ impl GpuTrainer {
                         "partials",
                         (len * slices as usize * (count + 2) * 4) as u64,
                     ),
+                    gpu.storage_zeroed("unused", 16),
                 ),
             };
             let bind_group = gpu.bind_group(
@@ -410,6 +422,7 @@ impl GpuTrainer {
                     hidden: &hidden,
                     delta: &delta,
                     grad: &grad,
+                    batch: &samples,
                 },
             );
             shards.push(Shard {
@@ -472,7 +485,9 @@ impl GpuTrainer {
             let adam_groups = (shard.count * (m * n + n)).div_ceil(ADAM_WG as usize);
             let adam_x =
                 adam_groups.min(self.gpu.limits.max_compute_workgroups_per_dimension as usize);
+            let samplers = (batch * n.div_ceil(4)).div_ceil(SAMPLER_WG as usize) as u32;
             let grids = [
+                (samplers, 1, count),
                 (tiles(m), tiles(batch), count),
                 (tiles(n), tiles(batch), count),
                 (tiles(m), tiles(batch), count),
