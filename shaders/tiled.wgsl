@@ -1,14 +1,14 @@
-// The tiled trainer for models too large for one workgroup: five dispatches per step, each a grid of
+// The tiled trainer for models too large for one workgroup: six dispatches per step, each a grid of
 // TILE × TILE tiles (z = instance) like a textbook shared-memory matmul.
 //
-//   hidden_forward   H  = X Wᵀ           [batch × m], X regenerated from the counters tile by tile
+//   generate         X                   [batch × n], in features.wgsl: sampled once per step
+//   hidden_forward   H  = X Wᵀ           [batch × m]
 //   output_delta     δ  = ∂loss/∂(H W + b) [batch × n], and per-tile partial losses
 //   hidden_backward  dH = δ Wᵀ           [batch × m]
 //   gradient         ∂W = Hᵀ δ + dHᵀ X,  ∂b = Σ δ  (sums over the batch in sample order)
 //   adam_step        in tiled_adam.wgsl
 //
-// Every sum runs in a fixed order (no atomics), so runs are deterministic. The batch itself is never
-// stored: X tiles are generated in workgroup memory where they are needed.
+// Every sum runs in a fixed order (no atomics), so runs are deterministic.
 
 
 @group(0) @binding(STATE_BINDING) var<storage, read_write> state: array<f32>;
@@ -18,30 +18,27 @@
 @group(0) @binding(DELTA_BINDING) var<storage, read_write> delta: array<f32>;
 // [gradients [instances][m·n + n] | partial losses [instances][tiles of output_delta]]
 @group(0) @binding(GRAD_BINDING) var<storage, read_write> grad: array<f32>;
+// [instances][batch][n]: this step's X, written by features.wgsl's generate.
+@group(0) @binding(BATCH_BINDING) var<storage, read_write> batch: array<f32>;
 
 var<workgroup> tile_a: array<array<f32, TILE>, TILE>;
-var<workgroup> tile_b: array<array<f32, TILE>, TILE>;
+// One padding column: hidden_tile reads tile_b[lid.x][jj], a column across the warp's threads; rows of
+// TILE + 1 floats put those reads in distinct memory banks (TILE floats would share two banks, an 8-way
+// conflict on 32-bank GPUs).
+var<workgroup> tile_b: array<array<f32, TILE + 1u>, TILE>;
 var<workgroup> tile_c: array<array<f32, TILE>, TILE>;
 var<workgroup> tile_d: array<array<f32, TILE>, TILE>;
 var<workgroup> red: array<f32, TILE * TILE>;
 
-// Fills tile_a[r][c] with X[first_sample + r][first_feature + c] (zero outside the batch); the first
-// 64 threads each generate one group of four features.
-fn generate_x_tile(instance: u32, first_sample: u32, first_feature: u32, lid: vec2<u32>) {
-    let t = lid.y * TILE + lid.x;
-    if t < TILE * 4u {
-        let r = t / 4u;
-        let g = t % 4u;
-        let sample = first_sample + r;
-        let group = first_feature / 4u + g;
-        var x = vec4<f32>(0.0);
-        if sample < shard.config.batch && group * 4u < shard.config.features {
-            x = sample_group(shard.config.first_instance + instance, dispatch.params.first_step, sample, group, threshold_of(instance));
-        }
-        for (var lane = 0u; lane < 4u; lane++) {
-            tile_a[r][g * 4u + lane] = x[lane];
-        }
+// Fills tile_a[r][c] with X[first_sample + r][first_feature + c] (zero outside the batch).
+fn load_x_tile(instance: u32, first_sample: u32, first_feature: u32, lid: vec2<u32>) {
+    let sample = first_sample + lid.y;
+    let feature = first_feature + lid.x;
+    var x = 0.0;
+    if sample < shard.config.batch && feature < shard.config.features {
+        x = batch[(instance * shard.config.batch + sample) * shard.config.features + feature];
     }
+    tile_a[lid.y][lid.x] = x;
 }
 
 fn w_at(instance: u32, k: u32, j: u32) -> f32 {
@@ -69,7 +66,7 @@ fn hidden_tile(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
             }
             tile_a[lid.y][lid.x] = d;
         } else {
-            generate_x_tile(instance, s0, j0, lid);
+            load_x_tile(instance, s0, j0, lid);
         }
         tile_b[lid.y][lid.x] = w_at(instance, k0 + lid.y, j0 + lid.x);
         workgroupBarrier();
@@ -128,7 +125,7 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         }
         workgroupBarrier();
     }
-    generate_x_tile(instance, s0, j0, lid);
+    load_x_tile(instance, s0, j0, lid);
     workgroupBarrier();
     var loss = 0.0;
     if inside {
@@ -188,7 +185,7 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         tile_c[lid.y][lid.x] = h;
         tile_d[lid.y][lid.x] = dh;
         tile_b[lid.y][lid.x] = d;
-        generate_x_tile(instance, s0, j0, lid);
+        load_x_tile(instance, s0, j0, lid);
         workgroupBarrier();
         for (var ss = 0u; ss < TILE; ss++) {
             acc += tile_c[ss][lid.y] * tile_b[ss][lid.x] + tile_d[ss][lid.y] * tile_a[ss][lid.x];

@@ -19,7 +19,7 @@ use tms::device::Device;
 use tms::experiment::{Experiment, ModelKind, Settings};
 use tms::features::FeatureSource;
 use tms::gpu::batch::{generate, BatchSpec};
-use tms::gpu::{Gpu, GpuOptions, GpuTrainer};
+use tms::gpu::{Gpu, GpuOptions, GpuTrainer, Kernel};
 use tms::trainer::{LossRecord, TrainState, Trainer};
 
 fn experiment(
@@ -154,65 +154,124 @@ fn wgsl_sampler_reproduces_the_cpu_batches_bit_for_bit() {
     );
 }
 
+/// Every way the GPU trainer can be built for a small model: the register kernel with W in
+/// registers and in workgroup memory, each with the subgroup reduction (where the adapter has it)
+/// and the workgroup one; the register kernel split over several workgroups per instance; the
+/// tiled kernels.
+fn small_model_kernels() -> Vec<(String, GpuOptions)> {
+    let mut all = vec![];
+    let subgroups = Gpu::open(None).unwrap().subgroup_min_size.is_some();
+    for w_in_registers in [true, false] {
+        for subgroups in [subgroups, false] {
+            all.push((
+                format!("register, W in registers {w_in_registers}, subgroups {subgroups}"),
+                GpuOptions {
+                    kernel: Some(Kernel::Register),
+                    w_in_registers: Some(w_in_registers),
+                    subgroups: Some(subgroups),
+                    ..Default::default()
+                },
+            ));
+            if !subgroups {
+                break;
+            }
+        }
+    }
+    all.push((
+        "split in 3 slices".into(),
+        GpuOptions {
+            kernel: Some(Kernel::Split { slices: 3 }),
+            ..Default::default()
+        },
+    ));
+    all.push((
+        "tiled".into(),
+        GpuOptions {
+            kernel: Some(Kernel::Tiled),
+            ..Default::default()
+        },
+    ));
+    all
+}
+
 /// One step from the same initial state: updated W and b agree within 2e-6, both model kinds and
-/// both kernel sets.
+/// every kernel.
 #[test]
 fn one_step_matches_the_cpu() {
     if !have_gpu() {
         return;
     }
     for kind in [ModelKind::Linear, ModelKind::Relu] {
-        for force_tiled in [false, true] {
+        for (name, options) in small_model_kernels() {
             let exp = experiment(kind, 20, 5, 256, 1, &[1.0, 0.1, 0.01]);
-            let what = format!("{kind:?} tiled {force_tiled}");
+            let what = format!("{kind:?} {name}");
             let cpu = run(&mut CpuTrainer::new(&exp, TrainState::initial(&exp)), 1);
-            let gpu = run(
-                &mut gpu_trainer(
-                    &exp,
-                    &GpuOptions {
-                        force_tiled,
-                        ..Default::default()
-                    },
-                ),
-                1,
-            );
+            let gpu = run(&mut gpu_trainer(&exp, &options), 1);
             assert_close(&what, &gpu, &cpu, 2e-6, 1e-5);
             assert_trained(&what, &exp, &gpu.0, 1e-3);
         }
     }
 }
 
-/// A few hundred steps: W, b and every logged loss still agree with the CPU. Small path at the seed's
-/// size and at an odd size with a batch that is not a multiple of the 64-thread workgroup; tiled path
-/// at a larger size and at sizes that are not multiples of the 16 × 16 tile.
+/// A few hundred steps: W, b and every logged loss still agree with the CPU, at each kernel's
+/// boundaries: the register kernel at the seed's size, at n not a multiple of 4 with a batch not a
+/// multiple of the 64-thread workgroup, at its largest model (m·n + n = 256) with a batch below one
+/// workgroup, and at density 1e-4 (nearly every sample all-zero: the closed-form path, with a dozen
+/// present features in the whole run); the tiled kernels just past the register threshold, at sizes
+/// that are not multiples of the 16 × 16 tile and at a larger size.
 #[test]
 fn trajectories_match_the_cpu() {
     if !have_gpu() {
         return;
     }
+    struct Case {
+        n: usize,
+        m: usize,
+        batch: usize,
+        steps: u32,
+        densities: &'static [f64],
+        kernel: Kernel,
+    }
+    let case = |n, m, batch, steps, kernel| Case {
+        n,
+        m,
+        batch,
+        steps,
+        densities: &[1.0, 0.1, 0.003],
+        kernel,
+    };
     let cases = [
-        // (n, m, batch, steps, force_tiled)
-        (20, 5, 256, 300, false),
-        (13, 3, 100, 300, false),
-        (37, 11, 50, 200, true),
-        (256, 32, 32, 100, true),
+        case(20, 5, 256, 300, Kernel::Register),
+        case(13, 3, 100, 300, Kernel::Register),
+        case(16, 15, 50, 150, Kernel::Register),
+        Case {
+            densities: &[1e-4],
+            ..case(20, 5, 64, 100, Kernel::Register)
+        },
+        case(16, 16, 50, 150, Kernel::Tiled),
+        case(37, 11, 50, 200, Kernel::Tiled),
+        case(256, 32, 32, 100, Kernel::Tiled),
     ];
     for kind in [ModelKind::Linear, ModelKind::Relu] {
-        for (n, m, batch, steps, force_tiled) in cases {
-            let exp = experiment(kind, n, m, batch, steps, &[1.0, 0.1, 0.003]);
-            let what = format!("{kind:?} n {n} m {m} batch {batch}");
-            let mut gpu_run = gpu_trainer(
-                &exp,
-                &GpuOptions {
-                    force_tiled,
-                    ..Default::default()
-                },
-            );
-            assert_eq!(gpu_run.is_tiled(), force_tiled, "{what}: kernel choice");
+        for &Case {
+            n,
+            m,
+            batch,
+            steps,
+            densities,
+            kernel,
+        } in &cases
+        {
+            let exp = experiment(kind, n, m, batch, steps, densities);
+            let what = format!("{kind:?} n {n} m {m} batch {batch} densities {densities:?}");
+            let mut gpu_run = gpu_trainer(&exp, &GpuOptions::default());
+            assert_eq!(gpu_run.kernel(), kernel, "{what}: kernel choice");
             let gpu = run(&mut gpu_run, steps);
             let cpu = run(&mut CpuTrainer::new(&exp, TrainState::initial(&exp)), steps);
             assert_close(&what, &gpu, &cpu, 2e-5, 1e-4);
-            assert_trained(&what, &exp, &gpu.0, 0.05);
+            // All-zero samples train only b: W moves only on the rare present features.
+            let moved = if densities[0] < 1e-3 { 1e-4 } else { 0.05 };
+            assert_trained(&what, &exp, &gpu.0, moved);
             assert_eq!(
                 gpu.1.len(),
                 (steps as usize).div_ceil(25) + 1,
@@ -222,26 +281,49 @@ fn trajectories_match_the_cpu() {
     }
 }
 
+/// Few instances on a big GPU: each instance split over several workgroups (partial sums, then a
+/// fixed-order sum over the slices and Adam) follows the unsplit kernel within the trajectory
+/// tolerance (the sums are taken in another order), also with a batch that is not a multiple of
+/// the workgroup and more slices than runs of 64 samples (one slice gets none).
+#[test]
+fn split_instances_follow_unsplit_ones() {
+    if !have_gpu() {
+        return;
+    }
+    for (batch, slices) in [(256, 4), (100, 3)] {
+        let exp = experiment(ModelKind::Relu, 20, 5, batch, 150, &[1.0, 0.1, 0.003]);
+        let what = format!("batch {batch} in {slices} slices");
+        let with = |kernel| GpuOptions {
+            kernel: Some(kernel),
+            ..Default::default()
+        };
+        let mut split_run = gpu_trainer(&exp, &with(Kernel::Split { slices }));
+        assert_eq!(split_run.kernel(), Kernel::Split { slices });
+        let split = run(&mut split_run, 150);
+        let whole = run(&mut gpu_trainer(&exp, &with(Kernel::Register)), 150);
+        assert_close(&what, &split, &whole, 2e-5, 1e-4);
+        assert_trained(&what, &exp, &split.0, 0.05);
+    }
+}
+
 /// A sweep forced into several shards (a tiny storage-binding cap) gives bit for bit the same state
-/// and losses as the unsplit sweep, on both kernel sets.
+/// and losses as the unsplit sweep, on every kernel.
 #[test]
 fn split_sweeps_equal_unsplit_ones() {
     if !have_gpu() {
         return;
     }
     let densities: Vec<f64> = (0..10).map(|i| 0.5f64.powi(i)).collect();
-    for force_tiled in [false, true] {
+    for kernel in [Kernel::Register, Kernel::Split { slices: 2 }, Kernel::Tiled] {
         let exp = experiment(ModelKind::Relu, 21, 6, 40, 60, &densities);
-        let mut whole = gpu_trainer(
-            &exp,
-            &GpuOptions {
-                force_tiled,
-                ..Default::default()
-            },
-        );
+        let options = GpuOptions {
+            kernel: Some(kernel),
+            ..Default::default()
+        };
+        let mut whole = gpu_trainer(&exp, &options);
         // Room for three instances' largest buffer per shard (δ when tiled, the parameters and moments
         // otherwise): 10 instances become 4 shards.
-        let per_instance = if force_tiled {
+        let per_instance = if kernel == Kernel::Tiled {
             40 * 21 * 4
         } else {
             3 * (6 * 21 + 21) * 4
@@ -249,15 +331,14 @@ fn split_sweeps_equal_unsplit_ones() {
         let mut split = gpu_trainer(
             &exp,
             &GpuOptions {
-                force_tiled,
                 max_binding_bytes: Some(3 * per_instance as u64 + 3),
-                ..Default::default()
+                ..options
             },
         );
         assert_eq!(whole.shards(), 1);
-        assert_eq!(split.shards(), 4, "tiled {force_tiled}");
+        assert_eq!(split.shards(), 4, "{kernel:?}");
         let (a, b) = (run(&mut whole, 60), run(&mut split, 60));
-        assert_eq!(a, b, "tiled {force_tiled}: split and unsplit sweeps differ");
+        assert_eq!(a, b, "{kernel:?}: split and unsplit sweeps differ");
         assert_trained("split", &exp, &b.0, 0.01);
         let cpu = run(&mut CpuTrainer::new(&exp, TrainState::initial(&exp)), 60);
         assert_close("split sweep vs cpu", &b, &cpu, 2e-5, 1e-4);
@@ -265,25 +346,21 @@ fn split_sweeps_equal_unsplit_ones() {
 }
 
 /// Two GPU runs of the same experiment are bit-identical (fixed-order reductions, no atomics), and a
-/// run advanced in uneven pieces equals one advanced at once.
+/// run advanced in uneven pieces equals one advanced at once, with every kernel and reduction.
 #[test]
 fn gpu_runs_are_deterministic() {
     if !have_gpu() {
         return;
     }
-    for force_tiled in [false, true] {
+    for (name, options) in small_model_kernels() {
         let exp = experiment(ModelKind::Relu, 20, 5, 128, 150, &[1.0, 0.03, 0.001]);
-        let options = GpuOptions {
-            force_tiled,
-            ..Default::default()
-        };
         let a = run(&mut gpu_trainer(&exp, &options), 150);
         let mut pieces = gpu_trainer(&exp, &options);
         let mut records = pieces.advance(37).unwrap();
         assert_eq!(pieces.state().unwrap().step, 37);
         records.extend(pieces.advance(150).unwrap());
         let b = (pieces.state().unwrap(), records);
-        assert_eq!(a, b, "tiled {force_tiled}");
+        assert_eq!(a, b, "{name}");
         assert_trained("deterministic", &exp, &a.0, 0.01);
     }
 }

@@ -1,12 +1,43 @@
-//! Every WGSL kernel, as assembled for its pipelines, parses and validates with naga and translates to
-//! SPIR-V, MSL and HLSL without error, and naga lays out the interface structs exactly as the host
-//! does (no adapter needed).
+//! Every WGSL kernel, as assembled for its pipelines (the static files, and the register kernel
+//! generated for several model sizes in each of its variants), parses and validates with naga and
+//! translates to SPIR-V, MSL and HLSL without error, and naga lays out the interface structs exactly
+//! as the host does (no adapter needed).
 
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use tms::gpu::abi::{Config, Params, WgslField, WgslStruct};
-use tms::gpu::shaders::{assembled, kernel_names};
+use tms::gpu::register::{self, Variant};
+use tms::gpu::shaders::{assembled, kernel_names, with_prelude};
 use tms::optim::StepConstants;
+
+/// Every kernel source the host can hand to wgpu: (name, complete source, whether it uses
+/// subgroup operations). The generated ones at the seed's size, at odd sizes and at the register
+/// kernel's largest model, each with W in registers and in workgroup memory, summed with subgroup
+/// operations (smallest subgroups of 4, WebGPU's minimum, and 32) and without, whole or split.
+fn all_kernels() -> Vec<(String, String, bool)> {
+    let mut all: Vec<_> = kernel_names()
+        .map(|name| (name.to_string(), assembled(name), false))
+        .collect();
+    for (n, m) in [(20, 5), (13, 3), (5, 2), (1, 1), (16, 15)] {
+        for w_in_registers in [true, false] {
+            for subgroup_min_size in [None, Some(4), Some(32)] {
+                for split in [false, true] {
+                    let variant = Variant {
+                        w_in_registers,
+                        subgroup_min_size,
+                        split,
+                    };
+                    all.push((
+                        format!("register n {n} m {m} {variant:?}"),
+                        with_prelude(&register::kernel(n, m, variant)),
+                        subgroup_min_size.is_some(),
+                    ));
+                }
+            }
+        }
+    }
+    all
+}
 
 /// The members of WGSL struct `name` in `module`: (name, offset), and the struct's size.
 fn naga_layout(module: &naga::Module, name: &str) -> (Vec<(String, u32)>, u32) {
@@ -41,8 +72,7 @@ fn rust_layout<T: WgslStruct>() -> (Vec<(String, u32)>, u32) {
 /// kernel; the arrays after them start where the host puts them.
 #[test]
 fn interface_structs_have_the_host_layout() {
-    for name in kernel_names() {
-        let source = assembled(name);
+    for (name, source, _) in all_kernels() {
         let module = naga::front::wgsl::parse_str(&source).unwrap();
         assert_eq!(
             naga_layout(&module, "Config"),
@@ -103,12 +133,26 @@ fn kernel_files_take_numbers_from_the_prelude() {
 #[test]
 fn every_kernel_validates_and_translates() {
     let names: Vec<_> = kernel_names().collect();
-    assert_eq!(names.len(), 4, "features, small, tiled, tiled_adam");
-    for name in names {
-        let source = assembled(name);
+    assert_eq!(
+        names,
+        [
+            "features.wgsl",
+            "split_adam.wgsl",
+            "tiled.wgsl",
+            "tiled_adam.wgsl"
+        ]
+    );
+    for (name, source, subgroups) in all_kernels() {
         let module = naga::front::wgsl::parse_str(&source)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
-        let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+        let capabilities = if subgroups {
+            Capabilities::SUBGROUP
+        } else {
+            Capabilities::empty()
+        };
+        let info = Validator::new(ValidationFlags::all(), capabilities)
+            .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+            .subgroup_operations(naga::valid::SubgroupOperationSet::all())
             .validate(&module)
             .unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)));
         assert!(
@@ -123,12 +167,17 @@ fn every_kernel_validates_and_translates() {
             .unwrap_or_else(|e| panic!("{name} → SPIR-V: {e}"));
         assert!(!words.is_empty());
 
+        // Subgroup operations need Metal 2.1 and shader model 6.0.
+        let msl_options = msl::Options {
+            lang_version: (2, 4),
+            ..Default::default()
+        };
         for entry in &module.entry_points {
             let pipeline = msl::PipelineOptions {
                 entry_point: Some((entry.stage, entry.name.clone())),
                 ..Default::default()
             };
-            let (text, _) = msl::write_string(&module, &info, &msl::Options::default(), &pipeline)
+            let (text, _) = msl::write_string(&module, &info, &msl_options, &pipeline)
                 .unwrap_or_else(|e| panic!("{name}:{} → MSL: {e}", entry.name));
             assert!(
                 text.contains(&entry.name),
@@ -138,7 +187,10 @@ fn every_kernel_validates_and_translates() {
         }
 
         let mut text = String::new();
-        let options = hlsl::Options::default();
+        let options = hlsl::Options {
+            shader_model: hlsl::ShaderModel::V6_0,
+            ..Default::default()
+        };
         let pipeline = hlsl::PipelineOptions::default();
         hlsl::Writer::new(&mut text, &options, &pipeline)
             .write(&module, &info, None)

@@ -119,6 +119,8 @@ interface_struct! {
         /// Instances in this shard, and the global index of its first one (the Philox instance word).
         pub instances: u32,
         pub first_instance: u32,
+        /// Workgroups per instance of the split register kernel (1 for the other kernels).
+        pub slices: u32,
         pub relu: u32,
         pub log_every: u32,
         pub total_steps: u32,
@@ -154,8 +156,8 @@ interface_of! {
 }
 
 interface_constants! {
-    /// Bindings of the one layout every kernel shares (kernels declare the subset they use). Seven
-    /// storage buffers, within WebGPU's default of eight per stage; no uniform buffer, because
+    /// Bindings of the one layout every kernel shares (kernels declare the subset they use). Eight
+    /// storage buffers, WebGPU's default limit per stage; no uniform buffer, because
     /// Mesa 22's lavapipe re-specialises a kernel (and leaks it) whenever a uniform is rebound.
     /// [params | first moments | second moments], each [instances][m·n + n] with W before b.
     STATE_BINDING = 0;
@@ -170,11 +172,13 @@ interface_constants! {
     HIDDEN_BINDING = 4;
     DELTA_BINDING = 5;
     GRAD_BINDING = 6;
-    /// Threads per workgroup of small.wgsl, parameters per thread at most, and floats of staging
-    /// memory (15 KiB, so that the WebGPU default of 16 KiB holds it with two WG-sized arrays).
-    SMALL_WG = 64;
-    SMALL_PPT = 16;
-    SMALL_SHM_FLOATS = 3840;
+    /// The step's batch X, [instances][batch][features], written by features.wgsl: sampled once
+    /// per step on the tiled path, read back by the sampler test.
+    BATCH_BINDING = 7;
+    /// Threads per workgroup of the generated register kernel (src/gpu/register.rs), and the
+    /// largest model it takes (m·n + n: gradient accumulators per thread).
+    REGISTER_WG = 64;
+    REGISTER_MAX_PARAMS = 256;
     /// Tile edge of tiled.wgsl.
     TILE = 16;
     /// Threads per workgroup of tiled_adam.wgsl and of the sampler kernel.

@@ -52,12 +52,12 @@ pub fn generate(gpu: &Gpu, spec: BatchSpec) -> anyhow::Result<Vec<f32>> {
     let dispatch = gpu.storage("dispatch", &dispatch_bytes(&params, &[], stride));
     let bytes = (spec.samples * spec.features * 4) as u64;
     let out = gpu.storage_zeroed("batch", bytes);
-    let unused: Vec<_> = (0..4).map(|_| gpu.storage_zeroed("unused", 16)).collect();
+    let unused: Vec<_> = (0..5).map(|_| gpu.storage_zeroed("unused", 16)).collect();
     let (group_layout, layout) = gpu.layout();
     let bind_group = gpu.bind_group(
         &group_layout,
         Bindings {
-            state: &out,
+            state: &unused[4],
             shard: &shard,
             dispatch: &dispatch,
             dispatch_stride: stride,
@@ -65,6 +65,7 @@ pub fn generate(gpu: &Gpu, spec: BatchSpec) -> anyhow::Result<Vec<f32>> {
             hidden: &unused[1],
             delta: &unused[2],
             grad: &unused[3],
+            batch: &out,
         },
     );
     let pipeline = gpu.pipeline(&layout, &gpu.module("features.wgsl"), "generate");

@@ -2,21 +2,23 @@
 //! plumbing shared by the kernels, and the [`GpuTrainer`].
 //!
 //! Reading order: [`abi`] (the structs, constants and bindings the host shares with the kernels),
-//! [`shaders`] (the WGSL sources), this module (device, layout, buffers),
+//! [`shaders`] (the WGSL sources), [`register`] (the small-model kernel generated per model size), this module (device, layout, buffers),
 //! [`trainer`] (the training loop on the device), [`batch`] (the sampler kernel the tests check
 //! against the CPU). No optional feature is required, so the same kernels run on Vulkan, Metal, DX12
-//! and GL; timestamp queries time the work where the adapter has them.
+//! and GL; where the adapter has them, subgroup operations sum the small-model gradients and
+//! timestamp queries time the work.
 
 pub mod abi;
 pub mod batch;
+pub mod register;
 pub mod shaders;
 pub mod trainer;
 
-pub use trainer::{GpuOptions, GpuTrainer};
+pub use trainer::{GpuOptions, GpuTrainer, Kernel};
 
 use abi::{
-    DELTA_BINDING, DISPATCH_BINDING, GRAD_BINDING, HIDDEN_BINDING, LOSSES_BINDING, SHARD_BINDING,
-    STATE_BINDING,
+    BATCH_BINDING, DELTA_BINDING, DISPATCH_BINDING, GRAD_BINDING, HIDDEN_BINDING, LOSSES_BINDING,
+    SHARD_BINDING, STATE_BINDING,
 };
 use anyhow::Context;
 use bytemuck::Pod;
@@ -107,6 +109,8 @@ pub struct Gpu {
     /// A CPU implementation (llvmpipe, lavapipe): its loops stop after 65,535 iterations in all per
     /// invocation, so long dispatches must be cut shorter.
     pub software: bool,
+    /// The smallest subgroup the device may run, where it has subgroup operations.
+    pub subgroup_min_size: Option<u32>,
     /// Bytes of all buffers created through this `Gpu` (what `tms bench` reports as device memory).
     allocated: std::sync::atomic::AtomicU64,
 }
@@ -129,7 +133,8 @@ impl Gpu {
             .context("no GPU adapter found")?;
         let limits = adapter.limits();
         // Optional features the kernels and the timer use where the adapter has them.
-        let features = adapter.features() & (wgpu::Features::TIMESTAMP_QUERY);
+        let features =
+            adapter.features() & (wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SUBGROUP);
         let descriptor = wgpu::DeviceDescriptor {
             label: Some("tms"),
             required_limits: limits.clone(),
@@ -138,13 +143,18 @@ impl Gpu {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
             .context("cannot open the GPU device")?;
-        let software = adapter.get_info().device_type == wgpu::DeviceType::Cpu;
+        let info = adapter.get_info();
+        let software = info.device_type == wgpu::DeviceType::Cpu;
+        let subgroup_min_size = features
+            .contains(wgpu::Features::SUBGROUP)
+            .then_some(info.subgroup_min_size);
         Ok(Gpu {
             device,
             queue,
             adapter: summary(&adapter),
             limits,
             software,
+            subgroup_min_size,
             allocated: Default::default(),
         })
     }
@@ -246,16 +256,20 @@ impl Gpu {
     }
 
     fn module(&self, kernel: &str) -> wgpu::ShaderModule {
-        let source = shaders::assembled(kernel);
+        self.module_of(kernel, shaders::assembled(kernel))
+    }
+
+    /// A shader module of WGSL `source` (complete, prelude included).
+    fn module_of(&self, label: &str, source: String) -> wgpu::ShaderModule {
         self.device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel),
+                label: Some(label),
                 source: wgpu::ShaderSource::Wgsl(source.into()),
             })
     }
 
-    /// The one bind group layout every kernel uses (the bindings of [`abi`]): seven storage buffers,
-    /// within WebGPU's default of eight; the dispatch buffer is bound at a dynamic offset, one slot
+    /// The one bind group layout every kernel uses (the bindings of [`abi`]): eight storage buffers,
+    /// WebGPU's default limit; the dispatch buffer is bound at a dynamic offset, one slot
     /// per dispatch. Kernels declare the subset they use.
     fn layout(&self) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
         let entry = |binding: u32, read_only: bool, dynamic: bool| wgpu::BindGroupLayoutEntry {
@@ -276,6 +290,7 @@ impl Gpu {
             entry(HIDDEN_BINDING, false, false),
             entry(DELTA_BINDING, false, false),
             entry(GRAD_BINDING, false, false),
+            entry(BATCH_BINDING, false, false),
         ];
         let group = self
             .device
@@ -312,6 +327,7 @@ struct Bindings<'a> {
     hidden: &'a wgpu::Buffer,
     delta: &'a wgpu::Buffer,
     grad: &'a wgpu::Buffer,
+    batch: &'a wgpu::Buffer,
 }
 
 impl Gpu {
@@ -337,6 +353,7 @@ impl Gpu {
             whole(HIDDEN_BINDING, b.hidden),
             whole(DELTA_BINDING, b.delta),
             whole(GRAD_BINDING, b.grad),
+            whole(BATCH_BINDING, b.batch),
         ];
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("tms"),

@@ -1,6 +1,7 @@
 //! The WGSL sources of every pipeline, assembled from the generated interface prelude
 //! ([`super::abi::prelude`]), the Philox generator and the shared code (`philox.wgsl`,
-//! `common.wgsl`), then the kernel file: WGSL has no imports.
+//! `common.wgsl`), then the kernel file (or the kernel [`super::register`] generates): WGSL has no
+//! imports.
 
 use super::abi;
 
@@ -10,7 +11,10 @@ const COMMON: &str = include_str!("../../shaders/common.wgsl");
 /// The kernels: (file name, kernel source).
 const KERNELS: [(&str, &str); 4] = [
     ("features.wgsl", include_str!("../../shaders/features.wgsl")),
-    ("small.wgsl", include_str!("../../shaders/small.wgsl")),
+    (
+        "split_adam.wgsl",
+        include_str!("../../shaders/split_adam.wgsl"),
+    ),
     ("tiled.wgsl", include_str!("../../shaders/tiled.wgsl")),
     (
         "tiled_adam.wgsl",

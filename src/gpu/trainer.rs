@@ -2,12 +2,15 @@
 //! training steps per command buffer, reading back only the losses of log points (and the state when
 //! [`Trainer::state`] asks).
 //!
-//! Two kernel sets do the work:
-//! - small models (the seed's n = 20, m = 5; anything with m·n + n ≤ 1024 whose staging fits 15 KiB
-//!   of workgroup memory): `shaders/small.wgsl`, one 64-thread workgroup per instance running up to
-//!   100 steps per dispatch (fewer on llvmpipe, see [`LOOP_BUDGET`]) with the parameters in workgroup memory;
-//! - everything else: `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, five dispatches per step over
-//!   16 × 16 tiles, with H, dH and δ of the batch in device buffers.
+//! Two kernels do the work ([`Kernel`]):
+//! - small models (the seed's n = 20, m = 5; m·n + n ≤ 256): the register kernel generated for each
+//!   (n, m) by [`super::register`], one workgroup per instance running up to 100 steps per dispatch
+//!   (fewer on llvmpipe, see [`LOOP_BUDGET`]) with each thread's gradient sums in registers; on a
+//!   hardware GPU with fewer instances than [`SPLIT_BELOW`], each instance split over several
+//!   workgroups instead (partial sums, then `shaders/split_adam.wgsl`: two dispatches per step);
+//! - everything else: `shaders/features.wgsl`, `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, six
+//!   dispatches per step: the batch X sampled once into a device buffer, then passes over 16 × 16
+//!   tiles with H, dH and δ of the batch in device buffers.
 //!
 //! Splitting: instances are cut into shards, each with its own buffers and bind group, holding as
 //! many instances as keep every buffer within one storage binding (the adapter's limit, or a smaller
@@ -15,10 +18,11 @@
 //! Shards never interact; each dispatch runs over one shard.
 
 use super::abi::{
-    dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, SMALL_PPT,
-    SMALL_SHM_FLOATS, SMALL_WG, TILE,
+    dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, REGISTER_WG, SAMPLER_WG,
+    TILE,
 };
-use super::{Bindings, Gpu};
+use super::register::{self, fits_register, Variant};
+use super::{shaders, Bindings, Gpu};
 use crate::experiment::{Experiment, ModelKind};
 use crate::features::{presence_threshold, seed_key, Stream};
 use crate::optim::step_table;
@@ -31,11 +35,26 @@ const SMALL_DISPATCH_STEPS: u32 = 100;
 /// Loop iterations one invocation may run on a software adapter. Mesa's llvmpipe (lavapipe, and its
 /// OpenGL driver) counts every loop back-edge of an invocation against one limit of 65,535 and then
 /// silently leaves all loops: a long small-model dispatch would stop training midway. Dispatches
-/// there are cut to stay below this, with a margin for the estimate in [`small_loop_iterations`].
+/// there are cut to stay below this, with a margin for the estimate in [`register::loop_iterations`].
 const LOOP_BUDGET: u64 = 50_000;
+/// wgpu does not report an adapter's compute units: a hardware GPU is taken to have about this many
+/// (an H100 has 132 SMs, an RTX 4090 128), so that fewer instances than this leave most of it idle
+/// unless each is split over several workgroups, enough to give it about this many in all.
+const SPLIT_BELOW: usize = 128;
 /// Steps and log points per command buffer (sizes the step table, params and loss buffers).
 const SUBMIT_STEPS: u32 = 1000;
 const LOG_SLOTS: usize = 64;
+
+/// The kernels that train an experiment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// Generated per (n, m), gradient sums in registers: m·n + n ≤ 256.
+    Register,
+    /// The register kernel with each instance split over `slices` workgroups of samples.
+    Split { slices: u32 },
+    /// `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, any size.
+    Tiled,
+}
 
 /// Choices a caller may make about the device and the kernels.
 #[derive(Clone, Debug, Default)]
@@ -44,31 +63,39 @@ pub struct GpuOptions {
     pub adapter: Option<String>,
     /// A cap on the bytes of one storage binding below the adapter's (tests force splits with it).
     pub max_binding_bytes: Option<u64>,
-    /// Use the tiled kernels even where the small-model kernel fits (tests).
-    pub force_tiled: bool,
+    /// Use this kernel even where a faster one fits (tests); the fastest that fits when absent.
+    pub kernel: Option<Kernel>,
+    /// Keep W in registers in the register kernel (default: on software adapters only).
+    pub w_in_registers: Option<bool>,
+    /// Sum the register kernel's gradients with subgroup operations (default: where the adapter has
+    /// them; `Some(false)` forces the workgroup reduction).
+    pub subgroups: Option<bool>,
     /// Run at most this many steps per small-model dispatch (tests: many dispatches quickly).
     pub max_steps_per_dispatch: Option<u32>,
 }
 
-/// Whether the small-model kernel can train n features with m hidden dimensions.
-pub fn fits_small(n: usize, m: usize) -> bool {
-    let (wg, ppt, shm) = (
-        SMALL_WG as usize,
-        SMALL_PPT as usize,
-        SMALL_SHM_FLOATS as usize,
-    );
-    m * n + n <= wg * ppt && m * n + 2 * n + wg * (2 * n + 2 * m) <= shm
-}
-
-/// An upper estimate of the loop iterations one small.wgsl invocation runs per step (dense samples):
-/// per round of 64 samples, the sampler's groups and lanes, the forward and backward passes, the flag
-/// count and the owned parameters' sums over the staged rows; per step, the zero-sample terms, the
-/// loss reduction and the Adam loop.
-fn small_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
-    let (wg, ppt) = (SMALL_WG as usize, SMALL_PPT as usize);
-    let owned = (m * n + n).div_ceil(wg);
-    let per_round = 5 * n.div_ceil(4) + 3 * n * m + 2 * n + 2 * m + wg + ppt + owned * wg + 1;
-    (batch.div_ceil(wg) * per_round + 2 * n + 2 * ppt + 8) as u64
+/// The kernel that trains `instances` models of n features, m hidden dimensions and `batch`
+/// samples: the register kernel where it fits (`register_fits`: the model, and on software
+/// adapters the loop budget), split over several workgroups per instance on hardware adapters
+/// that few instances would leave idle; the tiled kernels otherwise.
+pub fn default_kernel(
+    n: usize,
+    m: usize,
+    batch: usize,
+    instances: usize,
+    software: bool,
+    register_fits: bool,
+) -> Kernel {
+    let slices = batch
+        .div_ceil(REGISTER_WG as usize)
+        .min(SPLIT_BELOW.div_ceil(instances)) as u32;
+    if !register_fits || !fits_register(n, m) {
+        Kernel::Tiled
+    } else if !software && slices > 1 {
+        Kernel::Split { slices }
+    } else {
+        Kernel::Register
+    }
 }
 
 /// An upper estimate of the loop iterations of the busiest tiled.wgsl / tiled_adam.wgsl invocation:
@@ -153,15 +180,15 @@ pub struct GpuTrainer {
     gpu: Gpu,
     exp: Experiment,
     step: u32,
-    tiled: bool,
-    /// small: [train]; tiled: [hidden_forward, output_delta, hidden_backward, gradient, adam_step].
+    kernel: Kernel,
+    /// register: [train]; split: [train_slice, apply_partials]; tiled: [generate, hidden_forward, output_delta, hidden_backward, gradient, adam_step].
     pipelines: Vec<wgpu::ComputePipeline>,
     shards: Vec<Shard>,
     /// One slot per dispatch of a command buffer: [`Params`] and the step constants of its steps.
     dispatches: wgpu::Buffer,
     dispatch_stride: u64,
-    /// Steps per dispatch of the small-model kernel.
-    small_steps: u32,
+    /// Steps per dispatch (1 for the split and tiled kernels).
+    per_dispatch: u32,
     loss_readback: wgpu::Buffer,
     state_readback: wgpu::Buffer,
     /// Times every pass where the device has timestamp queries.
@@ -197,15 +224,62 @@ impl GpuTrainer {
     ) -> anyhow::Result<GpuTrainer> {
         let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
         let count = m * n + n;
-        // On llvmpipe a step of the small kernel must fit the loop budget; the tiled kernels loop
-        // less per invocation.
-        let small_budget = !gpu.software || small_loop_iterations(n, m, batch) <= LOOP_BUDGET;
-        let tiled = options.force_tiled || !fits_small(n, m) || !small_budget;
+        // On llvmpipe a step of a one-workgroup-per-instance kernel must fit the loop budget.
+        let in_budget = |iterations: u64| !gpu.software || iterations <= LOOP_BUDGET;
+        let w_in_registers = options.w_in_registers.unwrap_or(gpu.software);
+        let with_subgroups = Variant {
+            w_in_registers,
+            subgroup_min_size: gpu.subgroup_min_size,
+            split: false,
+        };
+        // Subgroup partial sums take a row per subgroup: fall back where they do not fit.
+        let subgroups_fit = gpu.subgroup_min_size.is_some()
+            && register::workgroup_bytes(n, m, with_subgroups)
+                <= gpu.limits.max_compute_workgroup_storage_size;
+        if options.subgroups == Some(true) && !subgroups_fit {
+            bail!(
+                "the GPU adapter {} cannot sum n = {n}, m = {m} with subgroup operations",
+                gpu.adapter.name
+            );
+        }
+        let variant = match subgroups_fit && options.subgroups != Some(false) {
+            true => with_subgroups,
+            false => Variant {
+                subgroup_min_size: None,
+                ..with_subgroups
+            },
+        };
+        let register_fits =
+            fits_register(n, m) && in_budget(register::loop_iterations(n, m, batch, variant));
+        let instances = exp.instances.len();
+        let kernel = match options.kernel {
+            Some(Kernel::Register) if !register_fits => {
+                bail!("the register kernel cannot train n = {n}, m = {m}, batch {batch}")
+            }
+            Some(Kernel::Split { slices }) if !fits_register(n, m) || slices == 0 => {
+                bail!("the split register kernel cannot train n = {n}, m = {m} in {slices} slices")
+            }
+            Some(kernel) => kernel,
+            None => default_kernel(n, m, batch, instances, gpu.software, register_fits),
+        };
+        let slices = match kernel {
+            Kernel::Split { slices } => slices,
+            _ => 1,
+        };
+        let variant = Variant {
+            split: matches!(kernel, Kernel::Split { .. }),
+            ..variant
+        };
+        let tiled = kernel == Kernel::Tiled;
         if gpu.software && tiled && tiled_loop_iterations(n, m, batch) > LOOP_BUDGET {
             bail!("n = {n}, m = {m}, batch {batch} needs more loop iterations per invocation than the software adapter {} runs; use --backend cpu", gpu.adapter.name);
         }
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
         let tile = TILE as usize;
+        let samplers = (batch * n.div_ceil(4)).div_ceil(SAMPLER_WG as usize);
+        if tiled && samplers > max_groups {
+            bail!("batch {batch} of {n} features needs {samplers} sampler workgroups, more than the adapter's {max_groups} per dimension");
+        }
         if tiled && batch.div_ceil(tile) > max_groups {
             bail!("batch {batch} needs {} tiles of samples, more than the adapter's {max_groups} workgroups per dimension", batch.div_ceil(tile));
         }
@@ -214,7 +288,11 @@ impl GpuTrainer {
         // largest within one binding.
         let loss_tiles = n.div_ceil(tile) * batch.div_ceil(tile);
         let mut per_instance = vec![3 * count * 4, (n + 1) * 4, LOG_SLOTS * 4];
+        if let Kernel::Split { slices } = kernel {
+            per_instance.push(slices as usize * (count + 2) * 4);
+        }
         if tiled {
+            // H and dH; δ and X; the gradients and partial losses.
             per_instance.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
         }
         let per_instance = *per_instance.iter().max().expect("non-empty") as u64;
@@ -229,38 +307,55 @@ impl GpuTrainer {
         }
 
         let (group_layout, layout) = gpu.layout();
-        let pipelines = if tiled {
-            let main = gpu.module("tiled.wgsl");
-            let adam = gpu.module("tiled_adam.wgsl");
-            let mut p: Vec<_> = [
-                "hidden_forward",
-                "output_delta",
-                "hidden_backward",
-                "gradient",
-            ]
-            .iter()
-            .map(|e| gpu.pipeline(&layout, &main, e))
-            .collect();
-            p.push(gpu.pipeline(&layout, &adam, "adam_step"));
-            p
-        } else {
-            vec![gpu.pipeline(&layout, &gpu.module("small.wgsl"), "train")]
+        let pipelines = match kernel {
+            Kernel::Tiled => {
+                let sampler = gpu.module("features.wgsl");
+                let main = gpu.module("tiled.wgsl");
+                let adam = gpu.module("tiled_adam.wgsl");
+                let mut p = vec![gpu.pipeline(&layout, &sampler, "generate")];
+                p.extend(
+                    [
+                        "hidden_forward",
+                        "output_delta",
+                        "hidden_backward",
+                        "gradient",
+                    ]
+                    .iter()
+                    .map(|e| gpu.pipeline(&layout, &main, e)),
+                );
+                p.push(gpu.pipeline(&layout, &adam, "adam_step"));
+                p
+            }
+            Kernel::Register => {
+                let source = shaders::with_prelude(&register::kernel(n, m, variant));
+                let module = gpu.module_of("register kernel", source);
+                vec![gpu.pipeline(&layout, &module, "train")]
+            }
+            Kernel::Split { .. } => {
+                let source = shaders::with_prelude(&register::kernel(n, m, variant));
+                let module = gpu.module_of("split register kernel", source);
+                let adam = gpu.module("split_adam.wgsl");
+                vec![
+                    gpu.pipeline(&layout, &module, "train_slice"),
+                    gpu.pipeline(&layout, &adam, "apply_partials"),
+                ]
+            }
         };
 
-        let small_steps = if gpu.software {
-            (LOOP_BUDGET / small_loop_iterations(n, m, batch))
+        let per_dispatch = if kernel != Kernel::Register {
+            1
+        } else if gpu.software {
+            (LOOP_BUDGET / register::loop_iterations(n, m, batch, variant))
                 .clamp(1, u64::from(SMALL_DISPATCH_STEPS)) as u32
         } else {
             SMALL_DISPATCH_STEPS
         }
         .min(options.max_steps_per_dispatch.unwrap_or(u32::MAX).max(1));
-        let per_dispatch = if tiled { 1 } else { small_steps };
         let dispatch_stride = dispatch_stride(per_dispatch, gpu.storage_alignment());
         let dispatches = gpu.storage_zeroed(
             "dispatches",
             dispatch_stride * u64::from(SUBMIT_STEPS.div_ceil(per_dispatch)),
         );
-        let instances = exp.instances.len();
         let loss_readback = gpu.readback("loss read-back", (LOG_SLOTS * instances * 4) as u64);
         let state_readback = gpu.readback(
             "state read-back",
@@ -278,6 +373,7 @@ impl GpuTrainer {
                 batch: batch as u32,
                 instances: len as u32,
                 first_instance: exp.global_index(first),
+                slices,
                 relu: u32::from(exp.model == ModelKind::Relu),
                 log_every: exp.log_every,
                 total_steps: exp.steps,
@@ -298,18 +394,22 @@ impl GpuTrainer {
             words.extend(inst.iter().map(|i| presence_threshold(i.density)));
             let state_buffer = gpu.storage("state", &pack(&state, exp, first, len));
             let losses = gpu.storage_zeroed("losses", (LOG_SLOTS * len * 4) as u64);
-            let (hidden, delta, grad) = if tiled {
-                (
+            let (hidden, delta, grad, samples) = match kernel {
+                Kernel::Tiled => (
                     gpu.storage_zeroed("hidden", (2 * len * batch * m * 4) as u64),
                     gpu.storage_zeroed("delta", (len * batch * n * 4) as u64),
                     gpu.storage_zeroed("gradients", (len * (count + loss_tiles) * 4) as u64),
-                )
-            } else {
-                (
+                    gpu.storage_zeroed("batch", (len * batch * n * 4) as u64),
+                ),
+                _ => (
                     gpu.storage_zeroed("unused", 16),
                     gpu.storage_zeroed("unused", 16),
+                    gpu.storage_zeroed(
+                        "partials",
+                        (len * slices as usize * (count + 2) * 4) as u64,
+                    ),
                     gpu.storage_zeroed("unused", 16),
-                )
+                ),
             };
             let bind_group = gpu.bind_group(
                 &group_layout,
@@ -322,6 +422,7 @@ impl GpuTrainer {
                     hidden: &hidden,
                     delta: &delta,
                     grad: &grad,
+                    batch: &samples,
                 },
             );
             shards.push(Shard {
@@ -335,12 +436,12 @@ impl GpuTrainer {
         Ok(GpuTrainer {
             exp: exp.clone(),
             step: state.step,
-            tiled,
+            kernel,
             pipelines,
             shards,
             dispatches,
             dispatch_stride,
-            small_steps,
+            per_dispatch,
             loss_readback,
             state_readback,
             timer: Timer::new(&gpu),
@@ -353,9 +454,9 @@ impl GpuTrainer {
         self.shards.len()
     }
 
-    /// Whether the tiled kernels run this experiment.
-    pub fn is_tiled(&self) -> bool {
-        self.tiled
+    /// The kernels that train this experiment.
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
     }
 
     /// Encodes the dispatches of one dispatch slot for every shard.
@@ -365,16 +466,28 @@ impl GpuTrainer {
         for shard in &self.shards {
             pass.set_bind_group(0, &shard.bind_group, &[offset]);
             let count = shard.count as u32;
-            if !self.tiled {
-                pass.set_pipeline(&self.pipelines[0]);
-                pass.dispatch_workgroups(count, 1, 1);
-                continue;
+            match self.kernel {
+                Kernel::Register => {
+                    pass.set_pipeline(&self.pipelines[0]);
+                    pass.dispatch_workgroups(count, 1, 1);
+                    continue;
+                }
+                Kernel::Split { slices } => {
+                    pass.set_pipeline(&self.pipelines[0]);
+                    pass.dispatch_workgroups(count, slices, 1);
+                    pass.set_pipeline(&self.pipelines[1]);
+                    pass.dispatch_workgroups(count, 1, 1);
+                    continue;
+                }
+                Kernel::Tiled => {}
             }
             let tiles = |len: usize| len.div_ceil(TILE as usize) as u32;
             let adam_groups = (shard.count * (m * n + n)).div_ceil(ADAM_WG as usize);
             let adam_x =
                 adam_groups.min(self.gpu.limits.max_compute_workgroups_per_dimension as usize);
+            let samplers = (batch * n.div_ceil(4)).div_ceil(SAMPLER_WG as usize) as u32;
             let grids = [
+                (samplers, 1, count),
                 (tiles(m), tiles(batch), count),
                 (tiles(n), tiles(batch), count),
                 (tiles(m), tiles(batch), count),
@@ -392,7 +505,7 @@ impl GpuTrainer {
     /// command buffer and waits for it (so that benchmarks time completed work).
     fn submit(&mut self, from: u32, to: u32, logs: &[u32]) -> anyhow::Result<Vec<LossRecord>> {
         let constants = step_table(&self.exp, from, to);
-        let per_dispatch = if self.tiled { 1 } else { self.small_steps };
+        let per_dispatch = self.per_dispatch;
         let mut bytes = vec![];
         let mut first = from;
         while first < to {

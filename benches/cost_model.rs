@@ -1,0 +1,328 @@
+//! A counted-cost model of one training step on GPUs we cannot run here: `cargo bench --bench
+//! cost_model` prints modelled ms/step of tms's kernels on an H100, an RTX 4090 and an Apple M2 Pro
+//! beside the modelled time of the PyTorch loop (benches/pytorch_loop.py) on the same GPU, for the
+//! standard workloads of `tms bench`. Every figure it prints is a MODEL, not a measurement, good to
+//! about ×2 (design/gpu-kernels.md §4 derives the constants and checks them against the kernels).
+//!
+//! Counts come from the same shapes the host uses: the workloads of `tms::bench`, the kernel the
+//! trainer picks (`tms::gpu::trainer::default_kernel`, on a hardware adapter), the register kernel's
+//! workgroup size and reduction, the tiled kernels' tile. Per kernel launch it counts integer ops
+//! (Philox4x32-10 without a native mulhi: about 420 per call), flops, workgroup-memory wavefronts
+//! (32 lanes × 4 bytes), barriers and DRAM bytes, and takes per compute unit the slowest resource
+//! at the occupancy the grid gives (few warps cannot hide latency: throughput scales with resident
+//! warps up to 16 per unit), plus a fixed cost per dependent dispatch.
+
+use tms::bench::{standard_workloads, Workload};
+use tms::gpu::abi::{REGISTER_WG, SAMPLER_WG, TILE};
+use tms::gpu::register::fits_register;
+use tms::gpu::trainer::{default_kernel, Kernel};
+
+/// Integer ops of one Philox4x32-10 call emulated in WGSL (10 rounds of two 32×32→64 products
+/// built from 16-bit halves, about 17 ops each, plus the xors and key additions).
+const PHILOX_OPS: f64 = 420.0;
+/// Samples per step in every standard workload.
+const BATCH: usize = 1024;
+/// Steps per dispatch of the unsplit register kernel on hardware (trainer's SMALL_DISPATCH_STEPS).
+const REGISTER_STEPS_PER_DISPATCH: f64 = 100.0;
+/// Resident warps per compute unit needed to hide arithmetic and memory latency.
+const WARPS_TO_HIDE_LATENCY: f64 = 16.0;
+/// 32-bit registers per compute unit (NVIDIA SMs; assumed for Apple too).
+const REGISTER_FILE: f64 = 65536.0;
+/// Cycles a workgroup barrier costs when every warp arrives together.
+const BARRIER_CYCLES: f64 = 30.0;
+
+/// One GPU, per compute unit (SM, Apple GPU core) and clock.
+struct Gpu {
+    name: &'static str,
+    units: f64,
+    clock_hz: f64,
+    fp32_lanes: f64,
+    /// Integer multiply/ALU lanes Philox's mix runs on.
+    int_lanes: f64,
+    /// Workgroup-memory wavefronts (32 × 4 bytes) per clock.
+    shared_wavefronts: f64,
+    dram_bytes_per_s: f64,
+    /// Seconds between two dependent compute dispatches in one pass (wgpu on Vulkan or Metal).
+    dispatch_s: f64,
+    /// Host seconds PyTorch spends issuing one kernel (CUDA, MPS).
+    torch_launch_s: f64,
+}
+
+const GPUS: [Gpu; 3] = [
+    Gpu {
+        name: "H100 SXM",
+        units: 132.0,
+        clock_hz: 1.755e9,
+        fp32_lanes: 128.0,
+        int_lanes: 64.0,
+        shared_wavefronts: 1.0,
+        dram_bytes_per_s: 3.35e12,
+        dispatch_s: 3e-6,
+        torch_launch_s: 7e-6,
+    },
+    Gpu {
+        name: "RTX 4090",
+        units: 128.0,
+        clock_hz: 2.52e9,
+        fp32_lanes: 128.0,
+        int_lanes: 64.0,
+        shared_wavefronts: 1.0,
+        dram_bytes_per_s: 1.01e12,
+        dispatch_s: 3e-6,
+        torch_launch_s: 6e-6,
+    },
+    Gpu {
+        name: "M2 Pro",
+        units: 19.0,
+        clock_hz: 1.40e9,
+        fp32_lanes: 128.0,
+        int_lanes: 75.0,
+        shared_wavefronts: 0.5,
+        dram_bytes_per_s: 0.2e12,
+        dispatch_s: 10e-6,
+        torch_launch_s: 25e-6,
+    },
+];
+
+impl Gpu {
+    fn fp32_peak(&self) -> f64 {
+        2.0 * self.units * self.clock_hz * self.fp32_lanes
+    }
+}
+
+/// What one workgroup of a launch does, and how many there are.
+#[derive(Default)]
+struct Launch {
+    workgroups: f64,
+    threads: f64,
+    /// Workgroups one compute unit can hold (registers, workgroup memory).
+    resident: f64,
+    int_ops: f64,
+    flops: f64,
+    shared_wavefronts: f64,
+    barriers: f64,
+    dram_bytes: f64,
+}
+
+impl Launch {
+    /// Seconds of this launch on `gpu` (without the dispatch cost).
+    fn seconds(&self, gpu: &Gpu) -> f64 {
+        let per_unit = (self.workgroups / gpu.units).ceil();
+        let resident = per_unit.min(self.resident);
+        let warps = resident * (self.threads / 32.0).ceil();
+        let efficiency = (warps / WARPS_TO_HIDE_LATENCY).min(1.0);
+        let busiest = (self.int_ops / gpu.int_lanes)
+            .max(self.flops / gpu.fp32_lanes)
+            .max(self.shared_wavefronts / gpu.shared_wavefronts);
+        let cycles = per_unit * busiest / efficiency
+            + (per_unit / resident).ceil() * self.barriers * BARRIER_CYCLES;
+        cycles / gpu.clock_hz + self.workgroups * self.dram_bytes / gpu.dram_bytes_per_s
+    }
+}
+
+/// A step's launches and how many dependent dispatches it costs.
+struct Step {
+    kernel: Kernel,
+    launches: Vec<Launch>,
+    dispatches: f64,
+}
+
+impl Step {
+    fn seconds(&self, gpu: &Gpu) -> f64 {
+        self.launches.iter().map(|l| l.seconds(gpu)).sum::<f64>() + self.dispatches * gpu.dispatch_s
+    }
+
+    fn total(&self, part: impl Fn(&Launch) -> f64) -> f64 {
+        self.launches.iter().map(|l| l.workgroups * part(l)).sum()
+    }
+}
+
+/// Probability that a run of `lanes` features has at least one present (each with `density`).
+fn any_present(density: f64, lanes: f64) -> f64 {
+    1.0 - (1.0 - density).powf(lanes)
+}
+
+/// Philox calls to draw one sample: a mask call per group of four features, and a value call for
+/// each group with a present feature (charged to a whole warp when any of its 32 lanes needs it).
+fn philox_calls_per_sample(n: usize, density: f64) -> f64 {
+    let groups = n.div_ceil(4) as f64;
+    groups * (1.0 + any_present(any_present(density, 4.0), 32.0))
+}
+
+/// The register kernel (split into `slices` workgroups per instance, or whole).
+fn register_step(w: &Workload, slices: usize, kernel: Kernel) -> Step {
+    let (n, m) = (w.features as f64, w.hidden as f64);
+    let wg = REGISTER_WG as f64;
+    let values = m * n + n + 2.0;
+    let warps = wg / 32.0;
+    let samples = BATCH as f64 / slices as f64;
+    // Per instance and workgroup; the average instance stands for all (densities vary).
+    let count = w.densities.len() as f64;
+    let (mut int_ops, mut flops, mut shared) = (0.0, 0.0, 0.0);
+    for &d in &w.densities {
+        // A warp runs the dense path when any of its lanes has a present feature.
+        let dense = any_present(any_present(d, n), 32.0);
+        int_ops += samples * philox_calls_per_sample(w.features, d) * PHILOX_OPS / count;
+        flops += samples * dense * (10.0 * n * m + 12.0 * n) / count;
+        // W and b read at uniform addresses (broadcast): h, y and Wδ, per warp-iteration.
+        shared += samples / 32.0 * dense * (3.0 * n * m + n) / count;
+    }
+    // The reduction: subgroup adds (5 shuffle steps), one row per warp, the sum over the rows.
+    flops += warps * values * 10.0;
+    shared += warps * values + (values / wg).ceil() * warps;
+    // Registers per thread: the accumulators, x, δ, y, h, Wδ and bookkeeping (at most 255).
+    let registers = (values + 3.0 * n + 2.0 * m + 24.0).min(255.0);
+    let train = Launch {
+        workgroups: count * slices as f64,
+        threads: wg,
+        resident: (REGISTER_FILE / (registers * wg)).floor().max(1.0),
+        int_ops,
+        flops,
+        shared_wavefronts: shared,
+        barriers: 4.0,
+        dram_bytes: if slices > 1 { 4.0 * values } else { 0.0 },
+    };
+    let mut launches = vec![train];
+    if slices > 1 {
+        launches.push(Launch {
+            workgroups: count,
+            threads: wg,
+            resident: 4.0,
+            flops: (m * n + n) * (slices as f64 + 20.0),
+            dram_bytes: 4.0 * values * slices as f64 + 4.0 * 6.0 * (m * n + n),
+            ..Default::default()
+        });
+    }
+    Step {
+        kernel,
+        launches,
+        dispatches: if slices > 1 {
+            2.0
+        } else {
+            1.0 / REGISTER_STEPS_PER_DISPATCH
+        },
+    }
+}
+
+/// The tiled kernels: generate (features.wgsl), hidden_forward, output_delta, hidden_backward,
+/// gradient, adam_step.
+fn tiled_step(w: &Workload) -> Step {
+    let tile = TILE as f64;
+    let tiles = |len: usize| (len as f64 / tile).ceil();
+    let (n, m, b) = (tiles(w.features), tiles(w.hidden), tiles(BATCH));
+    let count = w.densities.len() as f64;
+    let threads = tile * tile;
+    // A 16 × 16 × 16 tile product: 4096 FMAs = 128 warp-FMAs reading two shared values each.
+    let tile_fmas = tile * tile * tile;
+    let warp_fmas = tile_fmas / 32.0;
+    // Each K step loads two 16 × 16 tiles from device memory (X, δ, H, W: L2-resident mostly; counted
+    // as DRAM traffic to stay on the safe side).
+    let gemm = |workgroups: f64, depth: f64, wavefronts_per_warp_fma: f64| Launch {
+        workgroups,
+        threads,
+        resident: 8.0,
+        flops: depth * 2.0 * tile_fmas,
+        shared_wavefronts: depth * warp_fmas * wavefronts_per_warp_fma,
+        barriers: 2.0 * depth,
+        dram_bytes: depth * 2.0 * tile * tile * 4.0,
+        ..Default::default()
+    };
+    // The batch, sampled once per step by features.wgsl: one thread per group of four features.
+    let groups = (BATCH * w.features.div_ceil(4)) as f64;
+    let sampler_wg = SAMPLER_WG as f64;
+    let mean_calls = w
+        .densities
+        .iter()
+        .map(|&d| philox_calls_per_sample(4, d))
+        .sum::<f64>()
+        / count;
+    let sample = Launch {
+        workgroups: (groups / sampler_wg).ceil() * count,
+        threads: sampler_wg,
+        resident: 16.0,
+        int_ops: sampler_wg * mean_calls * PHILOX_OPS,
+        dram_bytes: sampler_wg * 16.0,
+        ..Default::default()
+    };
+    let launches = vec![
+        sample,
+        // H = X Wᵀ: two shared reads per warp-FMA, conflict-free (tile_b's rows are padded to
+        // TILE + 1 floats).
+        gemm(m * b * count, n, 2.0),
+        // δ = f(H W + b).
+        gemm(n * b * count, m, 2.0),
+        // dH = δ Wᵀ.
+        gemm(m * b * count, n, 2.0),
+        // ∂W = Hᵀδ + dHᵀX over the batch: two products.
+        gemm(n * m * count, 2.0 * b, 2.0),
+        // Adam: one thread per parameter.
+        Launch {
+            workgroups: (count * (w.features * w.hidden + w.features) as f64 / 256.0).ceil(),
+            threads: 256.0,
+            resident: 8.0,
+            flops: 256.0 * 20.0,
+            dram_bytes: 256.0 * 4.0 * 7.0,
+            ..Default::default()
+        },
+    ];
+    Step {
+        kernel: Kernel::Tiled,
+        launches,
+        dispatches: 6.0,
+    }
+}
+
+/// The step tms's trainer would run for `w` on a hardware adapter.
+fn tms_step(w: &Workload) -> Step {
+    let instances = w.densities.len();
+    let fits = fits_register(w.features, w.hidden);
+    match default_kernel(w.features, w.hidden, BATCH, instances, false, fits) {
+        Kernel::Split { slices } => register_step(w, slices as usize, Kernel::Split { slices }),
+        Kernel::Register => register_step(w, 1, Kernel::Register),
+        Kernel::Tiled => tiled_step(w),
+    }
+}
+
+/// The PyTorch loop (benches/pytorch_loop.py) on `gpu`: about 45 kernels per step issued by the
+/// host without synchronising, so a step costs the larger of the issue time and the GPU time. GPU
+/// time: about 40 elementwise passes over the [B, instances, n] tensor (rand, compare, where, loss
+/// and their backward) plus the two einsums and their backward as batched SGEMMs at 60 % of peak.
+fn torch_seconds(w: &Workload, gpu: &Gpu) -> f64 {
+    let instances = w.densities.len() as f64;
+    let elements = BATCH as f64 * instances * w.features as f64;
+    let passes = 40.0 * elements * 4.0 / gpu.dram_bytes_per_s;
+    let gemm = 10.0 * BATCH as f64 * (w.features * w.hidden) as f64 * instances;
+    let gpu_time = passes + gemm / (0.6 * gpu.fp32_peak());
+    (45.0 * gpu.torch_launch_s).max(gpu_time)
+}
+
+fn main() {
+    println!(
+        "MODELLED, not measured (no such GPU here; about ×2 uncertainty): ms per training step.\n"
+    );
+    println!("| workload | kernel | per step: Gint ops | GFLOP | shared wavefronts (M) | dispatches | GPU | tms ms/step | % fp32 peak | PyTorch loop ms/step | PyTorch / tms |");
+    println!("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|");
+    for w in standard_workloads() {
+        let step = tms_step(&w);
+        let model_flops = w.flops_per_step();
+        for gpu in &GPUS {
+            let tms = step.seconds(gpu);
+            let torch = torch_seconds(&w, gpu);
+            println!(
+                "| {} | {:?} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {:.3} | {:.1} | {:.3} | {:.1}× |",
+                w.name,
+                step.kernel,
+                step.total(|l| l.int_ops) * 1e-9,
+                step.total(|l| l.flops) * 1e-9,
+                step.total(|l| l.shared_wavefronts) * 1e-6,
+                step.dispatches,
+                gpu.name,
+                tms * 1e3,
+                100.0 * model_flops / tms / gpu.fp32_peak(),
+                torch * 1e3,
+                torch / tms
+            );
+        }
+    }
+    println!("\n% fp32 peak: the model's 10·B·n·m flops per instance-step over the step time, against 2 × lanes × units × clock.");
+}

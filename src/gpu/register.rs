@@ -1,0 +1,410 @@
+//! The register kernel for small models (m·n + n ≤ [`REGISTER_MAX_PARAMS`]): WGSL generated on the
+//! host for one (n, m), so that every feature, hidden unit and gradient accumulator is a named scalar
+//! (straight-line code, no runtime-indexed arrays: registers on a GPU, SIMD values on llvmpipe).
+//!
+//! One workgroup of [`REGISTER_WG`] threads owns one instance and runs many steps per dispatch. Per
+//! step each thread draws its own samples (s = tid, tid + WG, …) from the counters, runs the forward
+//! and backward pass and adds the sample's gradient terms h_k δ_j + (Wδ)_k x_j and δ_j to its private
+//! accumulators; all-zero samples are only counted (their bias gradient is added in closed form, as
+//! the CPU trainer does). The workgroup then sums the accumulators once per step in a fixed order,
+//! so runs are deterministic, and the parameters' owners apply Adam. Two ways to sum:
+//! - with subgroup operations (where the adapter has them): `subgroupAdd` of every accumulator, one
+//!   row of partial sums per subgroup in workgroup memory, then a sum over the rows in subgroup order;
+//! - without (GL, WebGPU without the feature): rounds of [`CHUNK`] values, each thread writing its
+//!   accumulators to workgroup memory and the first threads summing them in thread order.
+//!
+//! Few instances on a big GPU ([`Variant::split`]): each instance is split over several
+//! workgroups ("slices") that take every slices-th run of WG samples, sum their share as above and
+//! write it to a partials buffer; `shaders/split_adam.wgsl` then sums the slices in slice order
+//! and applies Adam. Two dispatches per step, but every compute unit busy.
+//!
+//! Where W lives: on software adapters every thread copies W and b into registers once per step
+//! (llvmpipe turns each workgroup-memory access into a loop over its SIMD lanes); on GPUs W is read
+//! from workgroup memory at constant addresses, a broadcast that costs no registers.
+//!
+//! Why generated, not a static file: WGSL has no generics over array sizes that keep values in
+//! registers; loops over runtime-indexed private arrays spill to memory (design/gpu-kernels.md §2.3:
+//! 12 ms/step with loops against 2.5 ms straight-line on lavapipe).
+
+use super::abi::{REGISTER_MAX_PARAMS, REGISTER_WG};
+
+/// Values each thread writes per round of the workgroup reduction.
+const CHUNK: usize = 32;
+
+/// The choices that shape one generated kernel besides (n, m).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Variant {
+    /// W and b copied into registers each step (software adapters), else read from workgroup memory.
+    pub w_in_registers: bool,
+    /// Sum with subgroup operations, given the adapter's smallest subgroup size; the workgroup
+    /// reduction when `None`.
+    pub subgroup_min_size: Option<u32>,
+    /// One step per dispatch with each instance split over `Config::slices` workgroups, which
+    /// write partial sums for `shaders/split_adam.wgsl` (entry point `train_slice`); else many steps
+    /// per dispatch with Adam in the kernel (entry point `train`).
+    pub split: bool,
+}
+
+/// Whether the register kernel takes n features and m hidden dimensions.
+pub fn fits_register(n: usize, m: usize) -> bool {
+    m * n + n <= REGISTER_MAX_PARAMS as usize
+}
+
+/// The loop iterations one invocation runs per step (llvmpipe's budget counts them): its samples,
+/// the reduction's loops and the log step's loss.
+pub fn loop_iterations(n: usize, m: usize, batch: usize, variant: Variant) -> u64 {
+    let wg = REGISTER_WG as usize;
+    let values = reduced_values(n, m);
+    let reduction = match variant.subgroup_min_size {
+        Some(size) => values.div_ceil(wg) * (wg / size as usize + 1),
+        None => values.div_ceil(CHUNK) * (wg + 1),
+    };
+    (batch.div_ceil(wg) + reduction + n + 4) as u64
+}
+
+/// Bytes of workgroup memory the kernel declares: the parameters, the partial sums and the totals.
+pub fn workgroup_bytes(n: usize, m: usize, variant: Variant) -> u32 {
+    ((m * n + n + part_len(n, m, variant) + reduced_values(n, m)) * 4) as u32
+}
+
+/// Floats of partial sums: one row of all values per subgroup, or [`CHUNK`] values per thread.
+fn part_len(n: usize, m: usize, variant: Variant) -> usize {
+    let wg = REGISTER_WG as usize;
+    match variant.subgroup_min_size {
+        Some(size) => wg / size as usize * reduced_values(n, m),
+        None => CHUNK * wg,
+    }
+}
+
+/// Values the workgroup sums per step: the gradient of W and b, then the loss and the zero count.
+fn reduced_values(n: usize, m: usize) -> usize {
+    m * n + n + 2
+}
+
+/// WGSL text built line by line.
+#[derive(Default)]
+struct Text(String);
+
+impl Text {
+    fn line(&mut self, text: impl AsRef<str>) {
+        self.0 += text.as_ref();
+        self.0.push('\n');
+    }
+}
+
+/// `terms` joined by ` + `.
+fn sum(terms: impl Iterator<Item = String>) -> String {
+    terms.collect::<Vec<_>>().join(" + ")
+}
+
+/// The kernel text for n features and m hidden dimensions (to follow the prelude).
+pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
+    assert!(
+        fits_register(n, m),
+        "n {n}, m {m} is too large for the register kernel"
+    );
+    let wg = REGISTER_WG as usize;
+    let count = m * n + n;
+    let values = reduced_values(n, m);
+    let (loss_acc, zero_acc) = (count, count + 1);
+    let owned = count.div_ceil(wg);
+    let in_registers = variant.w_in_registers;
+    let w = |k: usize, j: usize| match in_registers {
+        true => format!("w{k}_{j}"),
+        false => format!("pshm[{}u]", k * n + j),
+    };
+    let b = |j: usize| match in_registers {
+        true => format!("b{j}"),
+        false => format!("pshm[{}u]", m * n + j),
+    };
+    let mut o = Text::default();
+
+    o.line(format!(
+        "// Generated by src/gpu/register.rs for n = {n}, m = {m}: {variant:?}."
+    ));
+    o.line("@group(0) @binding(STATE_BINDING) var<storage, read_write> state: array<f32>;");
+    o.line("@group(0) @binding(LOSSES_BINDING) var<storage, read_write> losses: array<f32>;");
+    o.line("// W then b of this workgroup's instance.");
+    o.line(format!("var<workgroup> pshm: array<f32, {count}>;"));
+    o.line("// Partial sums: one row per subgroup, or CHUNK values per thread of one round.");
+    o.line(format!(
+        "var<workgroup> part: array<f32, {}>;",
+        part_len(n, m, variant)
+    ));
+    o.line("// The step's sums: ∂W, ∂b, loss, all-zero samples.");
+    o.line(format!("var<workgroup> total: array<f32, {values}>;"));
+    if variant.split {
+        o.line("// [instances][slices][values]: each slice's sums (split_adam.wgsl adds them up).");
+        o.line("@group(0) @binding(GRAD_BINDING) var<storage, read_write> partials: array<f32>;");
+    }
+    o.line("@compute @workgroup_size(REGISTER_WG)");
+    let subgroup_inputs = match variant.subgroup_min_size {
+        Some(_) => ", @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) subgroup: u32, @builtin(num_subgroups) subgroups: u32",
+        None => "",
+    };
+    let entry = if variant.split {
+        "train_slice"
+    } else {
+        "train"
+    };
+    o.line(format!("fn {entry}(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) tid: u32{subgroup_inputs}) {{"));
+    o.line("    let instance = wid.x;");
+    o.line(format!("    let count = {count}u;"));
+    o.line("    let total_count = shard.config.instances * count;");
+    o.line("    let threshold = threshold_of(instance);");
+    o.line("    let global_instance = shard.config.first_instance + instance;");
+    for j in 0..n {
+        o.line(format!("    let imp{j} = importance_at(instance, {j}u);"));
+    }
+    // Owners: parameter p = tid + q·WG, with its Adam moments in registers (split: no moments,
+    // Adam runs in split_adam.wgsl).
+    for q in 0..owned {
+        o.line(format!("    let p{q} = tid + {}u;", q * wg));
+        if !variant.split {
+            o.line(format!("    var m1_{q} = 0.0;"));
+            o.line(format!("    var m2_{q} = 0.0;"));
+        }
+        o.line(format!("    if p{q} < count {{"));
+        o.line(format!(
+            "        pshm[p{q}] = state[instance * count + p{q}];"
+        ));
+        if !variant.split {
+            o.line(format!(
+                "        m1_{q} = state[total_count + instance * count + p{q}];"
+            ));
+            o.line(format!(
+                "        m2_{q} = state[2u * total_count + instance * count + p{q}];"
+            ));
+        }
+        o.line("    }");
+    }
+    if variant.split {
+        o.line("    let slice = wid.y;");
+        o.line("    {");
+        o.line("        let step = dispatch.params.first_step;");
+    } else {
+        o.line("    var log_slot = dispatch.params.log_slot;");
+        o.line("    for (var t = 0u; t < dispatch.params.steps; t++) {");
+        o.line("        let step = dispatch.params.first_step + t;");
+    }
+    o.line("        workgroupBarrier();");
+    if in_registers {
+        for k in 0..m {
+            for j in 0..n {
+                o.line(format!("        let w{k}_{j} = pshm[{}u];", k * n + j));
+            }
+        }
+        for j in 0..n {
+            o.line(format!("        let b{j} = pshm[{}u];", m * n + j));
+        }
+    }
+    for i in 0..values {
+        o.line(format!("        var a{i} = 0.0;"));
+    }
+
+    // Each thread's samples: forward, backward, and the gradient terms into its accumulators.
+    if variant.split {
+        o.line("        for (var s = slice * REGISTER_WG + tid; s < shard.config.batch; s += shard.config.slices * REGISTER_WG) {");
+    } else {
+        o.line("        for (var s = tid; s < shard.config.batch; s += REGISTER_WG) {");
+    }
+    let groups = n.div_ceil(4);
+    for g in 0..groups {
+        o.line(format!(
+            "            let xg{g} = sample_group(global_instance, step, s, {g}u, threshold);"
+        ));
+    }
+    let present = (0..groups)
+        .map(|g| format!("any(xg{g} != vec4<f32>(0.0))"))
+        .collect::<Vec<_>>()
+        .join(" || ");
+    o.line(format!("            if !({present}) {{"));
+    o.line(format!("                a{zero_acc} += 1.0;"));
+    o.line("                continue;");
+    o.line("            }");
+    const LANES: [&str; 4] = ["x", "y", "z", "w"];
+    for j in 0..n {
+        o.line(format!(
+            "            let x{j} = xg{}.{};",
+            j / 4,
+            LANES[j % 4]
+        ));
+    }
+    for k in 0..m {
+        let terms = (0..n).map(|j| format!("{} * x{j}", w(k, j)));
+        o.line(format!("            let h{k} = {};", sum(terms)));
+    }
+    for j in 0..n {
+        let terms = (0..m).map(|k| format!("{} * h{k}", w(k, j)));
+        o.line(format!("            let y{j} = {} + {};", b(j), sum(terms)));
+        o.line(format!(
+            "            let d{j} = delta_of(y{j}, x{j}, imp{j});"
+        ));
+    }
+    let errors = (0..n).map(|j| format!("sq_error(y{j}, x{j}, imp{j})"));
+    o.line(format!("            a{loss_acc} += {};", sum(errors)));
+    for k in 0..m {
+        let terms = (0..n).map(|j| format!("{} * d{j}", w(k, j)));
+        o.line(format!("            let dh{k} = {};", sum(terms)));
+    }
+    for k in 0..m {
+        for j in 0..n {
+            o.line(format!(
+                "            a{} += h{k} * d{j} + dh{k} * x{j};",
+                k * n + j
+            ));
+        }
+    }
+    for j in 0..n {
+        o.line(format!("            a{} += d{j};", m * n + j));
+    }
+    o.line("        }");
+
+    match variant.subgroup_min_size {
+        Some(_) => subgroup_reduction(&mut o, values),
+        None => workgroup_reduction(&mut o, values),
+    }
+
+    if variant.split {
+        split_epilogue(&mut o, n, m);
+    } else {
+        adam_epilogue(&mut o, n, m);
+    }
+    o.0
+}
+
+/// The loss of a log step into `total` (unscaled): every all-zero sample has the loss of y = b.
+fn log_loss(o: &mut Text, n: usize, m: usize) {
+    let (loss_acc, zero_acc) = (m * n + n, m * n + n + 1);
+    o.line("            var zero_loss = 0.0;");
+    o.line(format!("            for (var j = 0u; j < {n}u; j++) {{"));
+    o.line(format!(
+        "                zero_loss += sq_error(pshm[{}u + j], 0.0, importance_at(instance, j));",
+        m * n
+    ));
+    o.line("            }");
+    o.line(format!(
+        "            total[{loss_acc}u] += total[{zero_acc}u] * zero_loss;"
+    ));
+}
+
+/// The rest of a whole-instance step: the loss, then Adam by the owners with the bias gradient of
+/// the all-zero samples in closed form; after the last step, the state back to memory.
+fn adam_epilogue(o: &mut Text, n: usize, m: usize) {
+    let (count, wg) = (m * n + n, REGISTER_WG as usize);
+    let owned = count.div_ceil(wg);
+    o.line("        workgroupBarrier();");
+    o.line("        if tid == 0u && is_log_step(step) {");
+    log_loss(o, n, m);
+    o.line(format!(
+        "            losses[log_slot * shard.config.instances + instance] = total[{count}u] * shard.config.scale;"
+    ));
+    o.line("        }");
+    o.line("        if is_log_step(step) {");
+    o.line("            log_slot += 1u;");
+    o.line("        }");
+    o.line("        workgroupBarrier();");
+    o.line(format!("        let zeros = total[{}u];", count + 1));
+    o.line("        let c = dispatch.constants[t];");
+    for q in 0..owned {
+        o.line(format!("        if p{q} < count {{"));
+        o.line(format!("            var g = total[p{q}];"));
+        o.line(format!("            if p{q} >= {}u {{", m * n));
+        o.line(format!(
+            "                g += zeros * delta_of(pshm[p{q}], 0.0, importance_at(instance, p{q} - {}u));",
+            m * n
+        ));
+        o.line("            }");
+        o.line(format!(
+            "            let updated = adam(pshm[p{q}], g, m1_{q}, m2_{q}, c);"
+        ));
+        o.line(format!("            pshm[p{q}] = updated.x;"));
+        o.line(format!("            m1_{q} = updated.y;"));
+        o.line(format!("            m2_{q} = updated.z;"));
+        o.line("        }");
+    }
+    o.line("    }");
+    for q in 0..owned {
+        o.line(format!("    if p{q} < count {{"));
+        o.line(format!(
+            "        state[instance * count + p{q}] = pshm[p{q}];"
+        ));
+        o.line(format!(
+            "        state[total_count + instance * count + p{q}] = m1_{q};"
+        ));
+        o.line(format!(
+            "        state[2u * total_count + instance * count + p{q}] = m2_{q};"
+        ));
+        o.line("    }");
+    }
+    o.line("}");
+}
+
+/// The rest of a split step: the slice's sums (its loss with its all-zero samples' share) to the
+/// partials buffer.
+fn split_epilogue(o: &mut Text, n: usize, m: usize) {
+    let values = reduced_values(n, m);
+    o.line("        workgroupBarrier();");
+    o.line("        if tid == 0u && is_log_step(step) {");
+    log_loss(o, n, m);
+    o.line("        }");
+    o.line("        workgroupBarrier();");
+    o.line(format!(
+        "        let at = (instance * shard.config.slices + slice) * {values}u;"
+    ));
+    o.line(format!(
+        "        for (var i = tid; i < {values}u; i += REGISTER_WG) {{"
+    ));
+    o.line("            partials[at + i] = total[i];");
+    o.line("        }");
+    o.line("    }");
+    o.line("}");
+}
+
+/// Sums accumulators a0.. of every thread into `total`: within each subgroup by `subgroupAdd`, then
+/// the subgroups' rows in subgroup order.
+fn subgroup_reduction(o: &mut Text, values: usize) {
+    for i in 0..values {
+        o.line(format!("        let s{i} = subgroupAdd(a{i});"));
+    }
+    o.line("        if lane == 0u {");
+    for i in 0..values {
+        o.line(format!(
+            "            part[subgroup * {values}u + {i}u] = s{i};"
+        ));
+    }
+    o.line("        }");
+    o.line("        workgroupBarrier();");
+    o.line(format!(
+        "        for (var i = tid; i < {values}u; i += REGISTER_WG) {{"
+    ));
+    o.line("            var acc = 0.0;");
+    o.line("            for (var r = 0u; r < subgroups; r++) {");
+    o.line(format!("                acc += part[r * {values}u + i];"));
+    o.line("            }");
+    o.line("            total[i] = acc;");
+    o.line("        }");
+}
+
+/// Sums accumulators a0.. of every thread into `total` with workgroup memory only: rounds of
+/// [`CHUNK`] values, each summed over the threads in thread order.
+fn workgroup_reduction(o: &mut Text, values: usize) {
+    for first in (0..values).step_by(CHUNK) {
+        let len = CHUNK.min(values - first);
+        o.line("        workgroupBarrier();");
+        for i in 0..len {
+            o.line(format!(
+                "        part[tid * {CHUNK}u + {i}u] = a{};",
+                first + i
+            ));
+        }
+        o.line("        workgroupBarrier();");
+        o.line(format!("        if tid < {len}u {{"));
+        o.line("            var acc = 0.0;");
+        o.line("            for (var r = 0u; r < REGISTER_WG; r++) {");
+        o.line(format!("                acc += part[r * {CHUNK}u + tid];"));
+        o.line("            }");
+        o.line(format!("            total[{first}u + tid] = acc;"));
+        o.line("        }");
+    }
+}
