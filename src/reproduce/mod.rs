@@ -17,7 +17,7 @@ pub mod phase;
 use crate::device::{BackendChoice, Device};
 use crate::error::UsageError;
 use crate::experiment::Experiment;
-use crate::run::{new_run, train};
+use crate::run::{new_run, train_watched, Watch};
 use crate::store::results::{read_config, read_results, InstanceResult, Results, RunConfig};
 use crate::store::write_atomic;
 use std::path::{Path, PathBuf};
@@ -66,11 +66,12 @@ pub trait Reproduction {
 }
 
 /// Runs a reproduction end to end: resolves its experiments and checks every run directory before
-/// anything is trained, trains each run (or, with `--redraw`, reads the runs already there), then
-/// draws the figures and writes summary.md.
+/// anything is trained, trains each run watched by `watch` (or, with `--redraw`, reads the runs
+/// already there), then draws the figures and writes summary.md.
 pub fn reproduce(
     reproduction: &dyn Reproduction,
     options: &ReproduceOptions,
+    watch: &Watch,
 ) -> anyhow::Result<()> {
     let out = options
         .out
@@ -87,7 +88,7 @@ pub fn reproduce(
     for (name, exp) in experiments {
         let dir = out.join(name);
         if !options.redraw {
-            train(exp, &device, &dir, None)?;
+            train_watched(exp, &device, Some(&dir), None, watch)?;
         }
         runs.push((read_config(&dir)?, read_results(&dir)?));
     }
