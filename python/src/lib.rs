@@ -257,7 +257,10 @@ fn load(dir: PathBuf) -> PyResult<NativeRun> {
 #[pyfunction]
 #[pyo3(signature = (args, progress))]
 fn reproduce(py: Python<'_>, args: Vec<String>, progress: Option<Py<PyAny>>) -> PyResult<()> {
-    let argv = ["tms", "reproduce"].into_iter().map(String::from).chain(args);
+    let argv = ["tms", "reproduce"]
+        .into_iter()
+        .map(String::from)
+        .chain(args);
     let cli = tms::cli::Cli::try_parse_from(argv).map_err(|e| {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or_default();
