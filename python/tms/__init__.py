@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import textwrap
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
@@ -309,53 +310,63 @@ def _to_json(value: Any) -> str:
 
 class _Progress:
     """The progress report of one call: a tqdm bar (tqdm.auto: a widget in notebooks) when tqdm is
-    installed, else one line rewritten on stderr, or the caller's function. A new bar starts when a
-    new run starts (``tms.reproduce`` trains several)."""
+    installed, else one line rewritten on stderr when it is a terminal, or the caller's function.
+    A new bar starts when a new run starts (``tms.reproduce`` trains several)."""
 
     def __init__(self, progress: ProgressArg) -> None:
-        self.user = progress if callable(progress) else None
-        self.enabled = progress is True
-        self.line = sys.stderr.isatty()  # without tqdm: a line on a terminal, nothing in a log
-        self.bar: Any = None
-        self.total = 0
-        self.last_step = 0
-        self.last_line = 0.0
+        self.report: Optional[Callable[[int, int, float], Any]] = None
+        if callable(progress):
+            self.report = progress
+        elif progress:
+            try:
+                from tqdm.auto import tqdm
 
-    def __enter__(self) -> Optional[Callable[[int, int, float], None]]:
-        return self.user or (self if self.enabled else None)
+                self.tqdm: Any = tqdm
+                self.report = self.bar
+            except ImportError:
+                self.report = self.line if sys.stderr.isatty() else None
+        self.open: Any = None  # the tqdm bar, or True for a line, of the current run
+        self.total, self.last_step, self.last_time = 0, 0, 0.0
 
-    def __call__(self, step: int, steps: int, loss: float) -> None:
-        if step < self.last_step or steps != self.total:
-            self._close()
+    def __enter__(self) -> Optional[Callable[[int, int, float], Any]]:
+        return self.report
+
+    def new_run(self, step: int, steps: int) -> bool:
+        if self.open is None or step < self.last_step or steps != self.total:
+            self.close()
             self.total, self.last_step = steps, 0
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            tqdm = None
-        if tqdm is not None:
-            if self.bar is None:
-                self.bar = tqdm(total=steps, initial=step, unit="step", dynamic_ncols=True)
-            else:
-                self.bar.update(step - self.last_step)
-            self.bar.set_postfix_str(f"mean loss {loss:.5f}", refresh=False)
-        elif self.line:
-            now = time.monotonic()
-            if now - self.last_line > 0.2 or step == steps:
-                sys.stderr.write(f"\r{step}/{steps} steps  mean loss {loss:.5f}")
-                sys.stderr.flush()
-                self.last_line = now
-                self.bar = "line"
-        self.last_step = step
+            return True
+        return False
 
-    def _close(self) -> None:
-        if self.bar == "line":
+    def bar(self, step: int, steps: int, loss: float) -> None:
+        if self.new_run(step, steps):
+            self.open = self.tqdm(total=steps, unit="step", dynamic_ncols=True)
+        self.open.update(step - self.last_step)
+        self.open.set_postfix_str(f"mean loss {loss:.5f}")
+        self.last_step = step
+        if step == steps:
+            self.close()
+
+    def line(self, step: int, steps: int, loss: float) -> None:
+        self.new_run(step, steps)
+        self.open, self.last_step = True, step
+        now = time.monotonic()
+        if now - self.last_time > 0.2 or step == steps:
+            sys.stderr.write(f"\r{step}/{steps} steps  mean loss {loss:.5f}")
+            sys.stderr.flush()
+            self.last_time = now
+        if step == steps:
+            self.close()
+
+    def close(self) -> None:
+        if self.open is True:
             sys.stderr.write("\n")
-        elif self.bar is not None:
-            self.bar.close()
-        self.bar = None
+        elif self.open is not None:
+            self.open.close()
+        self.open = None
 
     def __exit__(self, *exc: Any) -> None:
-        self._close()
+        self.close()
 
 
 @dataclass(frozen=True)
@@ -393,9 +404,10 @@ def _train_doc() -> str:
         "    config: a TOML config file (path) or a dict with the same fields; keywords win.",
     ]
     for s in _SETTINGS.values():
-        values = f" One of: {', '.join(s.values)}." if s.values else ""
-        listed = " A number or a list." if s.is_list else ""
-        lines.append(f"    {s.keyword}: {s.help}{values}{listed}")
+        text = f"{s.keyword}: {s.help.rstrip('.')}."
+        text += f" One of: {', '.join(s.values)}." if s.values else ""
+        text += " A number or a list." if s.is_list else ""
+        lines += textwrap.wrap(text, 96, initial_indent="    ", subsequent_indent="        ")
     lines += [
         "    backend: 'auto' (a hardware GPU if wgpu finds one, else the CPU), 'gpu' or 'cpu'.",
         "    adapter: the GPU adapter, its index or a substring of its name (see ``devices()``).",
@@ -410,7 +422,7 @@ def _train_doc() -> str:
         "        function f(step, steps, mean_loss) called after every chunk of steps.",
         "",
         "The GIL is released while training. Ctrl-C raises KeyboardInterrupt at the end of the",
-        "current chunk of steps (at most ``log_every`` steps); with ``out`` a checkpoint is written",
+        "current chunk of steps (``log_every`` steps, at most 1000); with ``out`` a checkpoint is written",
         "first, and ``tms.resume(out)`` (or ``tms train --resume out``) continues the run.",
         "",
         "Example:",
