@@ -235,6 +235,21 @@ def test_reproduce_runs_the_clis_reproduction(tmp_path):
         tms.reproduce("phase", grid=1, out=tmp_path / "phase", progress=False)
 
 
+def test_the_gpu_trainer_from_python_equals_the_clis(tmp_path):
+    if not tms.devices():
+        if os.environ.get("CI") == "true":
+            pytest.fail("no GPU adapter (lavapipe: apt-get install mesa-vulkan-drivers)")
+        pytest.skip("no GPU adapter")
+    flags = ["--features", "6", "--hidden", "2", "--density", "0.3", "--steps", "30",
+             "--log-every", "10", "--eval-samples", "256"]
+    status, err = cli("train", "--backend", "gpu", *flags, "--out", str(tmp_path / "cli"))
+    assert status == 0, err
+    run = tms.train(features=6, hidden=2, density=0.3, steps=30, log_every=10, eval_samples=256,
+                    backend="gpu", progress=False)
+    assert run.backend == "gpu"
+    assert np.array_equal(bits(run.W), bits(tms.load(tmp_path / "cli").W))
+
+
 def test_devices_lists_adapters():
     for adapter in tms.devices():
         assert {"name", "backend", "device_type", "description"} <= set(adapter)
