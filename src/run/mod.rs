@@ -202,17 +202,18 @@ fn train_from(
         };
         dir::write_files(dir, &config, &results, &weights)?;
         let _ = std::fs::remove_file(checkpoint_path(dir)); // the results supersede it
-    }
-    if let Some(dir) = dir.filter(|_| talk) {
-        eprintln!("trained in {train_seconds:.2} s; wrote {}", dir.display());
-        for r in &results.instances {
-            let show = |l: Option<f64>| l.map_or("not finite".to_string(), |l| format!("{l:.6}"));
-            eprintln!(
-                "  density {:<6} final loss {}  eval loss {}",
-                r.density,
-                show(r.final_loss.map(f64::from)),
-                show(r.eval_loss)
-            );
+        if talk {
+            eprintln!("trained in {train_seconds:.2} s; wrote {}", dir.display());
+            for r in &results.instances {
+                let show =
+                    |l: Option<f64>| l.map_or("not finite".to_string(), |l| format!("{l:.6}"));
+                eprintln!(
+                    "  density {:<6} final loss {}  eval loss {}",
+                    r.density,
+                    show(r.final_loss.map(f64::from)),
+                    show(r.eval_loss)
+                );
+            }
         }
     }
     Ok(Finished {
