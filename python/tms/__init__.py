@@ -66,11 +66,8 @@ def train(
     progress: ProgressArg = True,
 ) -> "Run":
     # The docstring is assembled below from the command line's own declaration of the settings.
-    flags = {
-        name: value
-        for name, value in locals().items()
-        if name in _SETTINGS and value is not None
-    }
+    arguments = dict(locals())
+    flags = {k: v for k, v in arguments.items() if k in _SETTINGS and v is not None}
     for name, value in flags.items():
         if _SETTINGS[name].is_list and not isinstance(value, (list, tuple, np.ndarray)):
             flags[name] = [value]
