@@ -10,7 +10,8 @@ use crate::experiment::Settings;
 use crate::gpu::list_adapters;
 use crate::reproduce::geometry::UniformSuperposition;
 use crate::reproduce::phase::PhaseDiagrams;
-use crate::reproduce::{basic::Basic, intro::Intro, reproduce, ReproduceOptions};
+use crate::reproduce::{basic::Basic, intro::Intro, reproduce, ReproduceOptions, Reproduction};
+use crate::run::Watch;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 
@@ -129,6 +130,20 @@ pub enum ReproduceCommand {
     },
 }
 
+impl ReproduceCommand {
+    /// The reproduction this command runs, with its options (the Python package's `tms.reproduce`
+    /// parses its keywords as this command, so every reproduction and flag reaches it unchanged).
+    pub fn parts(&self) -> (&dyn Reproduction, &ReproduceOptions) {
+        match self {
+            ReproduceCommand::Basic(options) => (&Basic, options),
+            ReproduceCommand::Intro(options) => (&Intro, options),
+            ReproduceCommand::Phase { options, diagrams } => (diagrams, options),
+            ReproduceCommand::Geometry { options, sweep } => (sweep, options),
+            ReproduceCommand::Sae { options, saes } => (saes, options),
+        }
+    }
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -157,13 +172,10 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
                 .for_each(|path| eprintln!("wrote {}", path.display()));
             Ok(())
         }
-        Command::Reproduce(command) => match command {
-            ReproduceCommand::Basic(options) => reproduce(&Basic, &options),
-            ReproduceCommand::Intro(options) => reproduce(&Intro, &options),
-            ReproduceCommand::Phase { options, diagrams } => reproduce(&diagrams, &options),
-            ReproduceCommand::Geometry { options, sweep } => reproduce(&sweep, &options),
-            ReproduceCommand::Sae { options, saes } => reproduce(&saes, &options),
-        },
+        Command::Reproduce(command) => {
+            let (reproduction, options) = command.parts();
+            reproduce(reproduction, options, &Watch::default())
+        }
     }
 }
 

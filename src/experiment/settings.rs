@@ -42,42 +42,49 @@ settings! {
     #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, clap::Args)]
     #[serde(deny_unknown_fields)]
     pub struct Settings {
+        /// Toy model: x' = ReLU(WᵀWx + b) or x' = WᵀWx + b (default relu).
         #[arg(long, value_enum)]
         pub model: Option<ModelKind>,
-        /// Number of features n.
+        /// Number of features n (default 20).
         #[arg(long, value_name = "N")]
         pub features: Option<usize>,
-        /// Number of hidden dimensions m.
+        /// Number of hidden dimensions m (default 5).
         #[arg(long, value_name = "M")]
         pub hidden: Option<usize>,
-        /// Feature densities 1 − S, one instance each.
+        /// Feature densities 1 − S, one instance each (default 1,0.3,0.1,0.03,0.01,0.003,0.001).
         #[arg(long, value_name = "D1,D2,...", value_delimiter = ',', allow_negative_numbers = true)]
         pub density: Option<Vec<f64>>,
-        /// Importance I_i = R^i.
+        /// Importance I_i = R^i (default 0.7).
         #[arg(long, value_name = "R", allow_negative_numbers = true)]
         pub importance_decay: Option<f64>,
         /// Instances given one by one (config file only).
         #[arg(skip)]
         pub instances: Option<Vec<InstanceSettings>>,
+        /// Samples per step and instance (default 1024).
         #[arg(long, value_name = "B")]
         pub batch: Option<usize>,
+        /// Training steps (default 10000).
         #[arg(long, value_name = "T")]
         pub steps: Option<u32>,
+        /// Learning rate (default 0.001).
         #[arg(long, value_name = "X", allow_negative_numbers = true)]
         pub lr: Option<f64>,
+        /// Optimizer (default adamw).
         #[arg(long, value_enum)]
         pub optimizer: Option<OptimizerKind>,
         /// Weight decay (default 0.01 for adamw, 0 for adam).
         #[arg(long, value_name = "X", allow_negative_numbers = true)]
         pub weight_decay: Option<f64>,
+        /// Learning-rate schedule: constant, 1 − t/T or cos(πt / 2T) (default constant).
         #[arg(long, value_enum)]
         pub schedule: Option<Schedule>,
-        /// Steps between logged training losses.
+        /// Steps between logged training losses (default 100).
         #[arg(long, value_name = "K")]
         pub log_every: Option<u32>,
-        /// Samples in the held-out evaluation batch.
+        /// Samples in the held-out evaluation batch (default 16384).
         #[arg(long, value_name = "K")]
         pub eval_samples: Option<usize>,
+        /// Seed of the random data and initial weights (default 0).
         #[arg(long, value_name = "S")]
         pub seed: Option<u64>,
         /// Importances of an extra feature to sweep (crossed with the densities), e.g. 0.1,1,10.
@@ -86,7 +93,8 @@ settings! {
         /// Index of the extra feature (default: the last).
         #[arg(long, value_name = "I")]
         pub extra_feature: Option<usize>,
-        /// Independently initialised instances per setting; the best by evaluation loss is marked.
+        /// Independently initialised instances per setting; the best by evaluation loss is marked
+        /// (default 1).
         #[arg(long, value_name = "K")]
         pub restarts: Option<u32>,
     }
@@ -101,19 +109,25 @@ impl Settings {
             .map_err(|UsageError(e)| UsageError(format!("config {}: {e}", path.display())))
     }
 
-    /// The settings of the config file `file` (if any) with `flags` laid over them; a density list
-    /// among the flags replaces the file's explicit instances.
+    /// The settings of the config file `file` (if any) with `flags` laid over them (see
+    /// [`Settings::with_flags`]).
     pub fn with_file(file: Option<&Path>, flags: Settings) -> Result<Settings, UsageError> {
         let base = match file {
             Some(path) => Settings::from_toml_file(path)?,
             None => Settings::default(),
         };
+        Ok(base.with_flags(flags))
+    }
+
+    /// `flags` laid over these settings (a config file's); a density list among the flags replaces
+    /// the file's explicit instances.
+    pub fn with_flags(self, flags: Settings) -> Settings {
         let replaces_instances = flags.density.is_some();
-        let mut merged = base.overlay(flags);
+        let mut merged = self.overlay(flags);
         if replaces_instances {
             merged.instances = None;
         }
-        Ok(merged)
+        merged
     }
 
     /// Parses TOML text into settings.

@@ -19,7 +19,7 @@ pub mod sae;
 use crate::device::{BackendChoice, Device};
 use crate::error::UsageError;
 use crate::experiment::Experiment;
-use crate::run::{new_run, train};
+use crate::run::{new_run, train_watched, Watch};
 use crate::store::results::{read_config, read_results, InstanceResult, Results, RunConfig};
 use crate::store::write_atomic;
 use std::path::{Path, PathBuf};
@@ -73,11 +73,12 @@ pub trait Reproduction {
 }
 
 /// Runs a reproduction end to end: resolves its experiments and checks every run directory before
-/// anything is trained, trains each run (or, with `--redraw`, reads the runs already there), then
-/// draws the figures and writes summary.md.
+/// anything is trained, trains each run watched by `watch` (or, with `--redraw`, reads the runs
+/// already there), then draws the figures and writes summary.md.
 pub fn reproduce(
     reproduction: &dyn Reproduction,
     options: &ReproduceOptions,
+    watch: &Watch,
 ) -> anyhow::Result<()> {
     let out = options
         .out
@@ -96,7 +97,7 @@ pub fn reproduce(
     let mut runs = vec![];
     for (k, (name, exp)) in experiments.into_iter().enumerate() {
         if let Some(dir) = claimed.get(k) {
-            train(exp, &device, dir, None)?;
+            train_watched(exp, &device, Some(dir), None, watch)?;
         }
         let dir = out.join(name);
         runs.push((read_config(&dir)?, read_results(&dir)?));

@@ -1,6 +1,7 @@
 //! The loop that takes a trainer from its current step to the end of the experiment: chunks of steps,
-//! a progress bar on a terminal, checkpoints as [`RunControl`] asks, a report of instances that
-//! diverge, a stop on request; then the held-out evaluation ([`evaluate`]) of the final state.
+//! a progress bar on a terminal (or the caller's own progress report), checkpoints as [`RunControl`]
+//! asks, a report of instances that diverge, a stop on request; then the held-out evaluation
+//! ([`evaluate`]) of the final state.
 
 use crate::experiment::Experiment;
 use crate::features::FeatureSource;
@@ -21,15 +22,22 @@ pub struct RunControl<'a> {
     pub checkpoint_every: Option<u32>,
     /// Checkpoint when this many seconds have passed since the last one.
     pub checkpoint_seconds: Option<f64>,
-    /// Set (e.g. by a SIGINT handler) to stop after the current chunk with a checkpoint.
+    /// Set (e.g. by a SIGINT handler) to stop after the current chunk, with a checkpoint when there
+    /// is a checkpoint directory.
     pub stop: Option<&'a AtomicBool>,
+    /// Called after every chunk with the step reached, the experiment's steps and the mean finite
+    /// loss of the last log point; when given, it replaces the progress bar.
+    pub progress: Option<&'a Progress<'a>>,
 }
+
+/// A progress report: (step reached, steps in all, mean finite loss at the last log point).
+pub type Progress<'a> = dyn Fn(u32, u32, f64) + Sync + 'a;
 
 /// How a run ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     Finished,
-    /// Stopped at this step on request, after writing a checkpoint.
+    /// Stopped at this step on request, after writing a checkpoint if the run has a directory.
     Interrupted(u32),
 }
 
@@ -47,8 +55,9 @@ pub fn diverged_instances(
 }
 
 /// Runs `trainer` from its current step (`start`, with the loss records so far) to the end of the
-/// experiment in chunks, drawing a progress bar when stderr is a terminal, writing checkpoints as
-/// `control` asks, and reporting instances that diverge at the log point where they do.
+/// experiment in chunks, drawing a progress bar when stderr is a terminal (or calling
+/// `control.progress`), writing checkpoints as `control` asks, and reporting instances that diverge
+/// at the log point where they do.
 pub fn run_to_end(
     exp: &Experiment,
     trainer: &mut dyn Trainer,
@@ -56,10 +65,11 @@ pub fn run_to_end(
     mut records: Vec<LossRecord>,
     control: &RunControl,
 ) -> anyhow::Result<(TrainState, Vec<LossRecord>, Outcome)> {
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(u64::from(exp.steps)),
-        indicatif::ProgressDrawTarget::stderr(),
-    );
+    let target = match control.progress {
+        Some(_) => indicatif::ProgressDrawTarget::hidden(),
+        None => indicatif::ProgressDrawTarget::stderr(),
+    };
+    let bar = indicatif::ProgressBar::with_draw_target(Some(u64::from(exp.steps)), target);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{bar:40} {pos}/{len} steps  {per_sec}  eta {eta}  {msg}",
@@ -73,6 +83,7 @@ pub fn run_to_end(
         .clamp(1, 1000);
     let mut reported = vec![false; exp.instances.len()];
     let (mut step, mut last_checkpoint, mut last_time) = (start, start, Instant::now());
+    let mut mean_loss = f64::NAN;
     while step < exp.steps {
         let until = (step + chunk).min(exp.steps);
         let new = trainer.advance(until)?;
@@ -87,23 +98,24 @@ pub fn run_to_end(
                 .filter(|l| l.is_finite())
                 .map(|&l| f64::from(l))
                 .collect();
-            bar.set_message(format!(
-                "mean loss {:.5}",
-                finite.iter().sum::<f64>() / finite.len().max(1) as f64
-            ));
+            mean_loss = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
+            bar.set_message(format!("mean loss {mean_loss:.5}"));
         }
         records.extend(new);
         step = until;
         bar.set_position(u64::from(step));
+        if let Some(progress) = control.progress {
+            progress(step, exp.steps, mean_loss);
+        }
+        let stopping = step < exp.steps && control.stop.is_some_and(|s| s.load(Ordering::SeqCst));
         if let Some(dir) = control.checkpoint_dir {
-            let stopping = control.stop.is_some_and(|s| s.load(Ordering::SeqCst));
             let by_steps = control
                 .checkpoint_every
                 .is_some_and(|k| step - last_checkpoint >= k);
             let by_time = control
                 .checkpoint_seconds
                 .is_some_and(|s| last_time.elapsed().as_secs_f64() >= s);
-            if step < exp.steps && (stopping || by_steps || by_time) {
+            if stopping || (step < exp.steps && (by_steps || by_time)) {
                 let state = trainer.state()?; // read back once, for the checkpoint and the return
                 report(
                     &mut reported,
@@ -119,6 +131,9 @@ pub fn run_to_end(
                     return Ok((state, records, Outcome::Interrupted(step)));
                 }
             }
+        } else if stopping {
+            bar.abandon();
+            return Ok((trainer.state()?, records, Outcome::Interrupted(step)));
         }
     }
     let state = trainer.state()?;

@@ -1,8 +1,10 @@
 //! Training an experiment into a run directory, the one pipeline every command that trains goes
 //! through (`tms train`, every `tms reproduce`): the checks before anything is written ([`new_run`]:
 //! host memory, the directory), the device placement, the run to the end with checkpoints and a
-//! Ctrl-C/SIGTERM stop ([`train`], [`resume`]), the evaluation and the run's files. Which shard of a
-//! sweep to train, from `--shard` or a Slurm array job, is decided here too ([`shard_of`]).
+//! Ctrl-C/SIGTERM stop ([`train`], [`resume`]), the evaluation and the run's files. A program that
+//! embeds the library (the Python package) watches and stops a run itself, and may train in memory
+//! ([`Watch`], [`train_watched`]). Which shard of a sweep to train, from `--shard` or a Slurm array
+//! job, is decided here too ([`shard_of`]).
 //!
 //! - [`dir`]: what a run directory may hold and the files a finished run writes there;
 //! - [`driver`]: the loop from the current step to the end, and the held-out evaluation.
@@ -19,7 +21,7 @@ use crate::store::results::{Results, RunConfig, Weights};
 use crate::trainer::{LossRecord, TrainState};
 use anyhow::Context;
 use dir::RunDir;
-use driver::{diverged_instances, evaluate, run_to_end, Outcome, RunControl};
+use driver::{diverged_instances, evaluate, run_to_end, Outcome, Progress, RunControl};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -42,8 +44,8 @@ pub fn train(
     dir: &RunDir,
     checkpoint_every: Option<u32>,
 ) -> anyhow::Result<Results> {
-    let state = TrainState::initial(&exp);
-    train_from(exp, device, dir, state, vec![], checkpoint_every)
+    train_watched(exp, device, Some(dir), checkpoint_every, &Watch::default())
+        .map(|run| run.results)
 }
 
 /// Continues the interrupted run in `dir` from its checkpoint (its experiment and checkpoint interval
@@ -54,21 +56,67 @@ pub fn resume(
     device: &Device,
     checkpoint_every: Option<u32>,
 ) -> anyhow::Result<Results> {
+    resume_watched(dir, device, checkpoint_every, &Watch::default()).map(|run| run.results)
+}
+
+/// How a run is watched and stopped. The default is the command line's: a progress bar and messages
+/// on stderr, and Ctrl-C or SIGTERM (through a process-wide handler) to stop. A program that embeds
+/// the library (the Python package) gives its own progress report and stop flag instead.
+#[derive(Clone, Copy, Default)]
+pub struct Watch<'a> {
+    /// Set to stop after the current chunk of steps (with a checkpoint when the run has a
+    /// directory); `None` installs the Ctrl-C/SIGTERM handler.
+    pub stop: Option<&'a AtomicBool>,
+    /// Progress after every chunk; when given, it replaces the progress bar and the messages.
+    pub progress: Option<&'a Progress<'a>>,
+}
+
+/// A finished run: what its files hold (and, for a run in memory, all there is of it).
+pub struct Finished {
+    pub config: RunConfig,
+    pub results: Results,
+    pub state: TrainState,
+}
+
+/// Trains `exp` from its initial state on `device`, watched by `watch`: into `dir` (claimed by
+/// [`new_run`]) with its checkpoints and files, or, with no `dir`, in memory (checked by
+/// [`check_host_memory`]; no checkpoints, nothing written).
+pub fn train_watched(
+    exp: Experiment,
+    device: &Device,
+    dir: Option<&RunDir>,
+    checkpoint_every: Option<u32>,
+    watch: &Watch,
+) -> anyhow::Result<Finished> {
+    let state = TrainState::initial(&exp);
+    train_from(exp, device, dir, state, vec![], checkpoint_every, watch)
+}
+
+/// [`resume`], watched by `watch`.
+pub fn resume_watched(
+    dir: &Path,
+    device: &Device,
+    checkpoint_every: Option<u32>,
+    watch: &Watch,
+) -> anyhow::Result<Finished> {
     let claimed = dir::claim_to_resume(dir)?;
     let checkpoint = read_checkpoint(dir)?;
     check_host_memory(&checkpoint.experiment)?;
-    eprintln!(
-        "resuming {} at step {}",
-        dir.display(),
-        checkpoint.state.step
-    );
+    if watch.progress.is_none() {
+        eprintln!(
+            "resuming {} at step {}",
+            dir.display(),
+            checkpoint.state.step
+        );
+    }
     train_from(
         checkpoint.experiment,
         device,
-        &claimed,
+        Some(&claimed),
         checkpoint.state,
         checkpoint.records,
         checkpoint_every.or(checkpoint.checkpoint_every),
+        watch,
     )
 }
 
@@ -82,38 +130,59 @@ fn install_stop_handler() -> anyhow::Result<()> {
     result.context("cannot install the Ctrl-C handler")
 }
 
-/// Trains `exp` from `state` (with the loss records so far) to the end, checkpointing into `dir`,
-/// and writes the run's files there. Stops with [`Interrupted`] on Ctrl-C or SIGTERM.
+/// Trains `exp` from `state` (with the loss records so far) to the end, checkpointing into `dir` if
+/// given, and writes the run's files there. Stops with [`Interrupted`] when `watch` says so.
 fn train_from(
     exp: Experiment,
     device: &Device,
-    dir: &RunDir,
+    dir: Option<&RunDir>,
     state: TrainState,
     records: Vec<LossRecord>,
     checkpoint_every: Option<u32>,
-) -> anyhow::Result<Results> {
-    install_stop_handler()?;
+    watch: &Watch,
+) -> anyhow::Result<Finished> {
+    let stop = match watch.stop {
+        Some(stop) => stop,
+        None => {
+            install_stop_handler()?;
+            &STOP
+        }
+    };
+    let talk = watch.progress.is_none(); // the command line's messages on stderr
     let start = state.step;
     let (mut trainer, backend) = device.trainer(&exp, state)?;
     let device = trainer.device();
-    eprintln!(
-        "training {} {:?} instances (n = {}, m = {}) for {} steps on {device}",
-        exp.instances.len(),
-        exp.model,
-        exp.features,
-        exp.hidden,
-        exp.steps
-    );
+    if talk {
+        eprintln!(
+            "training {} {:?} instances (n = {}, m = {}) for {} steps on {device}",
+            exp.instances.len(),
+            exp.model,
+            exp.features,
+            exp.hidden,
+            exp.steps
+        );
+    }
     let control = RunControl {
-        checkpoint_dir: Some(dir.path()),
+        checkpoint_dir: dir.map(RunDir::path),
         checkpoint_every,
         checkpoint_seconds: Some(CHECKPOINT_SECONDS),
-        stop: Some(&STOP),
+        stop: Some(stop),
+        progress: watch.progress,
     };
     let started = std::time::Instant::now();
     let (state, records, outcome) = run_to_end(&exp, trainer.as_mut(), start, records, &control)?;
     if let Outcome::Interrupted(step) = outcome {
-        return Err(Interrupted(format!("interrupted at step {step} of {}; checkpoint written. Resume with: tms train --resume {}", exp.steps, dir.path().display())).into());
+        let resume = dir.map_or(String::new(), |dir| {
+            format!(
+                "; checkpoint written. Resume with: tms train --resume {}",
+                dir.path().display()
+            )
+        });
+        return Err(Interrupted(format!(
+            "interrupted at step {step} of {}{resume}",
+            exp.steps
+        ))
+        .into());
     }
     let train_seconds = started.elapsed().as_secs_f64();
     let eval = evaluate(&exp, &state);
@@ -126,26 +195,35 @@ fn train_from(
         tms_version: env!("CARGO_PKG_VERSION").into(),
         weights_sha256: None, // recorded as the weights are written
     };
-    let weights = Weights {
-        w: &state.w,
-        b: &state.b,
-    };
-    dir::write_files(dir, &config, &results, &weights)?;
-    let _ = std::fs::remove_file(checkpoint_path(dir.path())); // the results supersede it
-    eprintln!(
-        "trained in {train_seconds:.2} s; wrote {}",
-        dir.path().display()
-    );
-    for r in &results.instances {
-        let show = |l: Option<f64>| l.map_or("not finite".to_string(), |l| format!("{l:.6}"));
-        eprintln!(
-            "  density {:<6} final loss {}  eval loss {}",
-            r.density,
-            show(r.final_loss.map(f64::from)),
-            show(r.eval_loss)
-        );
+    if let Some(dir) = dir {
+        let weights = Weights {
+            w: &state.w,
+            b: &state.b,
+        };
+        dir::write_files(dir, &config, &results, &weights)?;
+        let _ = std::fs::remove_file(checkpoint_path(dir.path())); // the results supersede it
+        if talk {
+            eprintln!(
+                "trained in {train_seconds:.2} s; wrote {}",
+                dir.path().display()
+            );
+            for r in &results.instances {
+                let show =
+                    |l: Option<f64>| l.map_or("not finite".to_string(), |l| format!("{l:.6}"));
+                eprintln!(
+                    "  density {:<6} final loss {}  eval loss {}",
+                    r.density,
+                    show(r.final_loss.map(f64::from)),
+                    show(r.eval_loss)
+                );
+            }
+        }
     }
-    Ok(results)
+    Ok(Finished {
+        config,
+        results,
+        state,
+    })
 }
 
 /// An upper estimate of the host memory a run of `exp` needs: the state (parameters and both Adam
