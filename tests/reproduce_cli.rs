@@ -134,6 +134,7 @@ fn reproduce_sae_writes_its_saes_figures_and_summary() {
     let out = dir.path().join("sae");
     let args = [
         "sae",
+        "--larger",
         "--steps",
         "20",
         "--sae-steps",
@@ -172,6 +173,6 @@ fn reproduce_sae_writes_its_saes_figures_and_summary() {
     );
     // --redraw draws again from the files, training nothing.
     std::fs::remove_file(out.join("sae-mmcs.png")).unwrap();
-    reproduce(&["sae", "--redraw"], &out);
+    reproduce(&["sae", "--larger", "--redraw"], &out);
     assert_figure(&out.join("sae-mmcs"));
 }
