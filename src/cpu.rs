@@ -5,10 +5,13 @@
 //! counters), then each instance sums its chunks in a fixed order and takes its Adam step. Chunking
 //! does not depend on the number of threads, so results are bit-identical on any machine with the
 //! same float behaviour. All buffers are allocated once, in [`CpuTrainer::new`].
+//!
+//! The block pass is [`crate::model`]'s maths with `wide::f32x8` as the lane type: eight samples
+//! per vector, no fused multiply-adds, so it rounds like the scalar reference lane by lane.
 
 use crate::experiment::{Experiment, ModelKind};
 use crate::features::{unit_float, FeatureSource, LANES};
-use crate::model::zero_sample;
+use crate::model::{backward, forward_over, output_delta, zero_sample, Real, Scratch};
 use crate::optim::{adam_update, step_table, AdamHyper};
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
 use rayon::prelude::*;
@@ -17,16 +20,46 @@ use wide::f32x8;
 /// Samples per parallel work item.
 pub const CHUNK_SAMPLES: usize = 256;
 
-/// Eight samples side by side, as plain floats (for filling) and as a SIMD vector (for arithmetic).
-type Lanes = [f32; LANES];
+/// Eight samples side by side, one per lane: the SIMD lane type of the block pass (`wide` picks
+/// AVX2 or SSE2 instructions for it when the crate is compiled, see `.cargo/config.toml`).
+impl Real for f32x8 {
+    type Scalar = f32;
+    const ZERO: f32x8 = f32x8::ZERO;
+    #[inline(always)]
+    fn splat(v: f32) -> f32x8 {
+        f32x8::splat(v)
+    }
+    #[inline(always)]
+    fn relu(self) -> f32x8 {
+        self.max(f32x8::ZERO)
+    }
+    #[inline(always)]
+    fn where_positive(self, value: f32x8) -> f32x8 {
+        self.simd_gt(f32x8::ZERO) & value
+    }
+}
+
+/// The instruction set the CPU trainer's vectors use, fixed when the crate is compiled.
+pub fn instruction_set() -> &'static str {
+    if cfg!(all(target_arch = "x86_64", target_feature = "avx2")) {
+        "AVX2"
+    } else if cfg!(target_arch = "x86_64") {
+        "SSE2"
+    } else if cfg!(target_arch = "aarch64") {
+        "NEON"
+    } else {
+        "scalar"
+    }
+}
 
 /// A slice of one instance's batch, with its own gradient accumulators and scratch space.
 ///
-/// A step of a chunk runs in three phases: (1) the presence of every feature of every sample, from
-/// batched Philox calls; (2) the values of the groups with a present feature, batched the same way;
-/// (3) the forward and backward passes over the samples that are not all zero, eight at a time with
-/// one sample per SIMD lane, so every loop over n and m is a vector operation whatever n and m are.
-/// All-zero samples only touch the bias gradient and are added in closed form.
+/// A step of a chunk runs in two phases: (1) the presence of every feature of every sample as bits,
+/// from batched Philox calls; (2) one pass over the samples that are not all zero, eight at a time
+/// with one sample per SIMD lane: their value words (batched the same way, only for groups with a
+/// present feature) go straight into the block, and the block's forward and backward passes run over
+/// the columns present in any lane. All-zero samples only touch the bias gradient and are added in
+/// closed form.
 struct Chunk {
     instance: usize,
     samples: std::ops::Range<u32>,
@@ -34,53 +67,50 @@ struct Chunk {
     grad_w: Vec<f32>,
     grad_b: Vec<f32>,
     loss: f64,
-    /// Phase 1: present[local sample · n + feature].
-    present: Vec<u8>,
-    /// Local indices of the samples with a present feature.
-    live: Vec<u32>,
-    /// Phase 2: value-word slot of each (local sample, group), and the Philox counters and words.
-    slot: Vec<u32>,
-    value_index: Vec<u32>,
-    value_words: Vec<[u32; 4]>,
-    /// Phase 3: the eight-sample block and its per-lane accumulators.
-    x_lanes: Vec<Lanes>,
+    /// Phase 1: presence bits, [`FeatureSource::presence_words`] words per sample.
+    present: Vec<u64>,
+    /// Phase 2: the block of eight samples (zero outside `columns`), the presence bits of the block,
+    /// the columns present in any lane, scratch vectors and per-lane gradient accumulators.
     x: Vec<f32x8>,
-    x_any: Vec<bool>,
-    h: Vec<f32x8>,
-    y: Vec<f32x8>,
-    dh: Vec<f32x8>,
+    block_bits: Vec<u64>,
+    columns: Vec<usize>,
+    scratch: Scratch<f32x8>,
     acc_w: Vec<f32x8>,
     acc_b: Vec<f32x8>,
     zero_delta: Vec<f32>,
 }
 
+/// Value words waiting to be drawn: up to [`LANES`] groups of the current block, each with its lane,
+/// its group and the presence bits of its four features.
+#[derive(Default)]
+struct PendingValues {
+    indices: [u32; LANES],
+    targets: [(usize, usize, u64); LANES],
+    count: usize,
+}
+
 impl Chunk {
     fn new(exp: &Experiment, instance: usize, samples: std::ops::Range<u32>) -> Chunk {
         let (n, m, len) = (exp.features, exp.hidden, samples.len());
-        let groups = n.div_ceil(4);
+        let source = FeatureSource::train(
+            exp.seed,
+            exp.global_index(instance),
+            exp.instances[instance].density,
+            n,
+        );
+        let words = source.presence_words();
         Chunk {
             instance,
-            source: FeatureSource::train(
-                exp.seed,
-                exp.global_index(instance),
-                exp.instances[instance].density,
-                n,
-            ),
+            source,
             samples,
             grad_w: vec![0.0; m * n],
             grad_b: vec![0.0; n],
             loss: 0.0,
-            present: vec![0; len * n],
-            live: Vec::with_capacity(len),
-            slot: vec![0; len * groups],
-            value_index: Vec::with_capacity(len * groups),
-            value_words: vec![[0; 4]; len * groups],
-            x_lanes: vec![[0.0; LANES]; n],
+            present: vec![0; len * words],
             x: vec![f32x8::ZERO; n],
-            x_any: vec![false; n],
-            h: vec![f32x8::ZERO; m],
-            y: vec![f32x8::ZERO; n],
-            dh: vec![f32x8::ZERO; m],
+            block_bits: vec![0; words],
+            columns: Vec::with_capacity(n),
+            scratch: Scratch::new(n, m),
             acc_w: vec![f32x8::ZERO; m * n],
             acc_b: vec![f32x8::ZERO; n],
             zero_delta: vec![0.0; n],
@@ -90,21 +120,15 @@ impl Chunk {
     /// The bytes of the buffers [`Chunk::new`] allocates for `len` samples, one term per buffer in
     /// the same order, so that a new buffer is counted where it is added.
     fn bytes(n: usize, m: usize, len: usize) -> u64 {
-        let groups = n.div_ceil(4);
-        let (f32s, u32s, lanes) = (4, 4, std::mem::size_of::<f32x8>());
+        let words = n.div_ceil(64);
+        let (f32s, u64s, usizes, lanes) = (4, 8, 8, std::mem::size_of::<f32x8>());
         let bytes = m * n * f32s // grad_w
             + n * f32s // grad_b
-            + len * n // present
-            + len * u32s // live
-            + len * groups * u32s // slot
-            + len * groups * u32s // value_index
-            + len * groups * 4 * u32s // value_words
-            + n * LANES * f32s // x_lanes
+            + len * words * u64s // present
             + n * lanes // x
-            + n // x_any
-            + m * lanes // h
-            + n * lanes // y
-            + m * lanes // dh
+            + words * u64s // block_bits
+            + n * usizes // columns
+            + (m + n + n + m) * lanes // scratch: h, y, delta, dh
             + m * n * lanes // acc_w
             + n * lanes // acc_b
             + n * f32s; // zero_delta
@@ -122,73 +146,50 @@ impl Chunk {
         c: f32,
     ) {
         let n = b.len();
-        let groups = n.div_ceil(4);
-        // Phase 1: presence, and the samples that are not all zero.
+        let (groups, words) = (self.source.groups(), self.source.presence_words());
+        // Phase 1: presence bits.
         self.source
             .presence(step, self.samples.clone(), &mut self.present);
-        self.live.clear();
-        self.value_index.clear();
-        for (s, row) in self.present.chunks(n).enumerate() {
-            if row.iter().any(|&p| p != 0) {
-                self.live.push(s as u32);
-                for (g, group) in row.chunks(4).enumerate() {
-                    if group.iter().any(|&p| p != 0) {
-                        self.slot[s * groups + g] = self.value_index.len() as u32;
-                        self.value_index
-                            .push((self.samples.start + s as u32) * groups as u32 + g as u32);
-                    }
-                }
-            }
-        }
-        // Phase 2: values of the groups that need them.
-        let words = &mut self.value_words[..self.value_index.len()];
-        self.source.value_words(step, &self.value_index, words);
 
-        // Phase 3: forward and backward, eight live samples at a time.
+        // Phase 2: values, forward and backward, eight live samples at a time.
         self.acc_w.fill(f32x8::ZERO);
         self.acc_b.fill(f32x8::ZERO);
         let mut loss = 0.0f64;
-        for block in self.live.chunks(LANES) {
-            self.x_lanes.fill([0.0; LANES]);
-            for (l, &s) in block.iter().enumerate() {
-                let row = &self.present[s as usize * n..(s as usize + 1) * n];
-                for (j, _) in row.iter().enumerate().filter(|(_, &p)| p != 0) {
-                    self.x_lanes[j][l] = unit_float(
-                        self.value_words[self.slot[s as usize * groups + j / 4] as usize][j % 4],
-                    );
+        let (mut live, mut lane) = (0usize, 0usize);
+        let mut pending = PendingValues::default();
+        for s in 0..self.samples.len() {
+            let bits = s * words..(s + 1) * words;
+            if self.present[bits.clone()].iter().all(|&word| word == 0) {
+                continue;
+            }
+            live += 1;
+            let first_index = (self.samples.start + s as u32) * groups as u32;
+            for (k, at) in bits.enumerate() {
+                let word = self.present[at];
+                self.block_bits[k] |= word;
+                let mut rest = word;
+                while rest != 0 {
+                    let shift = rest.trailing_zeros() / 4 * 4;
+                    rest &= !(0xF << shift);
+                    let group = k * 16 + shift as usize / 4;
+                    pending.indices[pending.count] = first_index + group as u32;
+                    pending.targets[pending.count] = (lane, group, word >> shift & 0xF);
+                    pending.count += 1;
+                    if pending.count == LANES {
+                        self.draw_values(step, &mut pending);
+                    }
                 }
             }
-            for ((x, lanes), any) in self
-                .x
-                .iter_mut()
-                .zip(&self.x_lanes)
-                .zip(self.x_any.iter_mut())
-            {
-                *x = f32x8::from(*lanes);
-                *any = lanes.iter().any(|&v| v != 0.0);
+            lane += 1;
+            if lane == LANES {
+                self.draw_values(step, &mut pending);
+                loss += self.block(kind, w, b, importance, c, lane);
+                lane = 0;
             }
-            let mut valid = [0.0f32; LANES];
-            valid[..block.len()].fill(1.0);
-            let block_loss = block_pass(
-                kind,
-                w,
-                b,
-                importance,
-                c,
-                f32x8::from(valid),
-                &self.x,
-                &self.x_any,
-                &mut self.h,
-                &mut self.y,
-                &mut self.dh,
-                &mut self.acc_w,
-                &mut self.acc_b,
-            );
-            loss += block_loss
-                .to_array()
-                .iter()
-                .map(|&l| f64::from(l))
-                .sum::<f64>();
+        }
+        if lane > 0 {
+            self.draw_values(step, &mut pending);
+            loss += self.block(kind, w, b, importance, c, lane);
         }
         for (g, acc) in self.grad_w.iter_mut().zip(&self.acc_w) {
             *g = acc.to_array().iter().sum();
@@ -196,7 +197,7 @@ impl Chunk {
         for (g, acc) in self.grad_b.iter_mut().zip(&self.acc_b) {
             *g = acc.to_array().iter().sum();
         }
-        let zero_samples = self.samples.len() - self.live.len();
+        let zero_samples = self.samples.len() - live;
         if zero_samples > 0 {
             // Every all-zero sample has the same loss and bias gradient: add them in closed form.
             let zero_loss = zero_sample(kind, importance, b, c, &mut self.zero_delta);
@@ -207,90 +208,59 @@ impl Chunk {
                 .zip(&self.zero_delta)
                 .for_each(|(g, d)| *g += count * d);
         }
+        debug_assert_eq!(self.grad_b.len(), n);
         self.loss = loss;
     }
-}
 
-/// Forward and backward pass of eight samples at once (one per SIMD lane; `valid` is 0 for padding
-/// lanes), adding their gradients into the per-lane accumulators; returns the per-lane losses.
-/// The maths is [`crate::model`]'s, lane by lane. `x_any[j]` says whether feature j is present in
-/// any lane: absent features are skipped in W x.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn block_pass(
-    kind: ModelKind,
-    w: &[f32],
-    b: &[f32],
-    importance: &[f32],
-    c: f32,
-    valid: f32x8,
-    x: &[f32x8],
-    x_any: &[bool],
-    h: &mut [f32x8],
-    y: &mut [f32x8],
-    dh: &mut [f32x8],
-    acc_w: &mut [f32x8],
-    acc_b: &mut [f32x8],
-) -> f32x8 {
-    let n = x.len();
-    // h = W x
-    for (k, hk) in h.iter_mut().enumerate() {
-        let mut acc = f32x8::ZERO;
-        for ((&wkj, &xj), _) in w[k * n..(k + 1) * n]
-            .iter()
-            .zip(x)
-            .zip(x_any)
-            .filter(|(_, &any)| any)
-        {
-            acc += f32x8::splat(wkj) * xj;
+    /// Draws the pending value words and writes the present features' values into the block.
+    #[inline(always)]
+    fn draw_values(&mut self, step: u32, pending: &mut PendingValues) {
+        if pending.count == 0 {
+            return;
         }
-        *hk = acc;
-    }
-    // y = Wᵀ h + b
-    for (yi, &bi) in y.iter_mut().zip(b) {
-        *yi = f32x8::splat(bi);
-    }
-    for (k, &hk) in h.iter().enumerate() {
-        for (yi, &wki) in y.iter_mut().zip(&w[k * n..(k + 1) * n]) {
-            *yi += f32x8::splat(wki) * hk;
+        let values = self.source.value_lanes(step, pending.indices);
+        for (call, &(lane, group, nibble)) in pending.targets[..pending.count].iter().enumerate() {
+            for (w, word) in values.iter().enumerate() {
+                if nibble >> w & 1 != 0 {
+                    self.x[4 * group + w].as_mut_array()[lane] = unit_float(word[call]);
+                }
+            }
         }
+        pending.count = 0;
     }
-    // Loss, and δ = ∂loss/∂y written over y.
-    let mut loss = f32x8::ZERO;
-    let two_c = f32x8::splat(c + c) * valid;
-    for ((yi, &xi), &ii) in y.iter_mut().zip(x).zip(importance) {
-        let ii = f32x8::splat(ii);
-        let out = match kind {
-            ModelKind::Linear => *yi,
-            ModelKind::Relu => yi.max(f32x8::ZERO),
-        };
-        let err = out - xi;
-        loss += ii * err * err;
-        let delta = two_c * ii * err;
-        *yi = match kind {
-            ModelKind::Linear => delta,
-            ModelKind::Relu => yi.simd_gt(f32x8::ZERO) & delta,
-        };
-    }
-    let delta = &*y;
-    // dh = W δ
-    for (k, dhk) in dh.iter_mut().enumerate() {
-        let mut acc = f32x8::ZERO;
-        for (&wki, &di) in w[k * n..(k + 1) * n].iter().zip(delta) {
-            acc += f32x8::splat(wki) * di;
+
+    /// Forward and backward pass of the block's `lanes` samples (the model's maths, eight samples at a
+    /// time), adding their gradients into the per-lane accumulators; returns their loss. Clears the
+    /// block for the next one.
+    #[inline(always)]
+    fn block(
+        &mut self,
+        kind: ModelKind,
+        w: &[f32],
+        b: &[f32],
+        importance: &[f32],
+        c: f32,
+        lanes: usize,
+    ) -> f64 {
+        self.columns.clear();
+        for (k, word) in self.block_bits.iter_mut().enumerate() {
+            let mut rest = std::mem::take(word);
+            while rest != 0 {
+                self.columns.push(k * 64 + rest.trailing_zeros() as usize);
+                rest &= rest - 1;
+            }
         }
-        *dhk = acc;
-    }
-    // ∂W += h δᵀ + dh xᵀ, ∂b += δ
-    for (k, (&hk, &dhk)) in h.iter().zip(dh.iter()).enumerate() {
-        for ((g, &di), &xi) in acc_w[k * n..(k + 1) * n].iter_mut().zip(delta).zip(x) {
-            *g += hk * di + dhk * xi;
+        // c in the live lanes, 0 in the padding ones: zeroes their loss and gradient.
+        let c_lanes = f32x8::from(std::array::from_fn(|l| if l < lanes { c } else { 0.0 }));
+        let s = &mut self.scratch;
+        forward_over(w, b, &self.x, self.columns.iter().copied(), s);
+        let loss = output_delta(kind, importance, &self.x, c_lanes, s);
+        backward(w, &self.x, s, &mut self.acc_w, &mut self.acc_b);
+        for &j in &self.columns {
+            self.x[j] = f32x8::ZERO;
         }
+        loss.to_array().iter().map(|&l| f64::from(l)).sum()
     }
-    for (g, &di) in acc_b.iter_mut().zip(delta) {
-        *g += di;
-    }
-    loss * f32x8::splat(c) * valid
 }
 
 /// Trains all instances of an experiment on the CPU, on all cores.
@@ -334,7 +304,6 @@ impl CpuTrainer {
         exp.instances.len() as u64 * per_instance
     }
 
-    /// One training step of every instance; returns the per-instance batch losses.
     /// One training step of every instance. Allocates nothing: the batch losses stay in the first
     /// chunk of each instance ([`CpuTrainer::losses`] collects them at log points).
     fn step(&mut self, constants: crate::optim::StepConstants) {

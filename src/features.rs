@@ -57,39 +57,40 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 /// Counters per call of the batched generator [`philox4x32_10_lanes`].
 pub const LANES: usize = 8;
 
-/// Philox4x32-10 of [`LANES`] counters that differ only in their first word, in SIMD registers
-/// (`wide::u32x8`). Returns words[word][lane]; equal, lane for lane, to [`philox4x32_10`] of
-/// `[first[lane], rest[0], rest[1], rest[2]]`.
+/// Philox4x32-10 of [`LANES`] counters that differ only in their first word, lane by lane in plain
+/// arrays that the compiler keeps in SIMD registers (the CPU trainer compiles its callers once per
+/// instruction set, see `cpu.rs`). Returns words[word][lane]; equal, lane for lane, to
+/// [`philox4x32_10`] of `[first[lane], rest[0], rest[1], rest[2]]`.
 #[inline(always)]
 pub fn philox4x32_10_lanes(
     first: [u32; LANES],
     rest: [u32; 3],
     key: [u32; 2],
 ) -> [[u32; LANES]; 4] {
-    use wide::u32x8;
-    let (m0, m1) = (u32x8::splat(PHILOX_M0), u32x8::splat(PHILOX_M1));
-    let (mut c0, mut c1, mut c2, mut c3) = (
-        u32x8::from(first),
-        u32x8::splat(rest[0]),
-        u32x8::splat(rest[1]),
-        u32x8::splat(rest[2]),
-    );
+    let (mut c0, mut c1, mut c2, mut c3) =
+        (first, [rest[0]; LANES], [rest[1]; LANES], [rest[2]; LANES]);
     let [mut k0, mut k1] = key;
     for round in 0..10 {
         if round > 0 {
             k0 = k0.wrapping_add(PHILOX_W0);
             k1 = k1.wrapping_add(PHILOX_W1);
         }
-        let (hi0, lo0) = (c0.mul_keep_high(m0), c0 * m0);
-        let (hi1, lo1) = (c2.mul_keep_high(m1), c2 * m1);
-        (c0, c1, c2, c3) = (
-            hi1 ^ c1 ^ u32x8::splat(k0),
-            lo1,
-            hi0 ^ c3 ^ u32x8::splat(k1),
-            lo0,
-        );
+        // High and low halves of the two 32×32-bit products, each a loop the compiler vectorizes.
+        let (mut hi0, mut lo0, mut hi1, mut lo1) =
+            ([0u32; LANES], [0; LANES], [0; LANES], [0; LANES]);
+        for l in 0..LANES {
+            let p0 = u64::from(PHILOX_M0) * u64::from(c0[l]);
+            (hi0[l], lo0[l]) = ((p0 >> 32) as u32, p0 as u32);
+            let p1 = u64::from(PHILOX_M1) * u64::from(c2[l]);
+            (hi1[l], lo1[l]) = ((p1 >> 32) as u32, p1 as u32);
+        }
+        for l in 0..LANES {
+            c0[l] = hi1[l] ^ c1[l] ^ k0;
+            c2[l] = hi0[l] ^ c3[l] ^ k1;
+        }
+        (c1, c3) = (lo1, lo0);
     }
-    [c0.to_array(), c1.to_array(), c2.to_array(), c3.to_array()]
+    [c0, c1, c2, c3]
 }
 
 /// Which independent stream of random numbers a counter belongs to (the fourth counter word).
@@ -181,27 +182,41 @@ impl FeatureSource {
         self.features.div_ceil(4)
     }
 
-    /// Presence of every feature of the samples `samples` at `step`, batched [`LANES`] Philox calls at a
-    /// time: `present[(s − samples.start) · n + f]` is 1 if feature f of sample s is present, else 0.
+    /// 64-bit words of presence bits per sample (⌈n / 64⌉).
+    pub fn presence_words(&self) -> usize {
+        self.features.div_ceil(64)
+    }
+
+    /// Presence of every feature of the samples `samples` at `step` as bits, batched [`LANES`] Philox
+    /// calls at a time: bit f % 64 of `present[(s − samples.start) · words + f / 64]` is set iff
+    /// feature f of sample s is present (words = [`FeatureSource::presence_words`]). A group of four
+    /// features is four bits that never straddle a word.
     #[inline(always)]
-    pub fn presence(&self, step: u32, samples: std::ops::Range<u32>, present: &mut [u8]) {
-        let (n, groups) = (self.features, self.groups());
+    pub fn presence(&self, step: u32, samples: std::ops::Range<u32>, present: &mut [u64]) {
+        let (n, groups, words) = (self.features, self.groups(), self.presence_words());
+        present.fill(0);
         let (start, end) = (samples.start * groups as u32, samples.end * groups as u32);
         // (local sample, group) of the counter being written, advanced one group per lane.
         let (mut s, mut g) = (0usize, 0usize);
         let mut index = start;
         while index < end {
-            let first: [u32; LANES] = std::array::from_fn(|l| index + l as u32);
-            let words = philox4x32_10_lanes(
+            let mut first = [index; LANES];
+            for (l, f) in first.iter_mut().enumerate() {
+                *f += l as u32;
+            }
+            let mask = philox4x32_10_lanes(
                 first,
                 [step, self.instance, self.mask_stream as u32],
                 self.key,
             );
             for l in 0..((end - index) as usize).min(LANES) {
-                let at = s * n + 4 * g;
-                for (w, word) in words.iter().enumerate().take((n - 4 * g).min(4)) {
-                    present[at + w] = u8::from(word[l] <= self.threshold);
+                let mut nibble = 0u64;
+                for (w, word) in mask.iter().enumerate() {
+                    nibble |= u64::from(word[l] <= self.threshold) << w;
                 }
+                // The last group of a sample may hold fewer than four features.
+                nibble &= (1u64 << (n - 4 * g).min(4)) - 1;
+                present[s * words + g / 16] |= nibble << (4 * (g % 16));
                 g += 1;
                 if g == groups {
                     (s, g) = (s + 1, 0);
@@ -211,21 +226,15 @@ impl FeatureSource {
         }
     }
 
-    /// The value words of the groups whose counter first words are `indices` (sample · groups + group),
-    /// batched [`LANES`] calls at a time: `words[k]` belongs to `indices[k]`.
+    /// The value words of [`LANES`] groups at `step` whose counter first words (sample · groups +
+    /// group) are `indices`: words[word][lane] for feature 4 · group + word.
     #[inline(always)]
-    pub fn value_words(&self, step: u32, indices: &[u32], words: &mut [[u32; 4]]) {
-        for (chunk, out) in indices.chunks(LANES).zip(words.chunks_mut(LANES)) {
-            let first: [u32; LANES] = std::array::from_fn(|l| chunk.get(l).copied().unwrap_or(0));
-            let lanes = philox4x32_10_lanes(
-                first,
-                [step, self.instance, self.value_stream as u32],
-                self.key,
-            );
-            for (l, o) in out.iter_mut().enumerate() {
-                *o = [lanes[0][l], lanes[1][l], lanes[2][l], lanes[3][l]];
-            }
-        }
+    pub fn value_lanes(&self, step: u32, indices: [u32; LANES]) -> [[u32; LANES]; 4] {
+        philox4x32_10_lanes(
+            indices,
+            [step, self.instance, self.value_stream as u32],
+            self.key,
+        )
     }
 
     /// Writes sample `sample` of step `step` into `x` (length n) and returns how many features are
@@ -341,19 +350,21 @@ mod tests {
         }
         let (n, samples) = (9, 3..14u32);
         let source = FeatureSource::train(3, 1, 0.4, n);
-        let mut present = vec![0u8; samples.len() * n];
+        let mut present = vec![0u64; samples.len()];
         source.presence(2, samples.clone(), &mut present);
         let mut x = vec![0.0; n];
         for (k, s) in samples.enumerate() {
             source.sample(2, s, &mut x);
-            let want: Vec<u8> = x.iter().map(|&v| u8::from(v != 0.0)).collect();
-            assert_eq!(&present[k * n..(k + 1) * n], want.as_slice(), "sample {s}");
-            let indices: Vec<u32> = (0..3).map(|g| s * 3 + g).collect();
-            let mut words = vec![[0u32; 4]; 3];
-            source.value_words(2, &indices, &mut words);
+            let want = x
+                .iter()
+                .enumerate()
+                .fold(0u64, |bits, (f, &v)| bits | u64::from(v != 0.0) << f);
+            assert_eq!(present[k], want, "sample {s}");
+            let indices = std::array::from_fn(|g| s * 3 + (g as u32).min(2));
+            let words = source.value_lanes(2, indices);
             for (f, &v) in x.iter().enumerate() {
                 if v != 0.0 {
-                    assert_eq!(unit_float(words[f / 4][f % 4]), v);
+                    assert_eq!(unit_float(words[f % 4][f / 4]), v);
                 }
             }
         }
