@@ -57,40 +57,55 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 /// Counters per call of the batched generator [`philox4x32_10_lanes`].
 pub const LANES: usize = 8;
 
-/// Philox4x32-10 of [`LANES`] counters that differ only in their first word, lane by lane in plain
-/// arrays that the compiler keeps in SIMD registers (the CPU trainer compiles its callers once per
-/// instruction set, see `cpu.rs`). Returns words[word][lane]; equal, lane for lane, to
-/// [`philox4x32_10`] of `[first[lane], rest[0], rest[1], rest[2]]`.
+/// Philox4x32-10 of [`LANES`] counters that differ only in their first word. Returns
+/// words[word][lane]; equal, lane for lane, to [`philox4x32_10`] of `[first[lane], rest[0], rest[1],
+/// rest[2]]`. Inlined into the CPU trainer's chunk, which `pulp` compiles once per instruction set.
+///
+/// Each counter word of the eight lanes is held as four u64, two lanes each (lane 2k in the low
+/// half of u64 k), so that the 32×32 → 64-bit products are plain u64 multiplies of 32-bit values,
+/// which every x86-64 level has as a vector instruction (`pmuludq`), and every other step is a u64
+/// shift, mask or xor: loops the compiler vectorizes whatever the level.
 #[inline(always)]
 pub fn philox4x32_10_lanes(
     first: [u32; LANES],
     rest: [u32; 3],
     key: [u32; 2],
 ) -> [[u32; LANES]; 4] {
-    let (mut c0, mut c1, mut c2, mut c3) =
-        (first, [rest[0]; LANES], [rest[1]; LANES], [rest[2]; LANES]);
+    type Pairs = [u64; LANES / 2];
+    const LOW: u64 = 0xFFFF_FFFF;
+    let both = |v: u32| u64::from(v) | u64::from(v) << 32;
+    let (mut c0, mut c1, mut c2, mut c3): (Pairs, Pairs, Pairs, Pairs) = (
+        std::array::from_fn(|k| u64::from(first[2 * k]) | u64::from(first[2 * k + 1]) << 32),
+        [both(rest[0]); LANES / 2],
+        [both(rest[1]); LANES / 2],
+        [both(rest[2]); LANES / 2],
+    );
+    // (high halves, low halves) of the products of the multiplier with each lane of `c`.
+    let products = |c: &Pairs, multiplier: u32| -> (Pairs, Pairs) {
+        let multiplier = u64::from(multiplier);
+        let even: Pairs = std::array::from_fn(|k| (c[k] & LOW) * multiplier);
+        let odd: Pairs = std::array::from_fn(|k| (c[k] >> 32) * multiplier);
+        (
+            std::array::from_fn(|k| even[k] >> 32 | odd[k] & !LOW),
+            std::array::from_fn(|k| even[k] & LOW | odd[k] << 32),
+        )
+    };
     let [mut k0, mut k1] = key;
     for round in 0..10 {
         if round > 0 {
             k0 = k0.wrapping_add(PHILOX_W0);
             k1 = k1.wrapping_add(PHILOX_W1);
         }
-        // High and low halves of the two 32×32-bit products, each a loop the compiler vectorizes.
-        let (mut hi0, mut lo0, mut hi1, mut lo1) =
-            ([0u32; LANES], [0; LANES], [0; LANES], [0; LANES]);
-        for l in 0..LANES {
-            let p0 = u64::from(PHILOX_M0) * u64::from(c0[l]);
-            (hi0[l], lo0[l]) = ((p0 >> 32) as u32, p0 as u32);
-            let p1 = u64::from(PHILOX_M1) * u64::from(c2[l]);
-            (hi1[l], lo1[l]) = ((p1 >> 32) as u32, p1 as u32);
-        }
-        for l in 0..LANES {
-            c0[l] = hi1[l] ^ c1[l] ^ k0;
-            c2[l] = hi0[l] ^ c3[l] ^ k1;
-        }
+        let (hi0, lo0) = products(&c0, PHILOX_M0);
+        let (hi1, lo1) = products(&c2, PHILOX_M1);
+        let (key0, key1) = (both(k0), both(k1));
+        c0 = std::array::from_fn(|k| hi1[k] ^ c1[k] ^ key0);
+        c2 = std::array::from_fn(|k| hi0[k] ^ c3[k] ^ key1);
         (c1, c3) = (lo1, lo0);
     }
-    [c0, c1, c2, c3]
+    let lanes =
+        |c: Pairs| -> [u32; LANES] { std::array::from_fn(|l| (c[l / 2] >> (32 * (l % 2))) as u32) };
+    [lanes(c0), lanes(c1), lanes(c2), lanes(c3)]
 }
 
 /// Which independent stream of random numbers a counter belongs to (the fourth counter word).
@@ -187,42 +202,62 @@ impl FeatureSource {
         self.features.div_ceil(64)
     }
 
-    /// Presence of every feature of the samples `samples` at `step` as bits, batched [`LANES`] Philox
-    /// calls at a time: bit f % 64 of `present[(s − samples.start) · words + f / 64]` is set iff
-    /// feature f of sample s is present (words = [`FeatureSource::presence_words`]). A group of four
-    /// features is four bits that never straddle a word.
+    /// Length of the presence stream of `samples` samples (see [`FeatureSource::presence`]): one
+    /// word per Philox call, and two words of padding read by [`FeatureSource::presence_word`].
+    pub fn presence_stream_len(&self, samples: usize) -> usize {
+        (samples * self.groups()).div_ceil(LANES) + 2
+    }
+
+    /// Presence of every feature of the samples `samples` at `step`, as a stream of bits batched
+    /// [`LANES`] Philox calls at a time: bit 4·(index − first) + w of the stream (bit b is bit b % 32
+    /// of `stream[b / 32]`) is set iff feature w of the group whose counter first word is `index`
+    /// is present, where first = samples.start · groups. As the counter first word is sample · groups
+    /// + group, the bits of one sample are contiguous: feature f of local sample s is bit
+    /// 4·groups·s + f. One call's eight groups are one word of the stream, packed in vector registers.
     #[inline(always)]
-    pub fn presence(&self, step: u32, samples: std::ops::Range<u32>, present: &mut [u64]) {
-        let (n, groups, words) = (self.features, self.groups(), self.presence_words());
-        present.fill(0);
-        let (start, end) = (samples.start * groups as u32, samples.end * groups as u32);
-        // (local sample, group) of the counter being written, advanced one group per lane.
-        let (mut s, mut g) = (0usize, 0usize);
-        let mut index = start;
-        while index < end {
-            let mut first = [index; LANES];
-            for (l, f) in first.iter_mut().enumerate() {
-                *f += l as u32;
-            }
+    pub fn presence(&self, step: u32, samples: std::ops::Range<u32>, stream: &mut [u32]) {
+        let groups = self.groups() as u32;
+        let (start, end) = (samples.start * groups, samples.end * groups);
+        let calls = (end - start).div_ceil(LANES as u32) as usize;
+        let mut first = [start; LANES];
+        for (l, f) in first.iter_mut().enumerate() {
+            *f += l as u32;
+        }
+        for word in &mut stream[..calls] {
             let mask = philox4x32_10_lanes(
                 first,
                 [step, self.instance, self.mask_stream as u32],
                 self.key,
             );
-            for l in 0..((end - index) as usize).min(LANES) {
-                let mut nibble = 0u64;
-                for (w, word) in mask.iter().enumerate() {
-                    nibble |= u64::from(word[l] <= self.threshold) << w;
-                }
-                // The last group of a sample may hold fewer than four features.
-                nibble &= (1u64 << (n - 4 * g).min(4)) - 1;
-                present[s * words + g / 16] |= nibble << (4 * (g % 16));
-                g += 1;
-                if g == groups {
-                    (s, g) = (s + 1, 0);
+            let mut nibbles = [0u32; LANES];
+            for (w, words) in mask.iter().enumerate() {
+                for (nibble, &word) in nibbles.iter_mut().zip(words) {
+                    *nibble |= u32::from(word <= self.threshold) << w;
                 }
             }
-            index += LANES as u32;
+            for (l, nibble) in nibbles.iter_mut().enumerate() {
+                *nibble <<= 4 * l;
+            }
+            *word = nibbles.iter().fold(0, |bits, &nibble| bits | nibble);
+            for f in &mut first {
+                *f += LANES as u32;
+            }
+        }
+    }
+
+    /// Word `k` of the presence bits of local sample `s` in a stream from [`FeatureSource::presence`]:
+    /// bit j is set iff feature 64·k + j is present (features past n read as absent).
+    #[inline(always)]
+    pub fn presence_word(&self, stream: &[u32], s: usize, k: usize) -> u64 {
+        let bit = 4 * self.groups() * s + 64 * k;
+        let (i, shift) = (bit / 32, bit % 32);
+        let window = u128::from(stream[i])
+            | u128::from(stream[i + 1]) << 32
+            | u128::from(stream[i + 2]) << 64;
+        let bits = (window >> shift) as u64;
+        match self.features - 64 * k {
+            left if left >= 64 => bits,
+            left => bits & ((1 << left) - 1),
         }
     }
 
@@ -350,7 +385,7 @@ mod tests {
         }
         let (n, samples) = (9, 3..14u32);
         let source = FeatureSource::train(3, 1, 0.4, n);
-        let mut present = vec![0u64; samples.len()];
+        let mut present = vec![0u32; source.presence_stream_len(samples.len())];
         source.presence(2, samples.clone(), &mut present);
         let mut x = vec![0.0; n];
         for (k, s) in samples.enumerate() {
@@ -359,7 +394,7 @@ mod tests {
                 .iter()
                 .enumerate()
                 .fold(0u64, |bits, (f, &v)| bits | u64::from(v != 0.0) << f);
-            assert_eq!(present[k], want, "sample {s}");
+            assert_eq!(source.presence_word(&present, k, 0), want, "sample {s}");
             let indices = std::array::from_fn(|g| s * 3 + (g as u32).min(2));
             let words = source.value_lanes(2, indices);
             for (f, &v) in x.iter().enumerate() {
