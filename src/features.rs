@@ -211,9 +211,9 @@ impl FeatureSource {
     /// Presence of every feature of the samples `samples` at `step`, as a stream of bits batched
     /// [`LANES`] Philox calls at a time: bit 4·(index − first) + w of the stream (bit b is bit b % 32
     /// of `stream[b / 32]`) is set iff feature w of the group whose counter first word is `index`
-    /// is present, where first = samples.start · groups. As the counter first word is sample · groups
-    /// + group, the bits of one sample are contiguous: feature f of local sample s is bit
-    /// 4·groups·s + f. One call's eight groups are one word of the stream, packed in vector registers.
+    /// is present, where first = samples.start · groups. As the counter first word is
+    /// sample · groups + group, the bits of one sample are contiguous: feature f of local sample s is
+    /// bit 4·groups·s + f. One call's eight groups are one word of the stream, packed in vector registers.
     #[inline(always)]
     pub fn presence(&self, step: u32, samples: std::ops::Range<u32>, stream: &mut [u32]) {
         let groups = self.groups() as u32;
