@@ -12,7 +12,7 @@
 
 use crate::experiment::{Experiment, ModelKind};
 use crate::features::{unit_float, FeatureSource, LANES};
-use crate::model::{backward, forward_over, output_delta, zero_sample, Real, Scratch};
+use crate::model::{backward, forward_over, output_delta, zero_sample, Scratch};
 use crate::optim::{adam_update, step_table, AdamHyper};
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
 use rayon::prelude::*;
@@ -20,121 +20,114 @@ use rayon::prelude::*;
 /// Samples per parallel work item.
 pub const CHUNK_SAMPLES: usize = 256;
 
-/// Eight samples side by side, one per lane: the lane type of the block pass. Its operations are
-/// loops over the eight lanes that the compiler turns into vector instructions of whatever
-/// instruction set the enclosing [`InstructionSet::run`] enables (one 256-bit register with AVX2,
-/// two 128-bit ones with SSE2 or NEON). Eight lanes on every level, and no fused
-/// multiply-adds, so every level computes the same numbers bit for bit.
-#[derive(Clone, Copy, Debug, PartialEq)]
-#[repr(C, align(32))]
-pub struct F32x8(pub [f32; LANES]);
+mod lanes;
 
-macro_rules! lanewise {
-    ($trait:ident, $method:ident, $op:tt) => {
-        impl std::ops::$trait for F32x8 {
-            type Output = F32x8;
-            #[inline(always)]
-            fn $method(self, other: F32x8) -> F32x8 {
-                F32x8(std::array::from_fn(|l| self.0[l] $op other.0[l]))
-            }
-        }
-    };
-}
-lanewise!(Add, add, +);
-lanewise!(Sub, sub, -);
-lanewise!(Mul, mul, *);
+#[cfg(target_arch = "x86_64")]
+use lanes::{Avx8, Sse8};
+use lanes::{F32x8, Lanes};
 
-impl std::ops::AddAssign for F32x8 {
-    #[inline(always)]
-    fn add_assign(&mut self, other: F32x8) {
-        *self = *self + other;
-    }
-}
-
-impl Real for F32x8 {
-    type Scalar = f32;
-    const ZERO: F32x8 = F32x8([0.0; LANES]);
-    #[inline(always)]
-    fn splat(v: f32) -> F32x8 {
-        F32x8([v; LANES])
-    }
-    #[inline(always)]
-    fn relu(self) -> F32x8 {
-        F32x8(self.0.map(f32::relu))
-    }
-    #[inline(always)]
-    fn where_positive(self, value: F32x8) -> F32x8 {
-        F32x8(std::array::from_fn(|l| {
-            self.0[l].where_positive(value.0[l])
-        }))
-    }
-}
-
-impl F32x8 {
-    /// The sum of the lanes in lane order (fixed, so that results do not depend on the level).
-    #[inline(always)]
-    fn sum(self) -> f32 {
-        self.0.iter().sum()
-    }
-}
+/// The lane type of the baseline level: SSE2 registers on x86-64, plain arrays elsewhere.
+#[cfg(target_arch = "x86_64")]
+type Baseline = Sse8;
+#[cfg(not(target_arch = "x86_64"))]
+type Baseline = F32x8;
 
 /// The instruction set the CPU trainer runs its chunks with, chosen when the trainer is built from
-/// what the processor has (through `pulp`, which compiles the code once per level and checks the
-/// processor's features at run time): x86-64-v3 (AVX2) where the processor has it, else the
-/// baseline (SSE2 on x86-64, NEON on aarch64). Processors with AVX-512 run the AVX2 code too: the
-/// same eight-lane code compiled for x86-64-v4 measured 1.6× slower on the `basic` workload.
+/// what the processor has (`pulp` checks the processor's features at run time and compiles the
+/// chunk once per level): x86-64-v3 (AVX2) where the processor has it, else the baseline (SSE2 on
+/// x86-64), and NEON on aarch64. Processors with AVX-512 run the AVX2 code: the same eight-lane code
+/// compiled for x86-64-v4 measured 1.6× slower on the `basic` workload.
 #[derive(Clone, Copy, Debug)]
-pub struct InstructionSet(pulp::Arch);
+pub enum InstructionSet {
+    #[cfg(target_arch = "x86_64")]
+    Avx2(pulp::x86::V3),
+    #[cfg(target_arch = "aarch64")]
+    Neon(pulp::aarch64::Neon),
+    Baseline,
+}
 
 impl InstructionSet {
     /// The best level this processor has.
     pub fn detect() -> InstructionSet {
-        InstructionSet(pulp::Arch::new())
+        InstructionSet::available()[0]
     }
 
     /// Every level this processor can run, best first (the tests run the trainer under each).
     pub fn available() -> Vec<InstructionSet> {
         let mut levels = vec![];
         #[cfg(target_arch = "x86_64")]
-        {
-            use pulp::x86::V3;
-            levels.extend(V3::try_new().map(|v3| InstructionSet(pulp::Arch::V3(v3))));
-        }
+        levels.extend(pulp::x86::V3::try_new().map(InstructionSet::Avx2));
         #[cfg(target_arch = "aarch64")]
-        levels.extend(
-            pulp::aarch64::Neon::try_new().map(|neon| InstructionSet(pulp::Arch::Neon(neon))),
-        );
-        levels.push(InstructionSet(pulp::Arch::Scalar));
+        levels.extend(pulp::aarch64::Neon::try_new().map(InstructionSet::Neon));
+        levels.push(InstructionSet::Baseline);
         levels
     }
 
     /// Its name, as `tms devices` and `tms bench` print it.
     pub fn name(self) -> &'static str {
-        match self.0 {
+        match self {
             #[cfg(target_arch = "x86_64")]
-            pulp::Arch::V3(_) => "AVX2 (x86-64-v3)",
+            InstructionSet::Avx2(_) => "AVX2",
             #[cfg(target_arch = "aarch64")]
-            pulp::Arch::Neon(_) => "NEON",
-            _ => Self::baseline_name(),
+            InstructionSet::Neon(_) => "NEON",
+            InstructionSet::Baseline if cfg!(target_arch = "x86_64") => "SSE2",
+            InstructionSet::Baseline => "scalar",
         }
     }
 
-    /// The name of the level every processor of the target has: what the compiler targets by default.
-    fn baseline_name() -> &'static str {
-        if cfg!(target_arch = "x86_64") {
-            "SSE2"
-        } else if cfg!(target_arch = "aarch64") {
-            "NEON"
-        } else {
-            "scalar"
+    /// The chunks of `exp`, with the lane type of this level.
+    fn chunks(self, exp: &Experiment) -> Chunks {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            InstructionSet::Avx2(v3) => Chunks::Avx2(v3, Chunk::all(exp)),
+            #[cfg(target_arch = "aarch64")]
+            InstructionSet::Neon(neon) => Chunks::Neon(neon, Chunk::all(exp)),
+            InstructionSet::Baseline => Chunks::Baseline(Chunk::all(exp)),
         }
     }
+}
 
-    /// Runs `work` compiled for this level: everything it calls must be `#[inline(always)]` to be
-    /// compiled with the level's instructions.
-    #[inline(always)]
-    fn run<W: pulp::WithSimd>(self, work: W) -> W::Output {
-        self.0.dispatch(work)
+/// Every chunk of a trainer, with the lane type of its instruction set and the `pulp` token that
+/// runs them with it.
+enum Chunks {
+    #[cfg(target_arch = "x86_64")]
+    Avx2(pulp::x86::V3, Vec<Chunk<Avx8>>),
+    #[cfg(target_arch = "aarch64")]
+    Neon(pulp::aarch64::Neon, Vec<Chunk<F32x8>>),
+    Baseline(Vec<Chunk<Baseline>>),
+}
+
+/// Evaluates `$body` with `$chunks` bound to the chunk vector of whichever level `$set` holds.
+macro_rules! each_level {
+    ($set:expr, $chunks:ident => $body:expr) => {
+        match $set {
+            #[cfg(target_arch = "x86_64")]
+            Chunks::Avx2(_, $chunks) => $body,
+            #[cfg(target_arch = "aarch64")]
+            Chunks::Neon(_, $chunks) => $body,
+            Chunks::Baseline($chunks) => $body,
+        }
+    };
+}
+
+impl Chunks {
+    /// Computes every chunk's loss and gradient in parallel, with this level's instructions.
+    fn compute<'a>(&mut self, inputs: impl Fn(usize) -> StepInputs<'a> + Sync) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            Chunks::Avx2(v3, chunks) => chunks.par_iter_mut().for_each(|chunk| {
+                let at = inputs(chunk.instance);
+                pulp::Simd::vectorize(*v3, ChunkStep { chunk, at })
+            }),
+            #[cfg(target_arch = "aarch64")]
+            Chunks::Neon(neon, chunks) => chunks.par_iter_mut().for_each(|chunk| {
+                let at = inputs(chunk.instance);
+                pulp::Simd::vectorize(*neon, ChunkStep { chunk, at })
+            }),
+            Chunks::Baseline(chunks) => chunks
+                .par_iter_mut()
+                .for_each(|chunk| chunk.compute(inputs(chunk.instance))),
+        }
     }
 }
 
@@ -146,7 +139,7 @@ impl InstructionSet {
 /// present feature) go straight into the block, and the block's forward and backward passes run over
 /// the columns present in any lane. All-zero samples only touch the bias gradient and are added in
 /// closed form.
-struct Chunk {
+struct Chunk<L> {
     instance: usize,
     samples: std::ops::Range<u32>,
     source: FeatureSource,
@@ -157,12 +150,12 @@ struct Chunk {
     present: Vec<u32>,
     /// Phase 2: the block of eight samples (zero outside `columns`), the presence bits of the block,
     /// the columns present in any lane, scratch vectors and per-lane gradient accumulators.
-    x: Vec<F32x8>,
+    x: Vec<L>,
     block_bits: Vec<u64>,
     columns: Vec<usize>,
-    scratch: Scratch<F32x8>,
-    acc_w: Vec<F32x8>,
-    acc_b: Vec<F32x8>,
+    scratch: Scratch<L>,
+    acc_w: Vec<L>,
+    acc_b: Vec<L>,
     zero_delta: Vec<f32>,
 }
 
@@ -189,12 +182,12 @@ struct StepInputs<'a> {
 
 /// A chunk's share of a step as `pulp` runs it: [`pulp::WithSimd::with_simd`] is monomorphised and
 /// inlined per instruction set, and with it [`Chunk::compute`] and everything it calls.
-struct ChunkStep<'a> {
-    chunk: &'a mut Chunk,
+struct ChunkStep<'a, L> {
+    chunk: &'a mut Chunk<L>,
     at: StepInputs<'a>,
 }
 
-impl pulp::WithSimd for ChunkStep<'_> {
+impl<L: Lanes> pulp::WithSimd for ChunkStep<'_, L> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
@@ -202,8 +195,22 @@ impl pulp::WithSimd for ChunkStep<'_> {
     }
 }
 
-impl Chunk {
-    fn new(exp: &Experiment, instance: usize, samples: std::ops::Range<u32>) -> Chunk {
+impl<L: Lanes> Chunk<L> {
+    /// The chunks of every instance of `exp`, instance by instance.
+    fn all(exp: &Experiment) -> Vec<Chunk<L>> {
+        let per_instance = exp.batch.div_ceil(CHUNK_SAMPLES);
+        (0..exp.instances.len())
+            .flat_map(|instance| {
+                (0..per_instance).map(move |k| {
+                    let first = k * CHUNK_SAMPLES;
+                    let last = (first + CHUNK_SAMPLES).min(exp.batch);
+                    Chunk::new(exp, instance, first as u32..last as u32)
+                })
+            })
+            .collect()
+    }
+
+    fn new(exp: &Experiment, instance: usize, samples: std::ops::Range<u32>) -> Chunk<L> {
         let (n, m, len) = (exp.features, exp.hidden, samples.len());
         let source = FeatureSource::train(
             exp.seed,
@@ -220,12 +227,12 @@ impl Chunk {
             grad_b: vec![0.0; n],
             loss: 0.0,
             present: vec![0; source.presence_stream_len(len)],
-            x: vec![F32x8::ZERO; n],
+            x: vec![L::ZERO; n],
             block_bits: vec![0; words],
             columns: Vec::with_capacity(n),
             scratch: Scratch::new(n, m),
-            acc_w: vec![F32x8::ZERO; m * n],
-            acc_b: vec![F32x8::ZERO; n],
+            acc_w: vec![L::ZERO; m * n],
+            acc_b: vec![L::ZERO; n],
             zero_delta: vec![0.0; n],
         }
     }
@@ -267,8 +274,8 @@ impl Chunk {
             .presence(step, self.samples.clone(), &mut self.present);
 
         // Phase 2: values, forward and backward, eight live samples at a time.
-        self.acc_w.fill(F32x8::ZERO);
-        self.acc_b.fill(F32x8::ZERO);
+        self.acc_w.fill(L::ZERO);
+        self.acc_b.fill(L::ZERO);
         let mut loss = 0.0f64;
         let (mut live, mut lane) = (0usize, 0usize);
         let mut pending = PendingValues::default();
@@ -338,7 +345,7 @@ impl Chunk {
         for (call, &(lane, group, nibble)) in pending.targets[..pending.count].iter().enumerate() {
             for (w, word) in values.iter().enumerate() {
                 if nibble >> w & 1 != 0 {
-                    self.x[4 * group + w].0[lane] = unit_float(word[call]);
+                    self.x[4 * group + w].set(lane, unit_float(word[call]));
                 }
             }
         }
@@ -367,15 +374,15 @@ impl Chunk {
             }
         }
         // c in the live lanes, 0 in the padding ones: zeroes their loss and gradient.
-        let c_lanes = F32x8(std::array::from_fn(|l| if l < lanes { c } else { 0.0 }));
+        let c_lanes = L::from_array(std::array::from_fn(|l| if l < lanes { c } else { 0.0 }));
         let s = &mut self.scratch;
         forward_over(w, b, &self.x, self.columns.iter().copied(), s);
         let loss = output_delta(kind, importance, &self.x, c_lanes, s);
         backward(w, &self.x, s, &mut self.acc_w, &mut self.acc_b);
         for &j in &self.columns {
-            self.x[j] = F32x8::ZERO;
+            self.x[j] = L::ZERO;
         }
-        loss.0.iter().map(|&l| f64::from(l)).sum()
+        loss.to_array().iter().map(|&l| f64::from(l)).sum()
     }
 }
 
@@ -383,29 +390,17 @@ impl Chunk {
 pub struct CpuTrainer {
     exp: Experiment,
     state: TrainState,
-    chunks: Vec<Chunk>,
+    chunks: Chunks,
     chunks_per_instance: usize,
-    simd: InstructionSet,
 }
 
 impl CpuTrainer {
     pub fn new(exp: &Experiment, state: TrainState) -> CpuTrainer {
-        let chunks_per_instance = exp.batch.div_ceil(CHUNK_SAMPLES);
-        let chunks = (0..exp.instances.len())
-            .flat_map(|instance| {
-                (0..chunks_per_instance).map(move |k| {
-                    let first = k * CHUNK_SAMPLES;
-                    let last = (first + CHUNK_SAMPLES).min(exp.batch);
-                    Chunk::new(exp, instance, first as u32..last as u32)
-                })
-            })
-            .collect();
         CpuTrainer {
             exp: exp.clone(),
             state,
-            chunks,
-            chunks_per_instance,
-            simd: InstructionSet::detect(),
+            chunks: InstructionSet::detect().chunks(exp),
+            chunks_per_instance: exp.batch.div_ceil(CHUNK_SAMPLES),
         }
     }
 
@@ -422,9 +417,9 @@ impl CpuTrainer {
     pub fn host_bytes(exp: &Experiment) -> u64 {
         let (full, rest) = (exp.batch / CHUNK_SAMPLES, exp.batch % CHUNK_SAMPLES);
         let (n, m) = (exp.features, exp.hidden);
-        let per_instance = full as u64 * Chunk::bytes(n, m, CHUNK_SAMPLES)
+        let per_instance = full as u64 * Chunk::<F32x8>::bytes(n, m, CHUNK_SAMPLES)
             + if rest > 0 {
-                Chunk::bytes(n, m, rest)
+                Chunk::<F32x8>::bytes(n, m, rest)
             } else {
                 0
             };
@@ -438,25 +433,21 @@ impl CpuTrainer {
         let (n, mn) = (exp.features, exp.hidden * exp.features);
         let c = 1.0 / (exp.batch * n) as f32;
         let step = self.state.step;
-        let (state, simd) = (&mut self.state, self.simd);
+        let state = &mut self.state;
         {
             let (w, b) = (&state.w, &state.b);
-            self.chunks.par_iter_mut().for_each(|chunk| {
-                let i = chunk.instance;
-                let at = StepInputs {
-                    kind: exp.model,
-                    step,
-                    w: &w[i * mn..(i + 1) * mn],
-                    b: &b[i * n..(i + 1) * n],
-                    importance: &exp.instances[i].importance,
-                    c,
-                };
-                simd.run(ChunkStep { chunk, at });
+            self.chunks.compute(|i| StepInputs {
+                kind: exp.model,
+                step,
+                w: &w[i * mn..(i + 1) * mn],
+                b: &b[i * n..(i + 1) * n],
+                importance: &exp.instances[i].importance,
+                c,
             });
         }
         // Per instance: sum the chunks in order into the first one, then take the Adam step.
         let hyper = AdamHyper::of(exp);
-        self.chunks
+        each_level!(&mut self.chunks, chunks => chunks
             .par_chunks_mut(self.chunks_per_instance)
             .zip(state.w.par_chunks_mut(mn))
             .zip(state.m_w.par_chunks_mut(mn))
@@ -483,17 +474,17 @@ impl CpuTrainer {
                 }
                 adam_update(hyper, constants, w, &first.grad_w, m_w, v_w);
                 adam_update(hyper, constants, b, &first.grad_b, m_b, v_b);
-            });
+            }));
         state.step += 1;
     }
 
     /// The batch loss of every instance at the last step.
     fn losses(&self) -> Vec<f32> {
-        self.chunks
+        each_level!(&self.chunks, chunks => chunks
             .iter()
             .step_by(self.chunks_per_instance)
             .map(|first| first.loss as f32)
-            .collect()
+            .collect())
     }
 }
 
@@ -529,14 +520,14 @@ mod tests {
     use crate::experiment::Settings;
     use crate::model::{backward, forward, output_delta, Scratch};
 
-    /// Every instruction set this processor has computes the same chunk bit for bit (eight lanes on
-    /// every level and no fused multiply-adds), whichever one `InstructionSet::detect` picks.
+    /// Every instruction set this processor has, and the portable lane type, compute the same
+    /// chunks bit for bit (eight lanes on every level and no fused multiply-adds).
     #[test]
     fn every_instruction_set_computes_the_same_bits() {
         let exp = Settings {
             features: Some(70),
             hidden: Some(6),
-            batch: Some(200),
+            batch: Some(600),
             density: Some(vec![1.0, 0.05]),
             ..Default::default()
         }
@@ -544,37 +535,40 @@ mod tests {
         .unwrap();
         let state = TrainState::initial(&exp);
         let (n, mn) = (exp.features, exp.features * exp.hidden);
-        let c = 1.0 / (exp.batch * n) as f32;
+        let inputs = |i: usize| StepInputs {
+            kind: exp.model,
+            step: 3,
+            w: &state.w[i * mn..(i + 1) * mn],
+            b: &state.b[i * n..(i + 1) * n],
+            importance: &exp.instances[i].importance,
+            c: 1.0 / (exp.batch * n) as f32,
+        };
+        type Results = Vec<(u64, Vec<f32>, Vec<f32>)>;
+        let results = |chunks: &Chunks| -> Results {
+            each_level!(chunks, chunks => chunks
+                .iter()
+                .map(|c| (c.loss.to_bits(), c.grad_w.clone(), c.grad_b.clone()))
+                .collect())
+        };
+        let mut portable = Chunk::<F32x8>::all(&exp);
+        portable
+            .iter_mut()
+            .for_each(|chunk| chunk.compute(inputs(chunk.instance)));
+        let portable: Results = portable
+            .iter()
+            .map(|c| (c.loss.to_bits(), c.grad_w.clone(), c.grad_b.clone()))
+            .collect();
+        assert!(portable.iter().all(|(loss, ..)| *loss != 0));
         let levels = InstructionSet::available();
-        assert_eq!(
-            levels.last().unwrap().name(),
-            InstructionSet::baseline_name()
-        );
-        for instance in 0..exp.instances.len() {
-            let run = |simd: InstructionSet| {
-                let mut chunk = Chunk::new(&exp, instance, 0..exp.batch as u32);
-                let at = StepInputs {
-                    kind: exp.model,
-                    step: 3,
-                    w: &state.w[instance * mn..(instance + 1) * mn],
-                    b: &state.b[instance * n..(instance + 1) * n],
-                    importance: &exp.instances[instance].importance,
-                    c,
-                };
-                simd.run(ChunkStep {
-                    chunk: &mut chunk,
-                    at,
-                });
-                (chunk.loss.to_bits(), chunk.grad_w, chunk.grad_b)
-            };
-            let baseline = run(*levels.last().unwrap());
-            for &simd in &levels {
-                assert!(
-                    run(simd) == baseline,
-                    "{} differs from the baseline",
-                    simd.name()
-                );
-            }
+        assert!(matches!(levels.last(), Some(InstructionSet::Baseline)));
+        for level in levels {
+            let mut chunks = level.chunks(&exp);
+            chunks.compute(inputs);
+            assert!(
+                results(&chunks) == portable,
+                "{} differs from the portable lanes",
+                level.name()
+            );
         }
     }
 
@@ -606,7 +600,7 @@ mod tests {
                 .for_each(|(i, b)| *b = 0.1 * (i as f32 - 5.0));
             let c = 1.0 / (exp.batch * n) as f32;
             let step = 17;
-            let mut chunk = Chunk::new(&exp, 0, 0..exp.batch as u32);
+            let mut chunk = Chunk::<Baseline>::new(&exp, 0, 0..exp.batch as u32);
             chunk.compute(StepInputs {
                 kind,
                 step,
