@@ -448,33 +448,33 @@ impl CpuTrainer {
         // Per instance: sum the chunks in order into the first one, then take the Adam step.
         let hyper = AdamHyper::of(exp);
         each_level!(&mut self.chunks, chunks => chunks
-            .par_chunks_mut(self.chunks_per_instance)
-            .zip(state.w.par_chunks_mut(mn))
-            .zip(state.m_w.par_chunks_mut(mn))
-            .zip(state.v_w.par_chunks_mut(mn))
-            .zip(state.b.par_chunks_mut(n))
-            .zip(state.m_b.par_chunks_mut(n))
-            .zip(state.v_b.par_chunks_mut(n))
-            .for_each(|((((((chunks, w), m_w), v_w), b), m_b), v_b)| {
-                let (first, rest) = chunks
-                    .split_first_mut()
-                    .expect("every instance has a chunk");
-                for other in rest.iter() {
-                    first
-                        .grad_w
-                        .iter_mut()
-                        .zip(&other.grad_w)
-                        .for_each(|(a, g)| *a += g);
-                    first
-                        .grad_b
-                        .iter_mut()
-                        .zip(&other.grad_b)
-                        .for_each(|(a, g)| *a += g);
-                    first.loss += other.loss;
-                }
-                adam_update(hyper, constants, w, &first.grad_w, m_w, v_w);
-                adam_update(hyper, constants, b, &first.grad_b, m_b, v_b);
-            }));
+        .par_chunks_mut(self.chunks_per_instance)
+        .zip(state.w.par_chunks_mut(mn))
+        .zip(state.m_w.par_chunks_mut(mn))
+        .zip(state.v_w.par_chunks_mut(mn))
+        .zip(state.b.par_chunks_mut(n))
+        .zip(state.m_b.par_chunks_mut(n))
+        .zip(state.v_b.par_chunks_mut(n))
+        .for_each(|((((((chunks, w), m_w), v_w), b), m_b), v_b)| {
+            let (first, rest) = chunks
+                .split_first_mut()
+                .expect("every instance has a chunk");
+            for other in rest.iter() {
+                first
+                    .grad_w
+                    .iter_mut()
+                    .zip(&other.grad_w)
+                    .for_each(|(a, g)| *a += g);
+                first
+                    .grad_b
+                    .iter_mut()
+                    .zip(&other.grad_b)
+                    .for_each(|(a, g)| *a += g);
+                first.loss += other.loss;
+            }
+            adam_update(hyper, constants, w, &first.grad_w, m_w, v_w);
+            adam_update(hyper, constants, b, &first.grad_b, m_b, v_b);
+        }));
         state.step += 1;
     }
 

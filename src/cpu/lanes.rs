@@ -67,7 +67,9 @@ impl Real for F32x8 {
     }
     #[inline(always)]
     fn where_positive(self, value: F32x8) -> F32x8 {
-        F32x8(std::array::from_fn(|l| self.0[l].where_positive(value.0[l])))
+        F32x8(std::array::from_fn(|l| {
+            self.0[l].where_positive(value.0[l])
+        }))
     }
 }
 
@@ -161,19 +163,15 @@ mod x86 {
     impl Lanes for Sse8 {
         #[inline(always)]
         fn from_array(values: [f32; LANES]) -> Sse8 {
-            // SAFETY: [f32; 8] and two __m128 have the same size, and every bit pattern is valid.
-            unsafe { std::mem::transmute::<[f32; LANES], Sse8>(values) }
+            Sse8(bytemuck::cast(values))
         }
         #[inline(always)]
         fn to_array(self) -> [f32; LANES] {
-            // SAFETY: as in from_array.
-            unsafe { std::mem::transmute::<Sse8, [f32; LANES]>(self) }
+            bytemuck::cast(self.0)
         }
         #[inline(always)]
         fn set(&mut self, lane: usize, value: f32) {
-            let mut values = self.to_array();
-            values[lane] = value;
-            *self = Sse8::from_array(values);
+            bytemuck::cast_mut::<_, [f32; LANES]>(&mut self.0)[lane] = value;
         }
     }
 
@@ -232,19 +230,15 @@ mod x86 {
     impl Lanes for Avx8 {
         #[inline(always)]
         fn from_array(values: [f32; LANES]) -> Avx8 {
-            // SAFETY: [f32; 8] and __m256 have the same size, and every bit pattern is valid.
-            unsafe { std::mem::transmute::<[f32; LANES], Avx8>(values) }
+            Avx8(bytemuck::cast(values))
         }
         #[inline(always)]
         fn to_array(self) -> [f32; LANES] {
-            // SAFETY: as in from_array.
-            unsafe { std::mem::transmute::<Avx8, [f32; LANES]>(self) }
+            bytemuck::cast(self.0)
         }
         #[inline(always)]
         fn set(&mut self, lane: usize, value: f32) {
-            let mut values = self.to_array();
-            values[lane] = value;
-            *self = Avx8::from_array(values);
+            bytemuck::cast_mut::<_, [f32; LANES]>(&mut self.0)[lane] = value;
         }
     }
 }
