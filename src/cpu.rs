@@ -6,9 +6,10 @@
 //! does not depend on the number of threads, so results are bit-identical on any machine with the
 //! same float behaviour. All buffers are allocated once, in [`CpuTrainer::new`].
 //!
-//! The block pass is [`crate::model`]'s maths with [`F32x8`] as the lane type: eight samples per
-//! vector, no fused multiply-adds, so it rounds like the scalar reference lane by lane. The chunks
-//! run under the best [`InstructionSet`] the processor has, chosen at run time.
+//! The block pass is [`crate::model`]'s maths with a lane type of `lanes` (eight samples per vector,
+//! no fused multiply-adds), so it rounds like the scalar reference lane by lane. The chunks run
+//! under the best [`InstructionSet`] the processor has, chosen at run time, and every instruction
+//! set computes the same bits, so results do not depend on the machine either.
 
 use crate::experiment::{Experiment, ModelKind};
 use crate::features::{unit_float, FeatureSource, LANES};
@@ -273,9 +274,8 @@ impl<L: Lanes> Chunk<L> {
         self.source
             .presence(step, self.samples.clone(), &mut self.present);
 
-        // Phase 2: values, forward and backward, eight live samples at a time.
-        self.acc_w.fill(L::ZERO);
-        self.acc_b.fill(L::ZERO);
+        // Phase 2: values, forward and backward, eight live samples at a time, into the per-lane
+        // accumulators (zero between steps).
         let mut loss = 0.0f64;
         let (mut live, mut lane) = (0usize, 0usize);
         let mut pending = PendingValues::default();
@@ -314,11 +314,18 @@ impl<L: Lanes> Chunk<L> {
             self.draw_values(step, &mut pending);
             loss += self.block(&at, lane);
         }
-        for (g, acc) in self.grad_w.iter_mut().zip(&self.acc_w) {
-            *g = acc.sum();
-        }
-        for (g, acc) in self.grad_b.iter_mut().zip(&self.acc_b) {
-            *g = acc.sum();
+        if live == 0 {
+            // Nothing touched the accumulators: skip their m·n·8 floats (most chunks of very
+            // sparse instances).
+            self.grad_w.fill(0.0);
+            self.grad_b.fill(0.0);
+        } else {
+            for (g, acc) in self.grad_w.iter_mut().zip(&mut self.acc_w) {
+                *g = std::mem::replace(acc, L::ZERO).sum();
+            }
+            for (g, acc) in self.grad_b.iter_mut().zip(&mut self.acc_b) {
+                *g = std::mem::replace(acc, L::ZERO).sum();
+            }
         }
         let zero_samples = self.samples.len() - live;
         if zero_samples > 0 {

@@ -18,7 +18,7 @@
 //!
 //! This module is the one Rust statement of the maths. Its functions are generic over a [`Real`]
 //! lane type: f32 and f64 hold one sample (the finite-difference tests and evaluation run in f64),
-//! and the CPU trainer's SIMD type (`cpu::F32x8`) holds eight samples, one per lane, so its block
+//! and the CPU trainer's SIMD lane types (`cpu::lanes`) hold eight samples, one per lane, so its block
 //! pass is these very functions with every operation done eight samples at a time.
 
 use crate::experiment::ModelKind;
