@@ -165,9 +165,23 @@ pub fn output_delta<T: Real>(
     c: T,
     s: &mut Scratch<T>,
 ) -> T {
+    loss_and_delta(kind, importance, x, &s.y, c, &mut s.delta)
+}
+
+/// [`output_delta`] on plain slices: the loss of the sample x with pre-activation y, and its
+/// ∂loss/∂y written into `delta` (the CPU trainer's matrix path keeps a batch of them as rows).
+#[inline(always)]
+pub fn loss_and_delta<T: Real>(
+    kind: ModelKind,
+    importance: &[T::Scalar],
+    x: &[T],
+    y: &[T],
+    c: T,
+    delta: &mut [T],
+) -> T {
     let mut loss = T::ZERO;
     let two_c = c + c;
-    for (((d, &y), &xi), &ii) in s.delta.iter_mut().zip(&s.y).zip(x).zip(importance) {
+    for (((d, &y), &xi), &ii) in delta.iter_mut().zip(y).zip(x).zip(importance) {
         let (term, delta) = output_term(kind, y, xi, T::splat(ii), two_c);
         loss += term;
         *d = delta;
