@@ -9,7 +9,8 @@
 //! The block pass is [`crate::model`]'s maths with a lane type of `lanes` (eight samples per vector,
 //! no fused multiply-adds), so it rounds like the scalar reference lane by lane. The chunks run
 //! under the best [`InstructionSet`] the processor has, chosen at run time, and every instruction
-//! set computes the same bits, so results do not depend on the machine either.
+//! set computes the same bits, so results do not depend on the machine either. Large models take
+//! the matrix path of `dense` instead (see [`MATRIX_PATH_ABOVE_BYTES`]).
 
 use crate::experiment::{Experiment, ModelKind};
 use crate::features::{unit_float, FeatureSource, LANES};
