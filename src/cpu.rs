@@ -50,8 +50,9 @@ type Baseline = F32x8;
 /// The instruction set the CPU trainer runs its chunks with, chosen when the trainer is built from
 /// what the processor has (`pulp` checks the processor's features at run time and compiles the
 /// chunk once per level): x86-64-v3 (AVX2) where the processor has it, else the baseline (SSE2 on
-/// x86-64), and NEON on aarch64. Processors with AVX-512 run the AVX2 code: the same eight-lane code
-/// compiled for x86-64-v4 measured 1.6× slower on the `basic` workload.
+/// x86-64), and NEON on aarch64. Processors with AVX-512 run the AVX2 code: eight lanes fill only
+/// half a 512-bit register, and an earlier (array-based) version of the lanes compiled for
+/// x86-64-v4 measured 1.6× slower than for x86-64-v3 on the `basic` workload.
 #[derive(Clone, Copy, Debug)]
 pub enum InstructionSet {
     #[cfg(target_arch = "x86_64")]
