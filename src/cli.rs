@@ -179,8 +179,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// `tms devices`: one line per adapter.
+/// `tms devices`: the CPU trainer's instruction set, then one line per adapter.
 fn devices() {
+    println!("{}", crate::cpu::CpuTrainer::describe());
     let adapters = list_adapters();
     if adapters.is_empty() {
         println!(

@@ -57,39 +57,55 @@ pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
 /// Counters per call of the batched generator [`philox4x32_10_lanes`].
 pub const LANES: usize = 8;
 
-/// Philox4x32-10 of [`LANES`] counters that differ only in their first word, in SIMD registers
-/// (`wide::u32x8`). Returns words[word][lane]; equal, lane for lane, to [`philox4x32_10`] of
-/// `[first[lane], rest[0], rest[1], rest[2]]`.
+/// Philox4x32-10 of [`LANES`] counters that differ only in their first word. Returns
+/// words[word][lane]; equal, lane for lane, to [`philox4x32_10`] of `[first[lane], rest[0], rest[1],
+/// rest[2]]`. Inlined into the CPU trainer's chunk, which `pulp` compiles once per instruction set.
+///
+/// Each counter word of the eight lanes is held as four u64, two lanes each (lane 2k in the low
+/// half of u64 k), so that the 32×32 → 64-bit products are plain u64 multiplies of 32-bit values,
+/// which every x86-64 level has as a vector instruction (`pmuludq`), and every other step is a u64
+/// shift, mask or xor: loops the compiler vectorizes whatever the level.
 #[inline(always)]
 pub fn philox4x32_10_lanes(
     first: [u32; LANES],
     rest: [u32; 3],
     key: [u32; 2],
 ) -> [[u32; LANES]; 4] {
-    use wide::u32x8;
-    let (m0, m1) = (u32x8::splat(PHILOX_M0), u32x8::splat(PHILOX_M1));
-    let (mut c0, mut c1, mut c2, mut c3) = (
-        u32x8::from(first),
-        u32x8::splat(rest[0]),
-        u32x8::splat(rest[1]),
-        u32x8::splat(rest[2]),
+    type Pairs = [u64; LANES / 2];
+    const LOW: u64 = 0xFFFF_FFFF;
+    let both = |v: u32| u64::from(v) | u64::from(v) << 32;
+    let (mut c0, mut c1, mut c2, mut c3): (Pairs, Pairs, Pairs, Pairs) = (
+        std::array::from_fn(|k| u64::from(first[2 * k]) | u64::from(first[2 * k + 1]) << 32),
+        [both(rest[0]); LANES / 2],
+        [both(rest[1]); LANES / 2],
+        [both(rest[2]); LANES / 2],
     );
+    // (high halves, low halves) of the products of the multiplier with each lane of `c`.
+    let products = |c: &Pairs, multiplier: u32| -> (Pairs, Pairs) {
+        let multiplier = u64::from(multiplier);
+        let even: Pairs = std::array::from_fn(|k| (c[k] & LOW) * multiplier);
+        let odd: Pairs = std::array::from_fn(|k| (c[k] >> 32) * multiplier);
+        (
+            std::array::from_fn(|k| even[k] >> 32 | odd[k] & !LOW),
+            std::array::from_fn(|k| even[k] & LOW | odd[k] << 32),
+        )
+    };
     let [mut k0, mut k1] = key;
     for round in 0..10 {
         if round > 0 {
             k0 = k0.wrapping_add(PHILOX_W0);
             k1 = k1.wrapping_add(PHILOX_W1);
         }
-        let (hi0, lo0) = (c0.mul_keep_high(m0), c0 * m0);
-        let (hi1, lo1) = (c2.mul_keep_high(m1), c2 * m1);
-        (c0, c1, c2, c3) = (
-            hi1 ^ c1 ^ u32x8::splat(k0),
-            lo1,
-            hi0 ^ c3 ^ u32x8::splat(k1),
-            lo0,
-        );
+        let (hi0, lo0) = products(&c0, PHILOX_M0);
+        let (hi1, lo1) = products(&c2, PHILOX_M1);
+        let (key0, key1) = (both(k0), both(k1));
+        c0 = std::array::from_fn(|k| hi1[k] ^ c1[k] ^ key0);
+        c2 = std::array::from_fn(|k| hi0[k] ^ c3[k] ^ key1);
+        (c1, c3) = (lo1, lo0);
     }
-    [c0.to_array(), c1.to_array(), c2.to_array(), c3.to_array()]
+    let lanes =
+        |c: Pairs| -> [u32; LANES] { std::array::from_fn(|l| (c[l / 2] >> (32 * (l % 2))) as u32) };
+    [lanes(c0), lanes(c1), lanes(c2), lanes(c3)]
 }
 
 /// Which independent stream of random numbers a counter belongs to (the fourth counter word).
@@ -199,51 +215,79 @@ impl FeatureSource {
         self.features.div_ceil(4)
     }
 
-    /// Presence of every feature of the samples `samples` at `step`, batched [`LANES`] Philox calls at a
-    /// time: `present[(s − samples.start) · n + f]` is 1 if feature f of sample s is present, else 0.
+    /// 64-bit words of presence bits per sample (⌈n / 64⌉).
+    pub fn presence_words(&self) -> usize {
+        self.features.div_ceil(64)
+    }
+
+    /// Length of the presence stream of `samples` samples (see [`FeatureSource::presence`]): one
+    /// word per Philox call, and two words of padding read by [`FeatureSource::presence_word`].
+    pub fn presence_stream_len(&self, samples: usize) -> usize {
+        (samples * self.groups()).div_ceil(LANES) + 2
+    }
+
+    /// Presence of every feature of the samples `samples` at `step`, as a stream of bits batched
+    /// [`LANES`] Philox calls at a time: bit 4·(index − first) + w of the stream (bit b is bit b % 32
+    /// of `stream[b / 32]`) is set iff feature w of the group whose counter first word is `index`
+    /// is present, where first = samples.start · groups. As the counter first word is
+    /// sample · groups + group, the bits of one sample are contiguous: feature f of local sample s is
+    /// bit 4·groups·s + f. One call's eight groups are one word of the stream, packed in vector registers.
     #[inline(always)]
-    pub fn presence(&self, step: u32, samples: std::ops::Range<u32>, present: &mut [u8]) {
-        let (n, groups) = (self.features, self.groups());
-        let (start, end) = (samples.start * groups as u32, samples.end * groups as u32);
-        // (local sample, group) of the counter being written, advanced one group per lane.
-        let (mut s, mut g) = (0usize, 0usize);
-        let mut index = start;
-        while index < end {
-            let first: [u32; LANES] = std::array::from_fn(|l| index + l as u32);
-            let words = philox4x32_10_lanes(
+    pub fn presence(&self, step: u32, samples: std::ops::Range<u32>, stream: &mut [u32]) {
+        let groups = self.groups() as u32;
+        let (start, end) = (samples.start * groups, samples.end * groups);
+        let calls = (end - start).div_ceil(LANES as u32) as usize;
+        let mut first = [start; LANES];
+        for (l, f) in first.iter_mut().enumerate() {
+            *f += l as u32;
+        }
+        for word in &mut stream[..calls] {
+            let mask = philox4x32_10_lanes(
                 first,
                 [step, self.instance, self.mask_stream as u32],
                 self.key,
             );
-            for l in 0..((end - index) as usize).min(LANES) {
-                let at = s * n + 4 * g;
-                for (w, word) in words.iter().enumerate().take((n - 4 * g).min(4)) {
-                    present[at + w] = u8::from(word[l] <= self.threshold);
-                }
-                g += 1;
-                if g == groups {
-                    (s, g) = (s + 1, 0);
+            let mut nibbles = [0u32; LANES];
+            for (w, words) in mask.iter().enumerate() {
+                for (nibble, &word) in nibbles.iter_mut().zip(words) {
+                    *nibble |= u32::from(word <= self.threshold) << w;
                 }
             }
-            index += LANES as u32;
+            for (l, nibble) in nibbles.iter_mut().enumerate() {
+                *nibble <<= 4 * l;
+            }
+            *word = nibbles.iter().fold(0, |bits, &nibble| bits | nibble);
+            for f in &mut first {
+                *f += LANES as u32;
+            }
         }
     }
 
-    /// The value words of the groups whose counter first words are `indices` (sample · groups + group),
-    /// batched [`LANES`] calls at a time: `words[k]` belongs to `indices[k]`.
+    /// Word `k` of the presence bits of local sample `s` in a stream from [`FeatureSource::presence`]:
+    /// bit j is set iff feature 64·k + j is present (features past n read as absent).
     #[inline(always)]
-    pub fn value_words(&self, step: u32, indices: &[u32], words: &mut [[u32; 4]]) {
-        for (chunk, out) in indices.chunks(LANES).zip(words.chunks_mut(LANES)) {
-            let first: [u32; LANES] = std::array::from_fn(|l| chunk.get(l).copied().unwrap_or(0));
-            let lanes = philox4x32_10_lanes(
-                first,
-                [step, self.instance, self.value_stream as u32],
-                self.key,
-            );
-            for (l, o) in out.iter_mut().enumerate() {
-                *o = [lanes[0][l], lanes[1][l], lanes[2][l], lanes[3][l]];
-            }
+    pub fn presence_word(&self, stream: &[u32], s: usize, k: usize) -> u64 {
+        let bit = 4 * self.groups() * s + 64 * k;
+        let (i, shift) = (bit / 32, bit % 32);
+        let window = u128::from(stream[i])
+            | u128::from(stream[i + 1]) << 32
+            | u128::from(stream[i + 2]) << 64;
+        let bits = (window >> shift) as u64;
+        match self.features - 64 * k {
+            left if left >= 64 => bits,
+            left => bits & ((1 << left) - 1),
         }
+    }
+
+    /// The value words of [`LANES`] groups at `step` whose counter first words (sample · groups +
+    /// group) are `indices`: words[word][lane] for feature 4 · group + word.
+    #[inline(always)]
+    pub fn value_lanes(&self, step: u32, indices: [u32; LANES]) -> [[u32; LANES]; 4] {
+        philox4x32_10_lanes(
+            indices,
+            [step, self.instance, self.value_stream as u32],
+            self.key,
+        )
     }
 
     /// Writes sample `sample` of step `step` into `x` (length n) and returns how many features are
@@ -364,19 +408,21 @@ mod tests {
         }
         let (n, samples) = (9, 3..14u32);
         let source = FeatureSource::train(3, 1, 0.4, n);
-        let mut present = vec![0u8; samples.len() * n];
+        let mut present = vec![0u32; source.presence_stream_len(samples.len())];
         source.presence(2, samples.clone(), &mut present);
         let mut x = vec![0.0; n];
         for (k, s) in samples.enumerate() {
             source.sample(2, s, &mut x);
-            let want: Vec<u8> = x.iter().map(|&v| u8::from(v != 0.0)).collect();
-            assert_eq!(&present[k * n..(k + 1) * n], want.as_slice(), "sample {s}");
-            let indices: Vec<u32> = (0..3).map(|g| s * 3 + g).collect();
-            let mut words = vec![[0u32; 4]; 3];
-            source.value_words(2, &indices, &mut words);
+            let want = x
+                .iter()
+                .enumerate()
+                .fold(0u64, |bits, (f, &v)| bits | u64::from(v != 0.0) << f);
+            assert_eq!(source.presence_word(&present, k, 0), want, "sample {s}");
+            let indices = std::array::from_fn(|g| s * 3 + (g as u32).min(2));
+            let words = source.value_lanes(2, indices);
             for (f, &v) in x.iter().enumerate() {
                 if v != 0.0 {
-                    assert_eq!(unit_float(words[f / 4][f % 4]), v);
+                    assert_eq!(unit_float(words[f % 4][f / 4]), v);
                 }
             }
         }

@@ -14,28 +14,63 @@
 //!
 //! That is 10·n·m flops per sample (Wx, Wᵀh, Wδ and the two outer products). An all-zero sample has
 //! h = 0 and y = b, so its only gradient is δ(b) on the bias: the trainers handle such samples in
-//! closed form ([`zero_sample`]). The functions are generic over f32 (training) and f64 (the
-//! finite-difference tests and evaluation).
+//! closed form ([`zero_sample`]).
+//!
+//! This module is the one Rust statement of the maths. Its functions are generic over a [`Real`]
+//! lane type: f32 and f64 hold one sample (the finite-difference tests and evaluation run in f64),
+//! and the CPU trainer's SIMD lane types (`cpu::lanes`) hold eight samples, one per lane, so its block
+//! pass is these very functions with every operation done eight samples at a time.
 
 use crate::experiment::ModelKind;
 use std::ops::{Add, AddAssign, Mul, Sub};
 
-/// The float types the model runs in.
+/// A number, or a vector of numbers computed lane by lane, that the model runs in.
 pub trait Real:
-    Copy
-    + Default
-    + PartialOrd
-    + Add<Output = Self>
-    + Sub<Output = Self>
-    + Mul<Output = Self>
-    + AddAssign
-    + From<f32>
+    Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + AddAssign
 {
+    /// What one lane holds: the type of the weights, bias and importance that every lane shares.
+    type Scalar: Copy;
+    const ZERO: Self;
+    /// Every lane set to `v`.
+    fn splat(v: Self::Scalar) -> Self;
+    /// ReLU: `self` where it is > 0, else +0 (also for −0 and NaN, as x86's `maxps(self, 0)`).
+    fn relu(self) -> Self;
+    /// `value` where `self` > 0, else +0: the ReLU derivative as a gate.
+    fn where_positive(self, value: Self) -> Self;
 }
-impl Real for f32 {}
-impl Real for f64 {}
 
-/// Scratch vectors of one sample's forward and backward pass, allocated once.
+macro_rules! real_float {
+    ($t:ty) => {
+        impl Real for $t {
+            type Scalar = $t;
+            const ZERO: $t = 0.0;
+            #[inline(always)]
+            fn splat(v: $t) -> $t {
+                v
+            }
+            #[inline(always)]
+            fn relu(self) -> $t {
+                if self > 0.0 {
+                    self
+                } else {
+                    0.0
+                }
+            }
+            #[inline(always)]
+            fn where_positive(self, value: $t) -> $t {
+                if self > 0.0 {
+                    value
+                } else {
+                    0.0
+                }
+            }
+        }
+    };
+}
+real_float!(f32);
+real_float!(f64);
+
+/// Scratch vectors of one sample's (or one lane group's) forward and backward pass, allocated once.
 #[derive(Clone, Debug)]
 pub struct Scratch<T> {
     pub h: Vec<T>,
@@ -47,87 +82,131 @@ pub struct Scratch<T> {
 impl<T: Real> Scratch<T> {
     pub fn new(features: usize, hidden: usize) -> Self {
         Scratch {
-            h: vec![T::default(); hidden],
-            y: vec![T::default(); features],
-            delta: vec![T::default(); features],
-            dh: vec![T::default(); hidden],
+            h: vec![T::ZERO; hidden],
+            y: vec![T::ZERO; features],
+            delta: vec![T::ZERO; features],
+            dh: vec![T::ZERO; hidden],
         }
     }
 }
 
 /// Forward pass: fills `s.h` and `s.y` (pre-activation) for sample `x`.
-#[inline]
-pub fn forward<T: Real>(w: &[T], b: &[T], x: &[T], s: &mut Scratch<T>) {
+#[inline(always)]
+pub fn forward<T: Real>(w: &[T::Scalar], b: &[T::Scalar], x: &[T], s: &mut Scratch<T>) {
+    forward_over(w, b, x, 0..x.len(), s)
+}
+
+/// [`forward`] when x is zero outside `columns` (ascending): W x skips the zero columns, which
+/// changes nothing in the result (adding w · 0 = ±0 to a sum that is never −0 leaves it as it is).
+#[inline(always)]
+pub fn forward_over<T: Real>(
+    w: &[T::Scalar],
+    b: &[T::Scalar],
+    x: &[T],
+    columns: impl Iterator<Item = usize> + Clone,
+    s: &mut Scratch<T>,
+) {
     let n = x.len();
     for (k, hk) in s.h.iter_mut().enumerate() {
         let row = &w[k * n..(k + 1) * n];
-        let mut acc = T::default();
-        for (&wkj, &xj) in row.iter().zip(x) {
-            acc += wkj * xj;
+        let mut acc = T::ZERO;
+        for j in columns.clone() {
+            acc += T::splat(row[j]) * x[j];
         }
         *hk = acc;
     }
-    s.y.copy_from_slice(b);
+    for (yi, &bi) in s.y.iter_mut().zip(b) {
+        *yi = T::splat(bi);
+    }
     for (k, &hk) in s.h.iter().enumerate() {
         let row = &w[k * n..(k + 1) * n];
         for (yi, &wki) in s.y.iter_mut().zip(row) {
-            *yi += wki * hk;
+            *yi += T::splat(wki) * hk;
         }
     }
 }
 
 /// The model output x' for pre-activation y.
-#[inline]
+#[inline(always)]
 pub fn activate<T: Real>(kind: ModelKind, y: T) -> T {
     match kind {
         ModelKind::Linear => y,
-        ModelKind::Relu if y > T::default() => y,
-        ModelKind::Relu => T::default(),
+        ModelKind::Relu => y.relu(),
     }
 }
 
-/// Whether the gradient flows through the activation at pre-activation y (ReLU'(y) as a gate).
-#[inline]
-pub fn passes<T: Real>(kind: ModelKind, y: T) -> bool {
-    kind == ModelKind::Linear || y > T::default()
+/// `value` where the gradient flows through the activation at pre-activation y, else 0.
+#[inline(always)]
+pub fn gate<T: Real>(kind: ModelKind, y: T, value: T) -> T {
+    match kind {
+        ModelKind::Linear => value,
+        ModelKind::Relu => y.where_positive(value),
+    }
+}
+
+/// One output's contribution to the loss (before the factor c) and its ∂loss/∂y, for pre-activation
+/// y, target x and importance; `two_c` = 2c. Shared by [`output_delta`] and [`zero_sample`].
+#[inline(always)]
+fn output_term<T: Real>(kind: ModelKind, y: T, x: T, importance: T, two_c: T) -> (T, T) {
+    let err = activate(kind, y) - x;
+    (
+        importance * err * err,
+        gate(kind, y, two_c * importance * err),
+    )
 }
 
 /// Loss of one sample (scaled by `c`) after [`forward`]; fills `s.delta` with ∂loss/∂y.
-#[inline]
+/// For the SIMD type, `c` is zero in padding lanes, which zeroes their loss and gradient.
+#[inline(always)]
 pub fn output_delta<T: Real>(
     kind: ModelKind,
-    importance: &[T],
+    importance: &[T::Scalar],
     x: &[T],
     c: T,
     s: &mut Scratch<T>,
 ) -> T {
-    let mut loss = T::default();
+    loss_and_delta(kind, importance, x, &s.y, c, &mut s.delta)
+}
+
+/// [`output_delta`] on plain slices: the loss of the sample x with pre-activation y, and its
+/// ∂loss/∂y written into `delta` (the CPU trainer's matrix path keeps a batch of them as rows).
+#[inline(always)]
+pub fn loss_and_delta<T: Real>(
+    kind: ModelKind,
+    importance: &[T::Scalar],
+    x: &[T],
+    y: &[T],
+    c: T,
+    delta: &mut [T],
+) -> T {
+    let mut loss = T::ZERO;
     let two_c = c + c;
-    for (((d, &y), &xi), &ii) in s.delta.iter_mut().zip(&s.y).zip(x).zip(importance) {
-        let out = activate(kind, y);
-        let err = out - xi;
-        loss += ii * err * err;
-        *d = if passes(kind, y) {
-            two_c * ii * err
-        } else {
-            T::default()
-        };
+    for (((d, &y), &xi), &ii) in delta.iter_mut().zip(y).zip(x).zip(importance) {
+        let (term, delta) = output_term(kind, y, xi, T::splat(ii), two_c);
+        loss += term;
+        *d = delta;
     }
     loss * c
 }
 
 /// Adds one sample's gradient to `grad_w` and `grad_b` after [`output_delta`].
-#[inline]
-pub fn backward<T: Real>(w: &[T], x: &[T], s: &mut Scratch<T>, grad_w: &mut [T], grad_b: &mut [T]) {
+#[inline(always)]
+pub fn backward<T: Real>(
+    w: &[T::Scalar],
+    x: &[T],
+    s: &mut Scratch<T>,
+    grad_w: &mut [T],
+    grad_b: &mut [T],
+) {
     let n = x.len();
     for (gb, &d) in grad_b.iter_mut().zip(&s.delta) {
         *gb += d;
     }
     for (k, dhk) in s.dh.iter_mut().enumerate() {
         let row = &w[k * n..(k + 1) * n];
-        let mut acc = T::default();
+        let mut acc = T::ZERO;
         for (&wki, &di) in row.iter().zip(&s.delta) {
-            acc += wki * di;
+            acc += T::splat(wki) * di;
         }
         *dhk = acc;
     }
@@ -141,23 +220,20 @@ pub fn backward<T: Real>(w: &[T], x: &[T], s: &mut Scratch<T>, grad_w: &mut [T],
 }
 
 /// Loss and bias gradient of one all-zero sample (h = 0, y = b): returns the loss and fills `delta`.
+#[inline(always)]
 pub fn zero_sample<T: Real>(
     kind: ModelKind,
-    importance: &[T],
-    b: &[T],
+    importance: &[T::Scalar],
+    b: &[T::Scalar],
     c: T,
     delta: &mut [T],
 ) -> T {
-    let mut loss = T::default();
+    let mut loss = T::ZERO;
     let two_c = c + c;
     for ((d, &bi), &ii) in delta.iter_mut().zip(b).zip(importance) {
-        let out = activate(kind, bi);
-        loss += ii * out * out;
-        *d = if passes(kind, bi) {
-            two_c * ii * out
-        } else {
-            T::default()
-        };
+        let (term, delta) = output_term(kind, T::splat(bi), T::ZERO, T::splat(ii), two_c);
+        loss += term;
+        *d = delta;
     }
     loss * c
 }
