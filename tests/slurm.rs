@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 const SWEEP: &str = r#"features = 40
 hidden = 10
 density = [1.0, 0.3, 0.1, 0.03]
-steps = 4000
+steps = 8000
 log_every = 1000
 "#;
 
@@ -65,7 +65,7 @@ fn readme_array_script_trains_a_sweep_bit_identical_to_one_run() {
         cluster.requeue_while_running(
             &job,
             requeued,
-            &work.join(format!("runs/sweep/shard-{requeued}")),
+            &work.join(format!("logs/{job}_{requeued}.out")),
         );
         cluster.wait_for(&job);
 
@@ -246,10 +246,14 @@ impl Cluster {
 
     /// Requeues task `task` of `job` once it is training (its run directory exists), as a preemption
     /// would, and lets it start again at once (Slurm otherwise holds a requeued job for two minutes).
-    fn requeue_while_running(&self, job: &str, task: u32, run_dir: &Path) {
+    /// Requeues task `task` of `job` as soon as its log (`log`) says it trains, so that it is
+    /// stopped mid-run however fast the machine: tms has its SIGTERM handler by then, writes a
+    /// checkpoint and exits, and the rerun resumes.
+    fn requeue_while_running(&self, job: &str, task: u32, log: &Path) {
         let id = format!("{job}_{task}");
-        self.wait_until(&format!("task {id} trains"), || run_dir.exists());
-        sleep(Duration::from_millis(1500));
+        self.wait_until(&format!("task {id} trains"), || {
+            fs::read_to_string(log).is_ok_and(|text| text.contains("training "))
+        });
         assert!(
             self.slurm("squeue", &["-h", "-j", &id, "-o", "%T"])
                 .contains("RUNNING"),
