@@ -459,6 +459,17 @@ impl GpuTrainer {
         self.kernel
     }
 
+    /// Whether no submitted work is still in flight on the device (a non-blocking poll): after
+    /// [`Trainer::advance`] returns it always is, which is what makes timing `advance` time the work.
+    pub fn idle(&self) -> anyhow::Result<bool> {
+        let status = self
+            .gpu
+            .device
+            .poll(wgpu::PollType::Poll)
+            .context("polling the GPU")?;
+        Ok(status.is_queue_empty())
+    }
+
     /// Encodes the dispatches of one dispatch slot for every shard.
     fn encode(&self, pass: &mut wgpu::ComputePass<'_>, slot: u32) {
         let (n, m, batch) = (self.exp.features, self.exp.hidden, self.exp.batch);
