@@ -32,12 +32,13 @@ fn to_py(err: anyhow::Error) -> PyErr {
         e.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     });
-    if err.downcast_ref::<UsageError>().is_some() {
+    // A missing file is FileNotFoundError even where the CLI calls it bad input (exit 2).
+    if not_found {
+        PyFileNotFoundError::new_err(message)
+    } else if err.downcast_ref::<UsageError>().is_some() {
         PyValueError::new_err(message)
     } else if err.downcast_ref::<Interrupted>().is_some() {
         PyKeyboardInterrupt::new_err(message)
-    } else if not_found {
-        PyFileNotFoundError::new_err(message)
     } else {
         PyRuntimeError::new_err(message)
     }

@@ -219,9 +219,12 @@ pub fn read_results(dir: &Path) -> anyhow::Result<Results> {
     Ok(results)
 }
 
-/// The bytes of a file the user pointed `tms` at; one that cannot be read is bad input.
-fn read_input(path: &Path) -> Result<Vec<u8>, UsageError> {
-    std::fs::read(path).map_err(|e| UsageError(format!("cannot read {}: {e}", path.display())))
+/// The bytes of a file the user pointed `tms` at; one that cannot be read is bad input (a
+/// [`UsageError`], with the I/O error kept beneath it for callers that tell a missing file apart).
+fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        anyhow::Error::new(e).context(UsageError(format!("cannot read {}", path.display())))
+    })
 }
 
 /// Reads config.json of a run directory; its experiment is checked as a fresh run's settings are.
