@@ -107,14 +107,7 @@ pub fn forward_over<T: Real>(
     s: &mut Scratch<T>,
 ) {
     let n = x.len();
-    for (k, hk) in s.h.iter_mut().enumerate() {
-        let row = &w[k * n..(k + 1) * n];
-        let mut acc = T::ZERO;
-        for j in columns.clone() {
-            acc += T::splat(row[j]) * x[j];
-        }
-        *hk = acc;
-    }
+    hidden(w, x, columns, &mut s.h);
     for (yi, &bi) in s.y.iter_mut().zip(b) {
         *yi = T::splat(bi);
     }
@@ -123,6 +116,25 @@ pub fn forward_over<T: Real>(
         for (yi, &wki) in s.y.iter_mut().zip(row) {
             *yi += T::splat(wki) * hk;
         }
+    }
+}
+
+/// h = W x (W: m rows of n), when x is zero outside `columns` (ascending; see [`forward_over`]).
+#[inline(always)]
+pub fn hidden<T: Real>(
+    w: &[T::Scalar],
+    x: &[T],
+    columns: impl Iterator<Item = usize> + Clone,
+    h: &mut [T],
+) {
+    let n = x.len();
+    for (k, hk) in h.iter_mut().enumerate() {
+        let row = &w[k * n..(k + 1) * n];
+        let mut acc = T::ZERO;
+        for j in columns.clone() {
+            acc += T::splat(row[j]) * x[j];
+        }
+        *hk = acc;
     }
 }
 

@@ -7,6 +7,7 @@
 use super::model::{backward, forward, SaeParams, SaeScratch};
 use super::{SaeExperiment, SaeSpec};
 use crate::features::{normal_of, philox4x32_10, seed_key, unit_float, FeatureSource, Stream};
+use crate::model::hidden;
 use crate::optim::{adam_update, optimizer_constants, AdamHyper};
 use rayon::prelude::*;
 
@@ -39,17 +40,6 @@ pub fn initial_params(exp: &SaeExperiment, q: usize) -> SaeParams {
     p.w_enc.clone_from(&p.w_dec);
     p.log_theta.fill(0.1f32.ln());
     p
-}
-
-/// h = W x for toy weights `w` (m rows of n).
-pub fn hidden(w: &[f32], n: usize, x: &[f32], h: &mut [f32]) {
-    for (r, out) in h.iter_mut().enumerate() {
-        *out = w[r * n..(r + 1) * n]
-            .iter()
-            .zip(x)
-            .map(|(a, b)| a * b)
-            .sum();
-    }
 }
 
 /// Trains every SAE of `exp` to the end; returns their states, in order.
@@ -89,15 +79,21 @@ fn train_one(exp: &SaeExperiment, q: usize) -> SaeState {
         for g in grad.groups_mut() {
             g.fill(0.0);
         }
+        // Resampling after this step draws from this batch's inputs: keep them only then.
+        let resampling = exp
+            .resample_every
+            .is_some_and(|every| (step + 1) % every == 0 && step + 1 < exp.steps);
         let mut total = 0.0f64;
         for s in 0..exp.batch {
             source.sample(step, s as u32, &mut x);
-            hidden(&toy.w, n, &x, &mut h);
+            hidden(&toy.w, &x, 0..n, &mut h);
             let (recon, penalty) = forward(&shape, &state.params, &h, &mut scratch);
             backward(&shape, &state.params, &scratch, scale, &mut grad);
             total += f64::from(recon + penalty);
-            sample_loss[s] = recon;
-            inputs[s * d..(s + 1) * d].copy_from_slice(&h);
+            if resampling {
+                sample_loss[s] = recon;
+                inputs[s * d..(s + 1) * d].copy_from_slice(&h);
+            }
             for (count, &a) in active.iter_mut().zip(&scratch.a) {
                 *count += u32::from(a != 0.0);
             }
@@ -122,7 +118,7 @@ fn train_one(exp: &SaeExperiment, q: usize) -> SaeState {
             continue;
         };
         let since = (step + 1) % every;
-        if since == 0 && step + 1 < exp.steps {
+        if resampling {
             let round = (step + 1) / every;
             state.resampled += resample(exp, q, round, &mut state, &active, &inputs, &sample_loss);
         }
@@ -226,7 +222,7 @@ pub fn evaluate(exp: &SaeExperiment, spec: &SaeSpec, params: &SaeParams) -> supe
     let (mut sum, mut sum_sq) = (vec![0.0f64; d], vec![0.0f64; d]);
     for s in 0..exp.eval_samples {
         source.sample(0, s as u32, &mut x);
-        hidden(&toy.w, n, &x, &mut h);
+        hidden(&toy.w, &x, 0..n, &mut h);
         forward(&shape, params, &h, &mut scratch);
         squared_error += scratch.error.iter().map(|&e| f64::from(e * e)).sum::<f64>();
         for (j, &a) in scratch.a.iter().enumerate() {

@@ -142,7 +142,7 @@ impl SaeOptions {
         let config = read_config(&self.run)?;
         let results = read_results(&self.run)?;
         let exp = &config.experiment;
-        let positive = |field: &str, value: f64| {
+        let non_negative = |field: &str, value: f64| {
             if value.is_finite() && value >= 0.0 && (value as f32).is_finite() {
                 Ok(())
             } else {
@@ -153,8 +153,8 @@ impl SaeOptions {
                 ))
             }
         };
-        positive("l1", self.l1)?;
-        positive("l0", self.l0)?;
+        non_negative("l1", self.l1)?;
+        non_negative("l0", self.l0)?;
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(
                 UsageError::invalid("lr", self.lr, "must be a positive finite number").into(),

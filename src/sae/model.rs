@@ -66,6 +66,17 @@ impl SaeParams {
     }
 
     /// The parameter groups in one fixed order (for Adam and for tests).
+    pub fn groups(&self) -> [&Vec<f32>; 5] {
+        [
+            &self.w_enc,
+            &self.b_enc,
+            &self.w_dec,
+            &self.b_dec,
+            &self.log_theta,
+        ]
+    }
+
+    /// [`SaeParams::groups`], mutable.
     pub fn groups_mut(&mut self) -> [&mut Vec<f32>; 5] {
         [
             &mut self.w_enc,
@@ -275,13 +286,13 @@ mod tests {
             }
             let eps = 1e-3f32;
             for group in 0..4 {
-                for idx in 0..g.clone().groups_mut()[group].len() {
+                for idx in 0..g.groups()[group].len() {
                     let (mut up, mut down) = (p.clone(), p.clone());
                     up.groups_mut()[group][idx] += eps;
                     down.groups_mut()[group][idx] -= eps;
                     let numeric = (loss(&shape, &up, &hs) - loss(&shape, &down, &hs))
                         / (2.0 * f64::from(eps));
-                    let analytic = f64::from(g.clone().groups_mut()[group][idx]);
+                    let analytic = f64::from(g.groups()[group][idx]);
                     assert!(
                         (numeric - analytic).abs() < 2e-2 * (1.0 + numeric.abs()),
                         "{kind:?} group {group} [{idx}]: numeric {numeric}, analytic {analytic}"

@@ -57,16 +57,16 @@ pub struct InstanceResult {
 /// Numbers of results.json where null stands for a value that was not finite (serde_json writes
 /// NaN and ±∞ as null).
 fn values_with_nulls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f32>, D::Error> {
-    let values = Vec::<Option<f32>>::deserialize(d)?;
-    Ok(values.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect())
+    Ok(nan_for_null(Vec::deserialize(d)?))
 }
 
 fn rows_with_nulls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<f32>>, D::Error> {
-    let rows = Vec::<Vec<Option<f32>>>::deserialize(d)?;
-    Ok(rows
-        .into_iter()
-        .map(|row| row.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect())
-        .collect())
+    let rows: Vec<Vec<Option<f32>>> = Vec::deserialize(d)?;
+    Ok(rows.into_iter().map(nan_for_null).collect())
+}
+
+fn nan_for_null(values: Vec<Option<f32>>) -> Vec<f32> {
+    values.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect()
 }
 
 /// results.json.
