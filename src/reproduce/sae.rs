@@ -410,10 +410,15 @@ fn summary_markdown(
 ",
         training_line(&runs[0].0)
     );
+    let mmcs = if larger.is_empty() {
+        ""
+    } else {
+        ", `sae-mmcs.png`"
+    };
     let _ = writeln!(
         s,
         "Figures: `sae-pentagon.png` (the best restart of each family, by final training loss: chosen \
-         without the ground truth), `sae-mmcs.png`. Every SAE's weights and scores: `*/sae*/sae.json`.\n"
+         without the ground truth){mmcs}. Every SAE's weights and scores: `*/sae*/sae.json`.\n"
     );
     let toy = &runs[0].1.instances[0];
     let _ = writeln!(
