@@ -70,8 +70,14 @@ fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
     }
 }
 
-/// Every adapter wgpu finds, best first.
-fn adapters() -> Vec<wgpu::Adapter> {
+/// Every adapter wgpu finds, best first. Enumerated once per process: checking the flags and opening
+/// the device then see the same list, and drivers are asked only once (slow on some, e.g. lavapipe).
+fn adapters() -> &'static [wgpu::Adapter] {
+    static FOUND: std::sync::OnceLock<Vec<wgpu::Adapter>> = std::sync::OnceLock::new();
+    FOUND.get_or_init(enumerate_adapters)
+}
+
+fn enumerate_adapters() -> Vec<wgpu::Adapter> {
     let mut found = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::all()));
     // Real GPUs before software rasterisers; the sort is stable, so wgpu's order breaks ties.
     found.sort_by_key(|a| match a.get_info().device_type {
@@ -127,10 +133,7 @@ impl Gpu {
                 .with_context(|| format!("no GPU adapter matches {want:?} (see tms devices)"))?,
             None => 0,
         };
-        let adapter = all
-            .into_iter()
-            .nth(position)
-            .context("no GPU adapter found")?;
+        let adapter = all.get(position).context("no GPU adapter found")?;
         let limits = adapter.limits();
         // Optional features the kernels and the timer use where the adapter has them.
         let features =
@@ -151,7 +154,7 @@ impl Gpu {
         Ok(Gpu {
             device,
             queue,
-            adapter: summary(&adapter),
+            adapter: summary(adapter),
             limits,
             software,
             subgroup_min_size,

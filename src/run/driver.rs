@@ -117,13 +117,7 @@ pub fn run_to_end(
                 .is_some_and(|s| last_time.elapsed().as_secs_f64() >= s);
             if stopping || (step < exp.steps && (by_steps || by_time)) {
                 let state = trainer.state()?; // read back once, for the checkpoint and the return
-                report(
-                    &mut reported,
-                    |i| !params_finite(&state, exp, i),
-                    &bar,
-                    step,
-                    "weights",
-                );
+                report_weights(&mut reported, &state, exp, &bar, step);
                 write_checkpoint(dir, exp, &state, &records, control.checkpoint_every)?;
                 (last_checkpoint, last_time) = (step, Instant::now());
                 if stopping {
@@ -137,13 +131,7 @@ pub fn run_to_end(
         }
     }
     let state = trainer.state()?;
-    report(
-        &mut reported,
-        |i| !params_finite(&state, exp, i),
-        &bar,
-        step,
-        "weights",
-    );
+    report_weights(&mut reported, &state, exp, &bar, step);
     bar.finish_and_clear();
     Ok((state, records, Outcome::Finished))
 }
@@ -164,6 +152,23 @@ fn report(
         bar.suspend(|| eprintln!("instance(s) {new:?} diverged by step {step} ({what} not finite); the others keep training"));
         new.iter().for_each(|&i| reported[i] = true);
     }
+}
+
+/// Reports the instances whose weights read back at `step` are no longer finite.
+fn report_weights(
+    reported: &mut [bool],
+    state: &TrainState,
+    exp: &Experiment,
+    bar: &indicatif::ProgressBar,
+    step: u32,
+) {
+    report(
+        reported,
+        |i| !params_finite(state, exp, i),
+        bar,
+        step,
+        "weights",
+    );
 }
 
 /// Whether instance `i`'s W and b are all finite.
