@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_run_files, tms};
+use common::{assert_run_files, tms, tms_ok};
 use std::path::Path;
 
 const FIGURES: [&str; 6] = [
@@ -20,7 +20,7 @@ fn reproduce_basic_writes_runs_figures_and_summary_and_plot_redraws_them() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("basic");
     let out_arg = out.to_str().unwrap();
-    let run = tms(&[
+    tms_ok(&[
         "reproduce",
         "basic",
         "--out",
@@ -30,11 +30,6 @@ fn reproduce_basic_writes_runs_figures_and_summary_and_plot_redraws_them() {
         "--backend",
         "cpu",
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     for kind in ["linear", "relu"] {
         assert_run_files(&out.join(kind), 7);
     }
@@ -48,12 +43,7 @@ fn reproduce_basic_writes_runs_figures_and_summary_and_plot_redraws_them() {
     let modified = |p: &Path| std::fs::metadata(p).unwrap().modified().unwrap();
     let before: Vec<_> = FIGURES.iter().map(|f| modified(&out.join(f))).collect();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let plot = tms(&["plot", out_arg]);
-    assert!(
-        plot.status.success(),
-        "{}",
-        String::from_utf8_lossy(&plot.stderr)
-    );
+    tms_ok(&["plot", out_arg]);
     for (file, before) in FIGURES.iter().zip(before) {
         assert!(modified(&out.join(file)) > before, "{file} was not redrawn");
     }
@@ -67,12 +57,7 @@ fn reproduce_basic_writes_runs_figures_and_summary_and_plot_redraws_them() {
 
     // --redraw rewrites summary.md from the run files, without training.
     std::fs::remove_file(out.join("summary.md")).unwrap();
-    let redraw = tms(&["reproduce", "basic", "--out", out_arg, "--redraw"]);
-    assert!(
-        redraw.status.success(),
-        "{}",
-        String::from_utf8_lossy(&redraw.stderr)
-    );
+    tms_ok(&["reproduce", "basic", "--out", out_arg, "--redraw"]);
     assert_eq!(
         std::fs::read_to_string(out.join("summary.md")).unwrap(),
         summary
@@ -100,7 +85,7 @@ fn plot_of_a_directory_without_runs_fails_in_one_line() {
 fn train_writes_metrics_json() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let run = tms(&[
+    tms_ok(&[
         "train",
         "--backend",
         "cpu",
@@ -111,11 +96,6 @@ fn train_writes_metrics_json() {
         "--out",
         out.to_str().unwrap(),
     ]);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
     let metrics: tms::analysis::RunMetrics =
         serde_json::from_slice(&std::fs::read(out.join("metrics.json")).unwrap()).unwrap();
     assert_eq!(metrics.instances.len(), 2);

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{tms, tms_with_env};
+use common::{tms, tms_ok, tms_ok_with_env, tms_with_env};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -136,7 +136,7 @@ fn a_slurm_step_array_trains_every_shard() {
             ("SLURM_ARRAY_TASK_STEP", "2"),
             ("SLURM_ARRAY_TASK_COUNT", "4"),
         ];
-        let run = tms_with_env(
+        tms_ok_with_env(
             &[
                 "train",
                 "--backend",
@@ -147,11 +147,6 @@ fn a_slurm_step_array_trains_every_shard() {
                 path(&out),
             ],
             &env,
-        );
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
         );
         let config = tms::store::results::read_config(&out).unwrap();
         assert_eq!(
@@ -230,12 +225,7 @@ fn finished_run(dir: &Path, extra: &[&str]) {
         extra,
     ]
     .concat();
-    let out = tms(&args);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tms_ok(&args);
 }
 
 #[test]
@@ -378,12 +368,7 @@ fn a_checkpoint_is_trusted_only_once_checked() {
     };
     // The untouched checkpoint resumes.
     let good = fresh("good");
-    let out = tms(&["train", "--resume", path(&good), "--backend", "cpu"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tms_ok(&["train", "--resume", path(&good), "--backend", "cpu"]);
 
     let flipped = fresh("flipped");
     let mut bytes = std::fs::read(checkpoint_path(&flipped)).unwrap();

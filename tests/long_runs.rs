@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::tms;
+use common::{tms, tms_ok};
 use proptest::prelude::*;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -62,12 +62,7 @@ fn run_in(dir: &Path, extra: &[&str]) -> Vec<String> {
 fn uninterrupted(root: &Path) -> (Vec<u8>, String) {
     let dir = root.join("whole");
     let args = run_in(&dir, &[]);
-    let out = tms(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tms_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
     (
         std::fs::read(dir.join("weights.safetensors")).unwrap(),
         std::fs::read_to_string(dir.join("results.json")).unwrap(),
@@ -75,18 +70,13 @@ fn uninterrupted(root: &Path) -> (Vec<u8>, String) {
 }
 
 fn resume(dir: &Path) -> (Vec<u8>, String) {
-    let out = tms(&[
+    tms_ok(&[
         "train",
         "--backend",
         "cpu",
         "--resume",
         dir.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "resume failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert!(
         !checkpoint_path(dir).exists(),
         "the checkpoint should be gone once results are written"
@@ -197,18 +187,13 @@ fn a_diverged_run_is_flagged_and_stays_readable() {
         shards.push(dir.to_str().unwrap().to_string());
     }
     let merged = root.path().join("merged");
-    let out = tms(&[
+    tms_ok(&[
         "merge",
         &shards[0],
         &shards[1],
         "--out",
         merged.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(read_results(&merged).unwrap().instances.len(), 2);
 }
 

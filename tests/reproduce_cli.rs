@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_run_files, tms};
+use common::{assert_run_files, tms, tms_ok};
 use std::path::Path;
 
 /// Runs `tms reproduce <args>` with output into `out`, asserting success.
@@ -12,12 +12,7 @@ fn reproduce(args: &[&str], out: &Path) {
     let mut full = vec!["reproduce"];
     full.extend_from_slice(args);
     full.extend(["--out", out.to_str().unwrap(), "--backend", "cpu"]);
-    let run = tms(&full);
-    assert!(
-        run.status.success(),
-        "{}",
-        String::from_utf8_lossy(&run.stderr)
-    );
+    tms_ok(&full);
 }
 
 /// Asserts that `stem`.svg and `stem`.png were drawn.

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::tms_with_env as tms;
+use common::{tms_ok_with_env as tms_ok, tms_with_env as tms};
 use std::path::Path;
 
 const SWEEP: &[&str] = &[
@@ -25,8 +25,7 @@ fn train(out: &Path, extra: &[&str], env: &[(&str, &str)]) {
     let mut args = SWEEP.to_vec();
     args.extend(["--out", out.to_str().unwrap()]);
     args.extend_from_slice(extra);
-    let r = tms(&args, env);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    tms_ok(&args, env);
 }
 
 fn json(path: &Path) -> serde_json::Value {
@@ -56,7 +55,7 @@ fn merged_shards_equal_the_sweep_in_one_piece() {
     );
 
     // In any order.
-    let r = tms(
+    tms_ok(
         &[
             "merge",
             c.to_str().unwrap(),
@@ -67,7 +66,6 @@ fn merged_shards_equal_the_sweep_in_one_piece() {
         ],
         &[],
     );
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     for file in ["weights.safetensors", "results.json", "metrics.json"] {
         assert_eq!(
             std::fs::read(whole.join(file)).unwrap(),
@@ -115,8 +113,7 @@ fn several_devices_give_the_files_of_one() {
     let mut args = SWEEP.to_vec();
     args.retain(|a| *a != "--backend" && *a != "cpu");
     args.extend(["--devices", "cpu,cpu", "--out", two.to_str().unwrap()]);
-    let r = tms(&args, &[]);
-    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    tms_ok(&args, &[]);
     for file in ["weights.safetensors", "results.json", "metrics.json"] {
         assert_eq!(
             std::fs::read(one.join(file)).unwrap(),

@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: spawning the binary ([`tms`]), the GPU adapter check
+//! Helpers shared by the integration tests: spawning the binary ([`tms`], [`tms_ok`] when it must
+//! succeed), the GPU adapter check
 //! ([`have_gpu`]), one test body on every backend ([`on_every_backend!`]), experiment builders
 //! ([`experiment`], [`train_on`]) and the assertions several files make ([`assert_run_files`],
 //! [`assert_top_m`]). Each test file uses only some of them, hence the `dead_code` and `unused_macros` allowance.
@@ -26,6 +27,23 @@ pub fn tms_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
         .envs(env.iter().copied())
         .output()
         .expect("tms runs")
+}
+
+/// Runs the `tms` binary with `args` and asserts that it succeeded, showing its stderr if not.
+pub fn tms_ok(args: &[&str]) -> Output {
+    tms_ok_with_env(args, &[])
+}
+
+/// [`tms_ok`] with extra environment variables.
+pub fn tms_ok_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let out = tms_with_env(args, env);
+    assert!(
+        out.status.success(),
+        "tms {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// Whether there is a GPU adapter to test on; panics under CI=true when there is none (CI must
