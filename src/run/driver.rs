@@ -41,6 +41,9 @@ pub enum Outcome {
     Interrupted(u32),
 }
 
+/// About how long one chunk of steps may take before the loop looks at a stop request again.
+const CHUNK_SECONDS: f64 = 0.25;
+
 /// Instances whose logged loss is not finite.
 pub fn diverged_instances(
     records: &[LossRecord],
@@ -77,16 +80,24 @@ pub fn run_to_end(
         .expect("valid template"),
     );
     bar.set_position(u64::from(start));
-    let chunk = exp
+    // Chunks end on multiples of `period` (so checkpoints fall where they always have) and are cut
+    // shorter when steps are slow, so that a stop request or a progress update waits at most about
+    // CHUNK_SECONDS whatever the model's size. Results do not depend on where chunks end.
+    let period = exp
         .log_every
         .min(control.checkpoint_every.unwrap_or(u32::MAX))
         .clamp(1, 1000);
+    let mut chunk = period.min(16);
     let mut reported = vec![false; exp.instances.len()];
     let (mut step, mut last_checkpoint, mut last_time) = (start, start, Instant::now());
     let mut mean_loss = f64::NAN;
     while step < exp.steps {
-        let until = (step + chunk).min(exp.steps);
+        let boundary = (step / period + 1).saturating_mul(period);
+        let until = (step + chunk).min(boundary).min(exp.steps);
+        let started = Instant::now();
         let new = trainer.advance(until)?;
+        let per_step = started.elapsed().as_secs_f64() / f64::from(until - step);
+        chunk = ((CHUNK_SECONDS / per_step.max(1e-9)) as u32).clamp(1, period);
         for record in &new {
             let bad = |i: usize| !record.losses[i].is_finite();
             report(&mut reported, bad, &bar, record.step, "loss");
