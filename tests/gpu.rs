@@ -543,3 +543,57 @@ fn advance_waits_for_the_work() {
         );
     }
 }
+
+/// Correlated, anticorrelated (both modes), exactly-K and non-uniform values train on every kernel
+/// (register with its variants, split, tiled) as on the CPU: W, b and the logged losses within the
+/// trajectory tolerance after 100 steps.
+#[test]
+fn feature_sets_train_alike_on_every_kernel() {
+    if !have_gpu() {
+        return;
+    }
+    let data = |sets: &str, mode, values, exactly_k| Settings {
+        feature_sets: Some(sets.into()),
+        anticorrelated_mode: Some(mode),
+        values: Some(values),
+        exactly_k,
+        ..Default::default()
+    };
+    let (paper, marginal) = (AnticorrelatedMode::Paper, AnticorrelatedMode::Marginal);
+    let cases = [
+        data("correlated:2,correlated:3", paper, Values::Uniform, None),
+        data(
+            "anticorrelated:2,anticorrelated:3",
+            paper,
+            Values::Binary,
+            None,
+        ),
+        data("anticorrelated:4", marginal, Values::Normal, None),
+        data("", paper, Values::Uniform, Some(3)),
+    ];
+    for settings in cases {
+        let what = format!("{:?}", settings.feature_sets);
+        let exp = Settings {
+            features: Some(9),
+            hidden: Some(3),
+            batch: Some(64),
+            steps: Some(100),
+            density: settings.exactly_k.is_none().then(|| vec![0.2, 0.05]),
+            log_every: Some(25),
+            lr: Some(3e-3),
+            ..settings
+        }
+        .resolve()
+        .unwrap();
+        let cpu = run(
+            &mut CpuTrainer::new(&exp, TrainState::initial(&exp)),
+            exp.steps,
+        );
+        for (name, options) in small_model_kernels() {
+            let gpu = run(&mut gpu_trainer(&exp, &options), exp.steps);
+            let what = format!("{what} {:?} {name}", exp.data);
+            assert_close(&what, &gpu, &cpu, 2e-5, 1e-4);
+            assert_trained(&what, &exp, &gpu.0, 0.02);
+        }
+    }
+}
