@@ -10,7 +10,9 @@ use crate::experiment::Settings;
 use crate::gpu::list_adapters;
 use crate::reproduce::geometry::UniformSuperposition;
 use crate::reproduce::phase::PhaseDiagrams;
-use crate::reproduce::{basic::Basic, intro::Intro, reproduce, ReproduceOptions, Reproduction};
+use crate::reproduce::{
+    basic::Basic, correlated::Correlated, intro::Intro, reproduce, ReproduceOptions, Reproduction,
+};
 use crate::run::Watch;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -128,6 +130,9 @@ pub enum ReproduceCommand {
         #[command(flatten)]
         saes: crate::reproduce::sae::SaeReproduction,
     },
+    /// Correlated and anticorrelated feature sets: n = 4 and 6 with m = 2 (W's columns as arrows),
+    /// and two sets of ten correlated features in m = 10 (WᵀW).
+    Correlated(ReproduceOptions),
 }
 
 impl ReproduceCommand {
@@ -140,6 +145,7 @@ impl ReproduceCommand {
             ReproduceCommand::Phase { options, diagrams } => (diagrams, options),
             ReproduceCommand::Geometry { options, sweep } => (sweep, options),
             ReproduceCommand::Sae { options, saes } => (saes, options),
+            ReproduceCommand::Correlated(options) => (&Correlated, options),
         }
     }
 }

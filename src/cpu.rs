@@ -174,6 +174,9 @@ struct Chunk<L> {
     acc_w: Vec<L>,
     acc_b: Vec<L>,
     zero_delta: Vec<f32>,
+    /// One whole sample, for distributions other than the default (then empty): drawn by
+    /// [`FeatureSource::sample`] instead of phase 1's bits.
+    drawn: Vec<f32>,
     /// The matrix path's buffers, for large models (then the block pass's buffers are empty).
     dense: Option<Dense>,
 }
@@ -244,8 +247,10 @@ impl<L: Lanes> Chunk<L> {
             exp.global_index(instance),
             exp.instances[instance].density,
             n,
-        );
+        )
+        .with(&exp.data.distribution());
         let words = source.presence_words();
+        let drawn = if source.is_plain() || matrix { 0 } else { n };
         Chunk {
             instance,
             source,
@@ -261,13 +266,14 @@ impl<L: Lanes> Chunk<L> {
             acc_w: vec![L::ZERO; bm * bn],
             acc_b: vec![L::ZERO; bn],
             zero_delta: vec![0.0; bn],
+            drawn: vec![0.0; drawn],
             dense,
         }
     }
 
     /// The bytes of the buffers [`Chunk::new`] allocates for `len` samples, one term per buffer in
     /// the same order, so that a new buffer is counted where it is added.
-    fn bytes(n: usize, m: usize, len: usize, matrix: bool) -> u64 {
+    fn bytes(n: usize, m: usize, len: usize, matrix: bool, plain: bool) -> u64 {
         let words = n.div_ceil(64);
         let dense = if matrix { Dense::bytes(len, n, m) } else { 0 };
         let (n, m, bn, bm) = (n, m, if matrix { 0 } else { n }, if matrix { 0 } else { m });
@@ -282,6 +288,7 @@ impl<L: Lanes> Chunk<L> {
             + bm * bn * lanes // acc_w
             + bn * lanes // acc_b
             + bn * f32s // zero_delta
+            + if plain { 0 } else { bn * f32s } // drawn
             + dense; // dense
         bytes as u64
     }
@@ -300,9 +307,11 @@ impl<L: Lanes> Chunk<L> {
         } = at;
         let n = b.len();
         let (groups, words) = (self.source.groups(), self.source.presence_words());
-        // Phase 1: presence bits.
-        self.source
-            .presence(step, self.samples.clone(), &mut self.present);
+        // Phase 1: presence bits (the default distribution's; the others are drawn whole).
+        if self.source.is_plain() {
+            self.source
+                .presence(step, self.samples.clone(), &mut self.present);
+        }
         if let Some(dense) = &mut self.dense {
             self.loss = dense.compute(
                 &self.source,
@@ -320,7 +329,12 @@ impl<L: Lanes> Chunk<L> {
         let mut loss = 0.0f64;
         let (mut live, mut lane) = (0usize, 0usize);
         let mut pending = PendingValues::default();
-        for s in 0..self.samples.len() {
+        // The default distribution's samples from the bits; every other one drawn whole below.
+        let (batched, drawn) = match self.drawn.is_empty() {
+            true => (0..self.samples.len(), 0..0),
+            false => (0..0, self.samples.clone()),
+        };
+        for s in batched {
             let source = &self.source;
             let word = |k| source.presence_word(&self.present, s, k);
             if (0..words).all(|k| word(k) == 0) {
@@ -347,6 +361,21 @@ impl<L: Lanes> Chunk<L> {
             lane += 1;
             if lane == LANES {
                 self.draw_values(step, &mut pending);
+                loss += self.block(&at, lane);
+                lane = 0;
+            }
+        }
+        for sample in drawn {
+            if self.source.sample(step, sample, &mut self.drawn) == 0 {
+                continue;
+            }
+            live += 1;
+            for (j, &v) in self.drawn.iter().enumerate().filter(|(_, v)| **v != 0.0) {
+                self.x[j].set(lane, v);
+                self.block_bits[j / 64] |= 1 << (j % 64);
+            }
+            lane += 1;
+            if lane == LANES {
                 loss += self.block(&at, lane);
                 lane = 0;
             }
@@ -470,9 +499,10 @@ impl CpuTrainer {
     pub fn host_bytes(exp: &Experiment) -> u64 {
         let (full, rest) = (exp.batch / CHUNK_SAMPLES, exp.batch % CHUNK_SAMPLES);
         let (n, m, matrix) = (exp.features, exp.hidden, matrix_path(exp));
-        let per_instance = full as u64 * Chunk::<F32x8>::bytes(n, m, CHUNK_SAMPLES, matrix)
+        let plain = exp.data.distribution().is_plain();
+        let per_instance = full as u64 * Chunk::<F32x8>::bytes(n, m, CHUNK_SAMPLES, matrix, plain)
             + if rest > 0 {
-                Chunk::<F32x8>::bytes(n, m, rest, matrix)
+                Chunk::<F32x8>::bytes(n, m, rest, matrix, plain)
             } else {
                 0
             };

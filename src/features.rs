@@ -22,6 +22,35 @@
 //!
 //! Value words are only needed where a mask word said "present"; both trainers skip the value call
 //! for groups of four absent features, which is what makes very sparse data cheap.
+//!
+//! ## Feature sets, value distributions and exactly-K samples ([`Distribution`])
+//!
+//! The default distribution (independent features, values uniform) is exactly the layout above.
+//! The others reuse the same two words per feature, the mask word and the value word of the same
+//! counters, so every kind is still a pure function of the counters:
+//! - a set ([`FeatureSet`]) covers consecutive features; its presence is decided by the mask words
+//!   of its first members: `correlated`: every member is present iff the first member's mask word
+//!   ≤ threshold (one shared draw; values stay independent); `anticorrelated`, mode `paper`: the set
+//!   is active iff the first member's word ≤ threshold, and the one present member is
+//!   ⌊w₂ · size / 2³²⌋, w₂ the second member's mask word (a word of its own, independent of the
+//!   first); mode `marginal`: member ⌊w₁ / cut⌋ is present when that is below the set's size,
+//!   cut = threshold + 1, so each member keeps the marginal cut / 2³² = 1 − S and at most one is
+//!   present (needs size · cut ≤ 2³²);
+//! - `--exactly-k K`: the mask words are random keys, and a feature is present iff fewer than K
+//!   features of its sample have a smaller (key, index): the K smallest keys, a uniformly chosen
+//!   K-subset. Each GPU thread recomputes the sample's ⌈n/4⌉ mask calls for its group (n/4 Philox
+//!   calls per group: fine for toy sizes, quadratic in n);
+//! - values ([`Values`]): `uniform` as above; `binary`: 1; `normal`: clip(0.5 + 0.2·z, 0, 1) with z
+//!   the standardised sum of the value word's four bytes (Irwin–Hall of four uniforms: mean and
+//!   variance exact, support ±3.46σ, a grid step of 0.00135 in the value), computed in integers
+//!   so that the WGSL gives the same bits as the CPU (WGSL's `log` and `cos` are not correctly
+//!   rounded, so Box–Muller could not match).
+//!
+//! The CPU trainer takes its batched path only for the default distribution and draws every other
+//! sample with [`FeatureSource::sample`]; the kernels branch the same way on the shard's layout
+//! words ([`Distribution::layout_words`]).
+
+use serde::{Deserialize, Serialize};
 
 /// Philox4x32 round multipliers and Weyl key increments (Random123, philox.h).
 pub const PHILOX_M0: u32 = 0xD251_1F53;
@@ -143,6 +172,210 @@ pub fn unit_float(word: u32) -> f32 {
     (word >> 8) as f32 * (1.0 / 16_777_216.0)
 }
 
+/// How a set of consecutive features is drawn (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SetKind {
+    Independent,
+    Correlated,
+    Anticorrelated,
+}
+
+/// The magnitude of a present feature: U[0, 1), always 1, or clip(0.5 + 0.2·N(0, 1), 0, 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Values {
+    #[default]
+    Uniform,
+    Binary,
+    Normal,
+}
+
+/// How an anticorrelated set is drawn: `paper` (active with probability 1 − S, then one member
+/// uniformly) or `marginal` (each member present with probability 1 − S, never two at once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AnticorrelatedMode {
+    #[default]
+    Paper,
+    Marginal,
+}
+
+/// One set of `size` consecutive features (written `KIND:SIZE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureSet {
+    pub kind: SetKind,
+    pub size: u32,
+}
+
+/// Most feature sets in one experiment (the sampler keeps them in a fixed array, so that a
+/// [`FeatureSource`] stays `Copy`).
+pub const MAX_FEATURE_SETS: usize = 64;
+
+impl FeatureSet {
+    /// Parses a `--feature-sets` list, "KIND:SIZE,KIND:SIZE,...".
+    pub fn parse_list(text: &str) -> Result<Vec<FeatureSet>, String> {
+        if text.trim().is_empty() {
+            return Ok(vec![]);
+        }
+        text.split(',')
+            .map(|item| {
+                let (kind, size) = item.trim().split_once(':').ok_or("each set is KIND:SIZE")?;
+                let kind = match kind.trim() {
+                    "independent" => SetKind::Independent,
+                    "correlated" => SetKind::Correlated,
+                    "anticorrelated" => SetKind::Anticorrelated,
+                    _ => return Err("KIND is independent, correlated or anticorrelated"),
+                };
+                let size = size
+                    .trim()
+                    .parse()
+                    .map_err(|_| "SIZE is a count of features")?;
+                Ok(FeatureSet { kind, size })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(String::from)
+    }
+
+    /// "correlated:2,correlated:2", as [`FeatureSet::parse_list`] reads it.
+    pub fn list_text(sets: &[FeatureSet]) -> String {
+        let kind = |k: SetKind| format!("{k:?}").to_lowercase();
+        let items: Vec<String> = sets
+            .iter()
+            .map(|s| format!("{}:{}", kind(s.kind), s.size))
+            .collect();
+        items.join(",")
+    }
+}
+
+/// The distribution of every instance's features besides its density: feature sets laid over
+/// features 0.. (the rest independent), the anticorrelated mode, the values and exactly-K
+/// samples. The default is the paper's (independent, uniform values).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Distribution {
+    sets: [FeatureSet; MAX_FEATURE_SETS],
+    set_count: usize,
+    pub anticorrelated: AnticorrelatedMode,
+    pub values: Values,
+    /// Every sample has exactly this many present features (0: each feature by its density).
+    pub exactly_k: u32,
+}
+
+impl Default for Distribution {
+    fn default() -> Self {
+        Distribution {
+            sets: [FeatureSet {
+                kind: SetKind::Independent,
+                size: 0,
+            }; MAX_FEATURE_SETS],
+            set_count: 0,
+            anticorrelated: AnticorrelatedMode::Paper,
+            values: Values::Uniform,
+            exactly_k: 0,
+        }
+    }
+}
+
+impl Distribution {
+    /// The distribution with these settings; `sets` beyond [`MAX_FEATURE_SETS`] are an error.
+    pub fn new(
+        sets: &[FeatureSet],
+        anticorrelated: AnticorrelatedMode,
+        values: Values,
+        exactly_k: u32,
+    ) -> Result<Distribution, String> {
+        if sets.len() > MAX_FEATURE_SETS {
+            return Err(format!("at most {MAX_FEATURE_SETS} sets"));
+        }
+        let mut out = Distribution {
+            set_count: sets.len(),
+            anticorrelated,
+            values,
+            exactly_k,
+            ..Default::default()
+        };
+        out.sets[..sets.len()].copy_from_slice(sets);
+        Ok(out)
+    }
+
+    /// The feature sets, in order from feature 0.
+    pub fn sets(&self) -> &[FeatureSet] {
+        &self.sets[..self.set_count]
+    }
+
+    /// Whether this is the default distribution, which both trainers draw on their fast path.
+    pub fn is_plain(&self) -> bool {
+        self.values == Values::Uniform
+            && self.exactly_k == 0
+            && self.sets().iter().all(|s| s.kind == SetKind::Independent)
+    }
+
+    /// The (first feature, kind, size) of every set that is not independent.
+    fn dependent_sets(&self) -> impl Iterator<Item = (usize, SetKind, usize)> + '_ {
+        self.sets()
+            .iter()
+            .scan(0usize, |start, set| {
+                let at = *start;
+                *start += set.size as usize;
+                Some((at, set.kind, set.size as usize))
+            })
+            .filter(|(_, kind, _)| *kind != SetKind::Independent)
+    }
+
+    /// The value of a present feature from its value word.
+    #[inline]
+    pub fn value(&self, word: u32) -> f32 {
+        match self.values {
+            Values::Uniform => unit_float(word),
+            Values::Binary => 1.0,
+            Values::Normal => {
+                // 0.5 + 0.2·z in units of 2⁻²⁴, z = (sum − 510) / 147.80 (the sum of four bytes has
+                // mean 510 and variance 4·(256² − 1)/12): 0.2 · 2²⁴ / 147.80 = 22703.
+                let sum = word
+                    .to_le_bytes()
+                    .iter()
+                    .map(|&b| i32::from(b))
+                    .sum::<i32>();
+                let fixed = (0x80_0000 + (sum - 510) * 22_703).clamp(0, 0x100_0000);
+                fixed as f32 * (1.0 / 16_777_216.0)
+            }
+        }
+    }
+
+    /// The words the kernels read after the shard's thresholds: a header (values kind 0/1/2,
+    /// exactly-K, anticorrelated mode 0/1, whether the distribution is the plain one), then per
+    /// feature of `features` the first feature of its set and (size | kind << 30), kind 0 for
+    /// independent, 1 correlated, 2 anticorrelated.
+    pub fn layout_words(&self, features: usize) -> Vec<u32> {
+        let mut words = vec![
+            self.values as u32,
+            self.exactly_k,
+            self.anticorrelated as u32,
+            u32::from(self.is_plain()),
+        ];
+        let mut per_feature: Vec<[u32; 2]> = (0..features as u32).map(|f| [f, 1]).collect();
+        for (start, kind, size) in self.dependent_sets() {
+            for slot in &mut per_feature[start..start + size] {
+                *slot = [start as u32, size as u32 | (kind as u32) << 30];
+            }
+        }
+        words.extend(per_feature.iter().flatten());
+        words
+    }
+
+    /// Loop iterations per sample that `shaders/common.wgsl`'s sampler adds for this distribution
+    /// on the register kernel (llvmpipe's loop budget counts them): per group, the loop over its
+    /// four features, and for exactly-K the loops over every group's four keys.
+    pub fn sampler_loop_iterations(&self, features: usize) -> u64 {
+        let groups = features.div_ceil(4) as u64;
+        match (self.is_plain(), self.exactly_k) {
+            (true, _) => 0,
+            (false, 0) => 5 * groups,
+            (false, _) => groups * (5 * groups + 1),
+        }
+    }
+}
+
 /// Generates batches of one instance: a sample of n features at a time, from the counters alone.
 #[derive(Clone, Copy, Debug)]
 pub struct FeatureSource {
@@ -152,6 +385,7 @@ pub struct FeatureSource {
     features: usize,
     mask_stream: Stream,
     value_stream: Stream,
+    distribution: Distribution,
 }
 
 impl FeatureSource {
@@ -207,7 +441,21 @@ impl FeatureSource {
             features,
             mask_stream,
             value_stream,
+            distribution: Distribution::default(),
         }
+    }
+
+    /// The same source drawing from `distribution` instead of the default one.
+    pub fn with(self, distribution: &Distribution) -> Self {
+        FeatureSource {
+            distribution: *distribution,
+            ..self
+        }
+    }
+
+    /// Whether this source draws the default distribution (the trainers' batched path).
+    pub fn is_plain(&self) -> bool {
+        self.distribution.is_plain()
     }
 
     /// Number of four-feature groups per sample.
@@ -295,6 +543,9 @@ impl FeatureSource {
     #[inline]
     pub fn sample(&self, step: u32, sample: u32, x: &mut [f32]) -> usize {
         debug_assert_eq!(x.len(), self.features);
+        if !self.is_plain() {
+            return self.sample_general(step, sample, x);
+        }
         let groups = self.groups() as u32;
         let mut present = 0;
         for (group, chunk) in x.chunks_mut(4).enumerate() {
@@ -322,6 +573,108 @@ impl FeatureSource {
             }
         }
         present
+    }
+}
+
+impl FeatureSource {
+    /// The four mask words of group `group` of `sample`.
+    fn mask_words(&self, step: u32, sample: u32, group: usize) -> [u32; 4] {
+        let index = sample * self.groups() as u32 + group as u32;
+        philox4x32_10(
+            [index, step, self.instance, self.mask_stream as u32],
+            self.key,
+        )
+    }
+
+    /// [`FeatureSource::sample`] for any [`Distribution`] (the module documentation gives the
+    /// rules; `shaders/common.wgsl` follows this function): presence into `x` as 1/0 first, then
+    /// the values of the present features, one value call per group with a present feature.
+    fn sample_general(&self, step: u32, sample: u32, x: &mut [f32]) -> usize {
+        let dist = &self.distribution;
+        let n = self.features;
+        let words = |group: usize| self.mask_words(step, sample, group);
+        if dist.exactly_k > 0 {
+            for (group, chunk) in x.chunks_mut(4).enumerate() {
+                let own = words(group);
+                let ranks = self.ranks(step, sample, group, own);
+                for (lane, out) in chunk.iter_mut().enumerate() {
+                    *out = f32::from(u8::from(ranks[lane] < dist.exactly_k));
+                }
+            }
+        } else {
+            for (group, chunk) in x.chunks_mut(4).enumerate() {
+                let own = words(group);
+                for (lane, out) in chunk.iter_mut().enumerate() {
+                    *out = f32::from(u8::from(own[lane] <= self.threshold));
+                }
+            }
+            let word = |feature: usize| words(feature / 4)[feature % 4];
+            for (start, kind, size) in dist.dependent_sets() {
+                let members = &mut x[start..start + size];
+                members.fill(0.0);
+                let first = word(start);
+                let chosen = match (kind, dist.anticorrelated) {
+                    (SetKind::Correlated, _) => {
+                        if first <= self.threshold {
+                            members.fill(1.0);
+                        }
+                        None
+                    }
+                    (_, AnticorrelatedMode::Paper) => (first <= self.threshold)
+                        .then(|| ((u64::from(word(start + 1)) * size as u64) >> 32) as usize),
+                    (_, AnticorrelatedMode::Marginal) => {
+                        let cut = u64::from(self.threshold) + 1;
+                        Some((u64::from(first) / cut) as usize).filter(|&c| c < size)
+                    }
+                };
+                if let Some(c) = chosen {
+                    members[c] = 1.0;
+                }
+            }
+        }
+        let mut present = 0;
+        for (group, chunk) in x.chunks_mut(4).enumerate() {
+            if chunk.iter().all(|&v| v == 0.0) {
+                continue;
+            }
+            let index = sample * self.groups() as u32 + group as u32;
+            let value = philox4x32_10(
+                [index, step, self.instance, self.value_stream as u32],
+                self.key,
+            );
+            for (lane, out) in chunk.iter_mut().enumerate() {
+                if *out != 0.0 {
+                    *out = dist.value(value[lane]);
+                    present += 1;
+                }
+            }
+        }
+        debug_assert!(n == x.len());
+        present
+    }
+
+    /// For each feature of group `group` (mask words `own`), how many features of the sample have
+    /// a smaller (mask word, index): its rank among the sample's random keys.
+    fn ranks(&self, step: u32, sample: u32, group: usize, own: [u32; 4]) -> [u32; 4] {
+        let mut ranks = [0u32; 4];
+        for other in 0..self.groups() {
+            let keys = if other == group {
+                own
+            } else {
+                self.mask_words(step, sample, other)
+            };
+            for (j, &key) in keys.iter().enumerate() {
+                let feature = 4 * other + j;
+                if feature >= self.features {
+                    break;
+                }
+                for (lane, rank) in ranks.iter_mut().enumerate() {
+                    let mine = (own[lane], 4 * group + lane);
+                    *rank += u32::from((key, feature) < mine);
+                }
+            }
+        }
+        ranks
     }
 }
 
@@ -559,6 +912,133 @@ mod tests {
             differs |= a != b;
         }
         assert!(differs, "evaluation data must be its own stream");
+    }
+
+    /// `samples` samples of `n` features at `density` drawn from `dist`: the presence of each
+    /// feature per sample (a non-zero value), and every value.
+    fn draws(
+        dist: &Distribution,
+        density: f64,
+        n: usize,
+        samples: u32,
+    ) -> (Vec<Vec<bool>>, Vec<f32>) {
+        let source = FeatureSource::train(5, 2, density, n).with(dist);
+        let mut x = vec![0.0; n];
+        let (mut present, mut values) = (vec![], vec![]);
+        for s in 0..samples {
+            let count = source.sample(3, s, &mut x);
+            // Uniform values are 0 only with probability 2⁻²⁴ per draw (none in these tests); normal
+            // ones are clipped to 0 with probability 0.6 %, and still counted present.
+            present.push(x.iter().map(|&v| v != 0.0).collect::<Vec<_>>());
+            assert!(count >= present.last().unwrap().iter().filter(|&&p| p).count());
+            values.extend(&x);
+        }
+        (present, values)
+    }
+
+    /// Asserts that feature `f` is present at `rate` within five standard errors.
+    fn assert_rate(present: &[Vec<bool>], f: usize, rate: f64, what: &str) {
+        let n = present.len() as f64;
+        let seen = present.iter().filter(|p| p[f]).count() as f64 / n;
+        let sd = (rate * (1.0 - rate) / n).sqrt();
+        assert!(
+            (seen - rate).abs() <= 5.0 * sd,
+            "{what}: feature {f} present at {seen}, want {rate}"
+        );
+    }
+
+    fn sets(text: &str) -> Vec<FeatureSet> {
+        FeatureSet::parse_list(text).unwrap()
+    }
+
+    #[test]
+    fn correlated_members_are_present_together_at_the_density() {
+        let dist = Distribution::new(
+            &sets("correlated:2,independent:1,correlated:3"),
+            AnticorrelatedMode::Paper,
+            Values::Uniform,
+            0,
+        )
+        .unwrap();
+        let (present, _) = draws(&dist, 0.3, 9, 20_000);
+        for p in &present {
+            assert!(p[0] == p[1] && p[3] == p[4] && p[4] == p[5], "{p:?}");
+        }
+        for f in 0..9 {
+            assert_rate(&present, f, 0.3, "correlated");
+        }
+        // The sets' draws are independent of each other.
+        let both = present.iter().filter(|p| p[0] && p[3]).count() as f64 / 20_000.0;
+        assert!((both - 0.09).abs() < 0.01, "two sets together at {both}");
+    }
+
+    #[test]
+    fn anticorrelated_members_are_never_together() {
+        for (mode, density, member_rate) in [
+            (AnticorrelatedMode::Paper, 0.3, 0.1),
+            (AnticorrelatedMode::Marginal, 0.3, 0.3),
+        ] {
+            let dist = Distribution::new(
+                &sets("anticorrelated:3,anticorrelated:2"),
+                mode,
+                Values::Uniform,
+                0,
+            )
+            .unwrap();
+            let (present, _) = draws(&dist, density, 6, 20_000);
+            for p in &present {
+                assert!(
+                    p[..3].iter().filter(|&&v| v).count() <= 1 && !(p[3] && p[4]),
+                    "{mode:?}: {p:?}"
+                );
+            }
+            for f in 0..3 {
+                assert_rate(&present, f, member_rate, &format!("{mode:?}"));
+            }
+            let pair = if mode == AnticorrelatedMode::Paper {
+                0.15
+            } else {
+                0.3
+            };
+            assert_rate(&present, 3, pair, &format!("{mode:?}"));
+            assert_rate(&present, 5, density, &format!("{mode:?} independent"));
+        }
+    }
+
+    #[test]
+    fn exactly_k_samples_have_k_features_chosen_uniformly() {
+        let dist = Distribution::new(&[], AnticorrelatedMode::Paper, Values::Uniform, 3).unwrap();
+        let (present, _) = draws(&dist, 0.3, 10, 20_000);
+        assert!(present
+            .iter()
+            .all(|p| p.iter().filter(|&&v| v).count() == 3));
+        for f in 0..10 {
+            assert_rate(&present, f, 0.3, "exactly-k");
+        }
+        let pair = present.iter().filter(|p| p[0] && p[9]).count() as f64 / 20_000.0;
+        // P(two given features) = K(K − 1) / (n(n − 1)) = 6/90.
+        assert!((pair - 6.0 / 90.0).abs() < 0.01, "pair at {pair}");
+    }
+
+    #[test]
+    fn binary_and_normal_values() {
+        let binary = Distribution::new(&[], AnticorrelatedMode::Paper, Values::Binary, 0).unwrap();
+        let (present, values) = draws(&binary, 0.2, 7, 5_000);
+        assert!(values.iter().all(|&v| v == 1.0 || v == 0.0));
+        assert_rate(&present, 6, 0.2, "binary");
+        let normal = Distribution::new(&[], AnticorrelatedMode::Paper, Values::Normal, 0).unwrap();
+        let (_, values) = draws(&normal, 1.0, 8, 5_000);
+        let (len, values) = (values.len() as f64, values.iter().map(|&v| f64::from(v)));
+        let mean = values.clone().sum::<f64>() / len;
+        let sd = (values.clone().map(|v| (v - mean).powi(2)).sum::<f64>() / len).sqrt();
+        // clip(0.5 + 0.2 z, 0, 1) has mean 0.5 and sd 0.2 · 0.98 (the clip at ±2.5σ).
+        assert!(
+            (mean - 0.5).abs() < 0.005 && (sd - 0.196).abs() < 0.004,
+            "mean {mean} sd {sd}"
+        );
+        assert!(values.clone().all(|v| (0.0..=1.0).contains(&v)));
+        let edge = values.filter(|&v| v >= 1.0).count() as f64 / len;
+        assert!(edge > 0.002 && edge < 0.012, "clipped at 1: {edge}");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use common::have_gpu;
 use tms::cpu::CpuTrainer;
 use tms::device::Device;
 use tms::experiment::{Experiment, ModelKind, Settings};
-use tms::features::FeatureSource;
+use tms::features::{AnticorrelatedMode, Distribution, FeatureSet, FeatureSource, Values};
 use tms::gpu::batch::{generate, BatchSpec};
 use tms::gpu::{Gpu, GpuOptions, GpuTrainer, Kernel};
 use tms::trainer::{LossRecord, TrainState, Trainer};
@@ -111,13 +111,58 @@ fn wgsl_sampler_reproduces_the_cpu_batches_bit_for_bit() {
     }
     let gpu = Gpu::open(None).unwrap();
     let mut checked_present = 0usize;
-    for (n, density) in [
-        (20, 1.0),
-        (7, 0.3),
-        (13, 0.05),
-        (1, 0.5),
-        (64, 0.01),
-        (5, 0.001),
+    // Every kind of distribution, with sets that straddle groups of four features and a set's
+    // second member in another group than its first.
+    let kinds = |sets: &str, mode, values, exactly_k| {
+        Distribution::new(
+            &FeatureSet::parse_list(sets).unwrap(),
+            mode,
+            values,
+            exactly_k,
+        )
+        .unwrap()
+    };
+    let (paper, marginal) = (AnticorrelatedMode::Paper, AnticorrelatedMode::Marginal);
+    let plain = Distribution::default();
+    for (n, density, distribution) in [
+        (20, 1.0, plain),
+        (7, 0.3, plain),
+        (13, 0.05, plain),
+        (1, 0.5, plain),
+        (64, 0.01, plain),
+        (5, 0.001, plain),
+        (
+            9,
+            0.3,
+            kinds(
+                "correlated:3,anticorrelated:2,correlated:2",
+                paper,
+                Values::Uniform,
+                0,
+            ),
+        ),
+        (
+            10,
+            0.2,
+            kinds(
+                "independent:1,anticorrelated:4,anticorrelated:3",
+                paper,
+                Values::Binary,
+                0,
+            ),
+        ),
+        (
+            9,
+            0.15,
+            kinds(
+                "anticorrelated:2,anticorrelated:5",
+                marginal,
+                Values::Normal,
+                0,
+            ),
+        ),
+        (13, 4.0 / 13.0, kinds("", paper, Values::Uniform, 4)),
+        (6, 0.5, kinds("", paper, Values::Normal, 0)),
     ] {
         for eval in [false, true] {
             let spec = BatchSpec {
@@ -128,13 +173,15 @@ fn wgsl_sampler_reproduces_the_cpu_batches_bit_for_bit() {
                 step: if eval { 0 } else { 11 },
                 samples: 300,
                 eval,
+                distribution,
             };
             let gpu_batch = generate(&gpu, spec).unwrap();
             let source = if eval {
                 FeatureSource::eval(spec.seed, 3, density, n)
             } else {
                 FeatureSource::train(spec.seed, 3, density, n)
-            };
+            }
+            .with(&distribution);
             let mut x = vec![0.0; n];
             for s in 0..spec.samples {
                 source.sample(spec.step, s as u32, &mut x);
@@ -142,7 +189,7 @@ fn wgsl_sampler_reproduces_the_cpu_batches_bit_for_bit() {
                 let same = x.iter().zip(got).all(|(a, b)| a.to_bits() == b.to_bits());
                 assert!(
                     same,
-                    "n {n} density {density} eval {eval} sample {s}: cpu {x:?} gpu {got:?}"
+                    "n {n} density {density} {distribution:?} eval {eval} sample {s}: cpu {x:?} gpu {got:?}"
                 );
                 checked_present += x.iter().filter(|v| **v != 0.0).count();
             }
@@ -494,5 +541,59 @@ fn advance_waits_for_the_work() {
             trainer.idle().unwrap(),
             "work in flight after advance({until})"
         );
+    }
+}
+
+/// Correlated, anticorrelated (both modes), exactly-K and non-uniform values train on every kernel
+/// (register with its variants, split, tiled) as on the CPU: W, b and the logged losses within the
+/// trajectory tolerance after 100 steps.
+#[test]
+fn feature_sets_train_alike_on_every_kernel() {
+    if !have_gpu() {
+        return;
+    }
+    let data = |sets: &str, mode, values, exactly_k| Settings {
+        feature_sets: Some(sets.into()),
+        anticorrelated_mode: Some(mode),
+        values: Some(values),
+        exactly_k,
+        ..Default::default()
+    };
+    let (paper, marginal) = (AnticorrelatedMode::Paper, AnticorrelatedMode::Marginal);
+    let cases = [
+        data("correlated:2,correlated:3", paper, Values::Uniform, None),
+        data(
+            "anticorrelated:2,anticorrelated:3",
+            paper,
+            Values::Binary,
+            None,
+        ),
+        data("anticorrelated:4", marginal, Values::Normal, None),
+        data("", paper, Values::Uniform, Some(3)),
+    ];
+    for settings in cases {
+        let what = format!("{:?}", settings.feature_sets);
+        let exp = Settings {
+            features: Some(9),
+            hidden: Some(3),
+            batch: Some(64),
+            steps: Some(100),
+            density: settings.exactly_k.is_none().then(|| vec![0.2, 0.05]),
+            log_every: Some(25),
+            lr: Some(3e-3),
+            ..settings
+        }
+        .resolve()
+        .unwrap();
+        let cpu = run(
+            &mut CpuTrainer::new(&exp, TrainState::initial(&exp)),
+            exp.steps,
+        );
+        for (name, options) in small_model_kernels() {
+            let gpu = run(&mut gpu_trainer(&exp, &options), exp.steps);
+            let what = format!("{what} {:?} {name}", exp.data);
+            assert_close(&what, &gpu, &cpu, 2e-5, 1e-4);
+            assert_trained(&what, &exp, &gpu.0, 0.02);
+        }
     }
 }

@@ -8,6 +8,10 @@ pub mod settings;
 pub use settings::Settings;
 
 use crate::error::UsageError;
+use crate::features::{
+    presence_threshold, AnticorrelatedMode, Distribution, FeatureSet, SetKind, Values,
+    MAX_FEATURE_SETS,
+};
 use serde::{Deserialize, Serialize};
 
 /// Which toy model: x' = WᵀWx + b, or x' = ReLU(WᵀWx + b).
@@ -81,6 +85,129 @@ pub struct Experiment {
     /// Set when this experiment is shard `index` of `count` of a sweep of `total_instances`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// How features are drawn besides their densities; left out of config.json when it is the
+    /// paper's (independent features, uniform values), so older files read as before.
+    #[serde(default, skip_serializing_if = "FeatureData::is_default")]
+    pub data: FeatureData,
+}
+
+/// The feature distribution of every instance besides its density (`--feature-sets`,
+/// `--anticorrelated-mode`, `--values`, `--exactly-k`): see [`crate::features`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FeatureData {
+    #[serde(default)]
+    pub feature_sets: Vec<FeatureSet>,
+    #[serde(default)]
+    pub anticorrelated_mode: AnticorrelatedMode,
+    #[serde(default)]
+    pub values: Values,
+    #[serde(default)]
+    pub exactly_k: Option<u32>,
+}
+
+impl FeatureData {
+    pub fn is_default(&self) -> bool {
+        *self == FeatureData::default()
+    }
+
+    /// The sampler's form (valid once [`Experiment::validate`] passed).
+    pub fn distribution(&self) -> Distribution {
+        Distribution::new(
+            &self.feature_sets,
+            self.anticorrelated_mode,
+            self.values,
+            self.exactly_k.unwrap_or(0),
+        )
+        .expect("a validated experiment has at most MAX_FEATURE_SETS sets")
+    }
+
+    /// Checks the sets against n features and every instance's density.
+    fn validate(&self, features: usize, instances: &[Instance]) -> Result<(), UsageError> {
+        let sets = &self.feature_sets;
+        let text = || FeatureSet::list_text(sets);
+        if sets.len() > MAX_FEATURE_SETS {
+            return Err(UsageError::invalid(
+                "feature-sets",
+                format!("{} sets", sets.len()),
+                &format!("at most {MAX_FEATURE_SETS}"),
+            ));
+        }
+        if let Some(set) = sets.iter().find(|s| match s.kind {
+            SetKind::Independent => s.size == 0,
+            _ => s.size < 2,
+        }) {
+            return Err(UsageError::invalid(
+                "feature-sets",
+                text(),
+                &format!(
+                    "a {:?} set needs at least {} features",
+                    set.kind,
+                    if set.kind == SetKind::Independent {
+                        1
+                    } else {
+                        2
+                    }
+                )
+                .to_lowercase(),
+            ));
+        }
+        let covered: u64 = sets.iter().map(|s| u64::from(s.size)).sum();
+        if covered > features as u64 {
+            return Err(UsageError::invalid(
+                "feature-sets",
+                text(),
+                &format!("the sets cover {covered} features, more than the {features} there are"),
+            ));
+        }
+        if let Some(k) = self.exactly_k {
+            if k == 0 || k as usize > features {
+                return Err(UsageError::invalid(
+                    "exactly-k",
+                    k,
+                    &format!("must be between 1 and the number of features ({features})"),
+                ));
+            }
+            if sets.iter().any(|s| s.kind != SetKind::Independent) {
+                return Err(UsageError::invalid(
+                    "exactly-k",
+                    k,
+                    "draws independent features; it does not combine with correlated or anticorrelated sets",
+                ));
+            }
+            let marginal = f64::from(k) / features as f64;
+            if let Some(inst) = instances.iter().find(|i| i.density != marginal) {
+                return Err(UsageError::invalid(
+                    "density",
+                    inst.density,
+                    &format!("with exactly-k {k} every instance's density is K / n = {marginal}; give no density"),
+                ));
+            }
+        }
+        if self.anticorrelated_mode == AnticorrelatedMode::Marginal {
+            let largest = sets
+                .iter()
+                .filter(|s| s.kind == SetKind::Anticorrelated)
+                .map(|s| u64::from(s.size))
+                .max()
+                .unwrap_or(0);
+            // The sampler's exact condition: size · ⌈(1 − S) · 2³²⌉ ≤ 2³².
+            let cut = |d: f64| u64::from(presence_threshold(d)) + 1;
+            if let Some(inst) = instances
+                .iter()
+                .find(|i| largest * cut(i.density) > 1 << 32)
+            {
+                return Err(UsageError::invalid(
+                    "anticorrelated-mode",
+                    "marginal",
+                    &format!(
+                        "needs (1 − S) · size ≤ 1, but density {} × set size {largest} > 1",
+                        inst.density
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Which part of a sweep a sharded run trains (`--shard K/N`).
@@ -277,6 +404,7 @@ impl Experiment {
                 "batch × features too large for the 32-bit sample counter: {batch} × {features}"
             )));
         }
+        self.data.validate(self.features, &self.instances)?;
         if let Some(shard) = self.shard {
             if shard.index >= shard.count
                 || Shard::range(shard.index, shard.count, shard.total_instances)

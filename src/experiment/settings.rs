@@ -3,11 +3,13 @@
 //! ([`Settings::overlay`]), and [`Settings::resolve`] fills in the public notebook's defaults, checks
 //! every value and returns the [`Experiment`]: the one place where experiment settings are validated.
 
+use super::FeatureData;
 use super::{
     check_sizes, geometric_importance, within_importance_range, Experiment, Instance, ModelKind,
     Optimizer, OptimizerKind, Schedule, DEFAULT_DENSITIES, MAX_IMPORTANCE, MAX_INSTANCES,
 };
 use crate::error::UsageError;
+use crate::features::{AnticorrelatedMode, FeatureSet, Values};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -97,6 +99,21 @@ settings! {
         /// (default 1).
         #[arg(long, value_name = "K")]
         pub restarts: Option<u32>,
+        /// Sets of consecutive features from feature 0, e.g. correlated:2,anticorrelated:3 (KIND is
+        /// independent, correlated or anticorrelated); the other features are independent.
+        #[arg(long, value_name = "KIND:SIZE,...")]
+        pub feature_sets: Option<String>,
+        /// Anticorrelated sets: paper (active with probability 1 − S, then one member uniformly) or
+        /// marginal (each member's own probability 1 − S, never two; needs (1 − S) · size ≤ 1)
+        /// (default paper).
+        #[arg(long, value_enum)]
+        pub anticorrelated_mode: Option<AnticorrelatedMode>,
+        /// Values of present features: U[0, 1), 1, or clip(0.5 + 0.2·N(0, 1), 0, 1) (default uniform).
+        #[arg(long, value_enum)]
+        pub values: Option<Values>,
+        /// Every sample has exactly K present features, chosen uniformly, instead of a density.
+        #[arg(long, value_name = "K")]
+        pub exactly_k: Option<u32>,
     }
 }
 
@@ -176,14 +193,24 @@ impl Settings {
                 &format!("at most {MAX_INSTANCES} in one run; split the sweep into several runs"),
             ));
         }
-        let settings = match (&self.instances, &self.density) {
+        let exactly_k_density = match self.exactly_k {
+            Some(_) if self.density.is_some() || self.instances.is_some() => {
+                return Err(UsageError(
+                    "give either exactly-k or densities (density, instances), not both".into(),
+                ))
+            }
+            Some(k) => Some(vec![f64::from(k) / features as f64]),
+            None => None,
+        };
+        let density = exactly_k_density.as_ref().or(self.density.as_ref());
+        let settings = match (&self.instances, density) {
             (Some(_), Some(_)) => return Err(UsageError("give either density or instances, not both".into())),
             (Some(_), None) if self.extra_importance.is_some() => {
                 return Err(UsageError("extra_importance sweeps the density list; with explicit instances give each its importance".into()))
             }
             (Some(list), None) => list.iter().enumerate().map(|(i, spec)| resolve_instance(i, spec, features, decay)).collect::<Result<Vec<_>, _>>()?,
             (None, density) => {
-                let densities = density.clone().unwrap_or_else(|| DEFAULT_DENSITIES.to_vec());
+                let densities = density.cloned().unwrap_or_else(|| DEFAULT_DENSITIES.to_vec());
                 let spec = |d| InstanceSettings { density: Some(d), ..Default::default() };
                 let base = densities.iter().enumerate().map(|(i, &d)| resolve_instance(i, &spec(d), features, decay)).collect::<Result<Vec<_>, _>>()?;
                 self.cross_extra_importance(base, features)?
@@ -227,6 +254,16 @@ impl Settings {
             seed: self.seed.unwrap_or(0),
             first_instance: 0,
             shard: None,
+            data: FeatureData {
+                feature_sets: match &self.feature_sets {
+                    Some(text) => FeatureSet::parse_list(text)
+                        .map_err(|why| UsageError::invalid("feature-sets", text, &why))?,
+                    None => vec![],
+                },
+                anticorrelated_mode: self.anticorrelated_mode.unwrap_or_default(),
+                values: self.values.unwrap_or_default(),
+                exactly_k: self.exactly_k,
+            },
         };
         exp.validate()?;
         Ok(exp)

@@ -162,7 +162,8 @@ interface_constants! {
     /// [params | first moments | second moments], each [instances][m·n + n] with W before b.
     STATE_BINDING = 0;
     /// [`Config`], then the importances (f32 bits, [instances][features]), then the presence
-    /// thresholds ([instances]).
+    /// thresholds ([instances]), then the feature distribution's layout
+    /// (`features::Distribution::layout_words`).
     SHARD_BINDING = 1;
     /// [`Params`] and the step constants of one dispatch, at a dynamic offset.
     DISPATCH_BINDING = 2;

@@ -249,8 +249,13 @@ impl GpuTrainer {
                 ..with_subgroups
             },
         };
-        let register_fits =
-            fits_register(n, m) && in_budget(register::loop_iterations(n, m, batch, variant));
+        // The register kernel's loop iterations per step, its samples' draws included.
+        let sampler = exp.data.distribution().sampler_loop_iterations(n);
+        let register_iterations = |variant| {
+            register::loop_iterations(n, m, batch, variant)
+                + batch.div_ceil(REGISTER_WG as usize) as u64 * sampler
+        };
+        let register_fits = fits_register(n, m) && in_budget(register_iterations(variant));
         let instances = exp.instances.len();
         let kernel = match options.kernel {
             Some(Kernel::Register) if !register_fits => {
@@ -345,8 +350,8 @@ impl GpuTrainer {
         let per_dispatch = if kernel != Kernel::Register {
             1
         } else if gpu.software {
-            (LOOP_BUDGET / register::loop_iterations(n, m, batch, variant))
-                .clamp(1, u64::from(SMALL_DISPATCH_STEPS)) as u32
+            (LOOP_BUDGET / register_iterations(variant)).clamp(1, u64::from(SMALL_DISPATCH_STEPS))
+                as u32
         } else {
             SMALL_DISPATCH_STEPS
         }
@@ -392,6 +397,7 @@ impl GpuTrainer {
                 .flat_map(|i| i.importance.iter().map(|v| v.to_bits()))
                 .collect();
             words.extend(inst.iter().map(|i| presence_threshold(i.density)));
+            words.extend(exp.data.distribution().layout_words(n));
             let state_buffer = gpu.storage("state", &pack(&state, exp, first, len));
             let losses = gpu.storage_zeroed("losses", (LOG_SLOTS * len * 4) as u64);
             let (hidden, delta, grad, samples) = match kernel {

@@ -302,7 +302,7 @@ impl Figure for IntroFigure<'_> {
 }
 
 /// An arrow from `from` to `to` in pixels: a thick shaft and a filled triangular head.
-fn arrow<DB: DrawingBackend>(
+pub(super) fn arrow<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     from: (i32, i32),
     to: (i32, i32),

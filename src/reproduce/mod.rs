@@ -5,12 +5,15 @@
 //! - [`phase`]: the phase diagrams of one extra feature (n = 2, m = 1 and n = 3, m = 2), with the
 //!   closed-form boundary for n = 2, m = 1;
 //! - [`geometry`]: dimensions per feature and feature dimensionalities of uniform superposition;
-//! - [`sae`]: sparse autoencoders on toy models, scored against the true features.
+//! - [`sae`]: sparse autoencoders on toy models, scored against the true features;
+//! - [`correlated`]: correlated and anticorrelated feature sets (n = 4 and 6 with m = 2; n = 20,
+//!   m = 10).
 //!
 //! Each is a [`Reproduction`] (its experiments, figures and summary); [`reproduce`] is the one driver
 //! that checks, trains (or, with `--redraw`, reads back), draws and writes for all of them.
 
 pub mod basic;
+pub mod correlated;
 pub mod geometry;
 pub mod intro;
 pub mod phase;
