@@ -452,7 +452,7 @@ impl Figure for PlaneFigure<'_> {
     fn size(&self) -> (u32, u32) {
         let panels = best_instances(self.results).len().max(1);
         let rows = panels.div_ceil(Self::COLUMNS) as i32;
-        let columns = panels.min(Self::COLUMNS).max(3) as i32;
+        let columns = panels.clamp(3, Self::COLUMNS) as i32;
         (
             (columns * Self::PANEL) as u32,
             (Self::TOP + rows * (Self::PANEL + Self::LABEL) + 40) as u32,
