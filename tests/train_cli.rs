@@ -121,6 +121,45 @@ fn bad_settings_get_one_line_exit_status_2_and_write_nothing() {
         (&["--shard", "3/3"], "shard"),
         (&["--config", config.to_str().unwrap()], "line 2"),
         (&["--config", unknown.to_str().unwrap()], "featurs"),
+        (
+            &[
+                "--features",
+                "4",
+                "--feature-sets",
+                "correlated:3,correlated:2",
+            ],
+            "feature-sets",
+        ),
+        (&["--feature-sets", "together:2"], "feature-sets"),
+        (&["--feature-sets", "correlated:1"], "feature-sets"),
+        (&["--values", "gamma"], "gamma"),
+        (&["--exactly-k", "21"], "exactly-k"),
+        (&["--exactly-k", "2", "--density", "0.1"], "exactly-k"),
+        (
+            &["--feature-sets", "anticorrelated:2", "--exactly-k", "2"],
+            "exactly-k",
+        ),
+        // (1 − S) · size > 1 at the first of the seven default densities.
+        (
+            &[
+                "--feature-sets",
+                "anticorrelated:3",
+                "--anticorrelated-mode",
+                "marginal",
+            ],
+            "anticorrelated-mode",
+        ),
+        (
+            &[
+                "--feature-sets",
+                "anticorrelated:3",
+                "--anticorrelated-mode",
+                "marginal",
+                "--density",
+                "0.3,0.34",
+            ],
+            "(1 − S) · size ≤ 1",
+        ),
     ];
     for (i, (args, needle)) in cases.iter().enumerate() {
         let out = dir.path().join(format!("run{i}"));

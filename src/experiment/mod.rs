@@ -291,6 +291,7 @@ impl Experiment {
     /// says what a trainable experiment is. Each error is one line naming the setting.
     pub fn validate(&self) -> Result<(), UsageError> {
         check_sizes(self.features, self.hidden)?;
+        self.data.validate(self.features, &self.instances)?;
         if self.instances.is_empty() {
             return Err(UsageError::invalid(
                 "instances",
@@ -404,7 +405,6 @@ impl Experiment {
                 "batch × features too large for the 32-bit sample counter: {batch} × {features}"
             )));
         }
-        self.data.validate(self.features, &self.instances)?;
         if let Some(shard) = self.shard {
             if shard.index >= shard.count
                 || Shard::range(shard.index, shard.count, shard.total_instances)

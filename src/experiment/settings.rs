@@ -395,6 +395,7 @@ fn resolve_instance(
 mod tests {
     use super::*;
     use crate::experiment::Shard;
+    use crate::features::{AnticorrelatedMode, FeatureSet, Values};
 
     #[test]
     fn defaults_are_the_seed_experiment_with_notebook_settings() {
@@ -608,6 +609,80 @@ mod tests {
             assert!(Shard::parse(bad).unwrap_err().0.contains("shard"), "{bad}");
         }
         assert!(e.shard(0, 12).is_err(), "an empty shard is refused");
+    }
+
+    #[test]
+    fn feature_distributions_from_toml_and_their_refusals() {
+        let text = "features = 6\nhidden = 2\nfeature_sets = \"correlated:2, anticorrelated:3\"\nanticorrelated_mode = \"marginal\"\nvalues = \"normal\"\ndensity = [0.3, 0.1]\n";
+        let e = Settings::from_toml_str(text).unwrap().resolve().unwrap();
+        let sets = e.data.distribution();
+        assert_eq!(
+            FeatureSet::list_text(sets.sets()),
+            "correlated:2,anticorrelated:3"
+        );
+        assert_eq!(
+            (e.data.anticorrelated_mode, e.data.values),
+            (AnticorrelatedMode::Marginal, Values::Normal)
+        );
+        // Recorded in config.json, and read back; the default leaves config.json as it was.
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Experiment>(&json).unwrap(), e);
+        let plain = serde_json::to_string(&Experiment::seed_default()).unwrap();
+        assert!(!plain.contains("\"data\""), "{plain}");
+        let k = Settings {
+            features: Some(10),
+            exactly_k: Some(3),
+            restarts: Some(2),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            k.instances.iter().map(|i| i.density).collect::<Vec<_>>(),
+            [0.3, 0.3]
+        );
+        let refused = |settings: Settings, field: &str| {
+            let err = settings.resolve().unwrap_err().0;
+            assert!(err.contains(field) && !err.contains('\n'), "{field}: {err}");
+        };
+        let base = Settings {
+            features: Some(5),
+            density: Some(vec![0.5, 0.2]),
+            ..Default::default()
+        };
+        let sets = |text: &str| Settings {
+            feature_sets: Some(text.into()),
+            ..base.clone()
+        };
+        refused(sets("correlated:2,anticorrelated:4"), "feature-sets");
+        refused(sets("correlated:0"), "feature-sets");
+        refused(sets("independent:0"), "feature-sets");
+        refused(sets("correlated"), "feature-sets");
+        refused(sets(&vec!["independent:1"; 65].join(",")), "feature-sets");
+        let marginal = |text: &str| Settings {
+            anticorrelated_mode: Some(AnticorrelatedMode::Marginal),
+            ..sets(text)
+        };
+        assert!(
+            marginal("anticorrelated:2").resolve().is_ok(),
+            "0.5 · 2 = 1"
+        );
+        refused(marginal("anticorrelated:3"), "anticorrelated-mode");
+        refused(
+            Settings {
+                exactly_k: Some(6),
+                density: None,
+                ..base.clone()
+            },
+            "exactly-k",
+        );
+        refused(
+            Settings {
+                exactly_k: Some(2),
+                ..base.clone()
+            },
+            "exactly-k",
+        );
     }
 
     #[test]

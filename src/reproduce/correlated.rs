@@ -18,9 +18,7 @@ use super::intro::arrow;
 use super::{best_instances, training_line, ReproduceOptions, Reproduction, RunFiles};
 use crate::error::UsageError;
 use crate::experiment::{log_grid, Experiment, Settings};
-use crate::figures::{
-    colour_bar, density_title, diverging, draw_title, save, text, Figure, LABEL_PX, TICK_PX,
-};
+use crate::figures::{colour_bar, diverging, draw_title, save, text, Figure, LABEL_PX, TICK_PX};
 use crate::store::results::{InstanceResult, Results};
 use plotters::coord::Shift;
 use plotters::prelude::*;
@@ -249,8 +247,8 @@ fn correlated_pairs(out: &mut String, best: &[&InstanceResult], sets: &[std::ops
         }
         let _ = writeln!(
             out,
-            "| {:.4} | {} | {within_a:.2} | {within_b:.2} | {across:.2} | {:.3e} |",
-            inst.density,
+            "| {} | {} | {within_a:.2} | {within_b:.2} | {across:.2} | {:.3e} |",
+            three_digits(inst.density),
             learned(inst),
             inst.eval_loss.unwrap_or(f64::NAN)
         );
@@ -289,8 +287,8 @@ fn anticorrelated_pairs(
         }
         let _ = writeln!(
             out,
-            "| {:.3} | {} | {within_a:.2} | {within_b:.2} | {across:.2} | {:.3e} |",
-            inst.density,
+            "| {} | {} | {within_a:.2} | {within_b:.2} | {across:.2} | {:.3e} |",
+            three_digits(inst.density),
             learned(inst),
             inst.eval_loss.unwrap_or(f64::NAN)
         );
@@ -348,15 +346,30 @@ fn collapse(out: &mut String, best: &[&InstanceResult], sets: &[std::ops::Range<
             densities.join(", ")
         }
     };
+    // The lowest density from which on at least `k` pairs stay collapsed.
+    let onset = |k: usize| {
+        let from = counts
+            .iter()
+            .rposition(|&(_, c)| c < k)
+            .map_or(0, |i| i + 1);
+        counts
+            .get(from)
+            .map_or("never".to_string(), |(d, _)| d.to_string())
+    };
     let _ = writeln!(
         out,
         "\nThe paper: no set collapses below 1 − S = 0.05, one set collapses between 0.05 and 0.15, \
          two between 0.15 and 0.2, and above 0.5 the solution is mostly PCA-like. Here no pair \
-         collapses at 1 − S = {}; one at {}; two at {}; all three at {}.",
+         collapses at 1 − S = {}; one at {}; two at {}; all three at {}. At least one, two and \
+         three pairs are collapsed at every density from {}, {} and {} on (the paper: about \
+         0.05, 0.15 and 0.5).",
         range(&|c| c == 0),
         range(&|c| c == 1),
         range(&|c| c == 2),
-        range(&|c| c == 3)
+        range(&|c| c == 3),
+        onset(1),
+        onset(2),
+        onset(3)
     );
 }
 
@@ -404,6 +417,12 @@ fn local_basis(out: &mut String, best: &[&InstanceResult], sets: &[std::ops::Ran
     );
 }
 
+/// `value` with three significant digits (the log grid's densities are long decimals).
+fn three_digits(value: f64) -> String {
+    let decimals = (2 - value.abs().log10().floor() as i32).max(0) as usize;
+    format!("{value:.decimals$}")
+}
+
 /// The colour of set `k`.
 fn set_colour(k: usize) -> RGBColor {
     const COLOURS: [RGBColor; 4] = [
@@ -433,7 +452,7 @@ impl Figure for PlaneFigure<'_> {
     fn size(&self) -> (u32, u32) {
         let panels = best_instances(self.results).len().max(1);
         let rows = panels.div_ceil(Self::COLUMNS) as i32;
-        let columns = panels.min(Self::COLUMNS).max(3) as i32;
+        let columns = panels.clamp(3, Self::COLUMNS) as i32;
         (
             (columns * Self::PANEL) as u32,
             (Self::TOP + rows * (Self::PANEL + Self::LABEL) + 40) as u32,
@@ -467,8 +486,9 @@ impl Figure for PlaneFigure<'_> {
                 Self::TOP + row * (Self::PANEL + Self::LABEL),
             );
             let centre = (x0 + Self::PANEL / 2, y0 + Self::PANEL / 2);
+            let diverged = if inst.diverged { " (diverged)" } else { "" };
             root.draw_text(
-                &density_title(inst),
+                &format!("1 − S = {}{diverged}", three_digits(inst.density)),
                 &text(TICK_PX, HPos::Center, VPos::Bottom),
                 (centre.0, y0 + 4),
             )?;
@@ -548,7 +568,7 @@ impl Figure for GramFigure<'_> {
     fn size(&self) -> (u32, u32) {
         let side = Self::CELL * self.regime.features as i32;
         (
-            (Self::LEFT + side + 200) as u32,
+            (Self::LEFT + side + 260) as u32,
             (Self::TOP + side + 60) as u32,
         )
     }
