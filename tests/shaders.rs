@@ -5,7 +5,7 @@
 
 use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use tms::gpu::abi::{Config, Params, WgslField, WgslStruct};
+use tms::gpu::abi::{Config, Params, SaeEntry, WgslField, WgslStruct};
 use tms::gpu::register::{self, Variant};
 use tms::gpu::shaders::{assembled, kernel_names, with_prelude};
 use tms::optim::StepConstants;
@@ -100,6 +100,12 @@ fn interface_structs_have_the_host_layout() {
             ("constants".into(), std::mem::size_of::<Params>() as u32)
         );
     }
+    let sae = naga::front::wgsl::parse_str(&assembled("sae.wgsl")).unwrap();
+    assert_eq!(
+        naga_layout(&sae, "SaeEntry"),
+        rust_layout::<SaeEntry>(),
+        "sae.wgsl: SaeEntry"
+    );
 }
 
 /// No kernel file writes a binding number or a workgroup size as a literal: they come from the
@@ -139,7 +145,8 @@ fn every_kernel_validates_and_translates() {
             "features.wgsl",
             "split_adam.wgsl",
             "tiled.wgsl",
-            "tiled_adam.wgsl"
+            "tiled_adam.wgsl",
+            "sae.wgsl"
         ]
     );
     for (name, source, subgroups) in all_kernels() {

@@ -241,7 +241,7 @@ impl Gpu {
     }
 
     /// A compute pipeline for entry point `entry` of kernel file `kernel`, with the shared layout.
-    fn pipeline(
+    pub(crate) fn pipeline(
         &self,
         layout: &wgpu::PipelineLayout,
         module: &wgpu::ShaderModule,
@@ -258,12 +258,12 @@ impl Gpu {
             })
     }
 
-    fn module(&self, kernel: &str) -> wgpu::ShaderModule {
+    pub(crate) fn module(&self, kernel: &str) -> wgpu::ShaderModule {
         self.module_of(kernel, shaders::assembled(kernel))
     }
 
     /// A shader module of WGSL `source` (complete, prelude included).
-    fn module_of(&self, label: &str, source: String) -> wgpu::ShaderModule {
+    pub(crate) fn module_of(&self, label: &str, source: String) -> wgpu::ShaderModule {
         self.device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(label),
@@ -274,7 +274,7 @@ impl Gpu {
     /// The one bind group layout every kernel uses (the bindings of [`abi`]): eight storage buffers,
     /// WebGPU's default limit; the dispatch buffer is bound at a dynamic offset, one slot
     /// per dispatch. Kernels declare the subset they use.
-    fn layout(&self) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
+    pub(crate) fn layout(&self) -> (wgpu::BindGroupLayout, wgpu::PipelineLayout) {
         let entry = |binding: u32, read_only: bool, dynamic: bool| wgpu::BindGroupLayoutEntry {
             binding,
             visibility: wgpu::ShaderStages::COMPUTE,
@@ -312,7 +312,7 @@ impl Gpu {
     }
 
     /// The adapter's alignment of dynamic storage offsets (dispatch slots start at its multiples).
-    fn storage_alignment(&self) -> u32 {
+    pub(crate) fn storage_alignment(&self) -> u32 {
         self.limits.min_storage_buffer_offset_alignment
     }
 }
@@ -320,21 +320,25 @@ impl Gpu {
 /// The buffers behind one bind group of the shared layout. The tiled path's `hidden`, `delta` and
 /// `grad` are small placeholders elsewhere; every binding gets its own buffer, since one buffer bound
 /// both read-only and read-write would be a usage conflict.
-struct Bindings<'a> {
-    state: &'a wgpu::Buffer,
-    shard: &'a wgpu::Buffer,
-    dispatch: &'a wgpu::Buffer,
+pub(crate) struct Bindings<'a> {
+    pub state: &'a wgpu::Buffer,
+    pub shard: &'a wgpu::Buffer,
+    pub dispatch: &'a wgpu::Buffer,
     /// Bytes of one dispatch slot (the size bound at each dynamic offset).
-    dispatch_stride: u64,
-    losses: &'a wgpu::Buffer,
-    hidden: &'a wgpu::Buffer,
-    delta: &'a wgpu::Buffer,
-    grad: &'a wgpu::Buffer,
-    batch: &'a wgpu::Buffer,
+    pub dispatch_stride: u64,
+    pub losses: &'a wgpu::Buffer,
+    pub hidden: &'a wgpu::Buffer,
+    pub delta: &'a wgpu::Buffer,
+    pub grad: &'a wgpu::Buffer,
+    pub batch: &'a wgpu::Buffer,
 }
 
 impl Gpu {
-    fn bind_group(&self, layout: &wgpu::BindGroupLayout, b: Bindings<'_>) -> wgpu::BindGroup {
+    pub(crate) fn bind_group(
+        &self,
+        layout: &wgpu::BindGroupLayout,
+        b: Bindings<'_>,
+    ) -> wgpu::BindGroup {
         fn whole(binding: u32, buffer: &wgpu::Buffer) -> wgpu::BindGroupEntry<'_> {
             wgpu::BindGroupEntry {
                 binding,

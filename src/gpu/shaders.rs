@@ -9,7 +9,7 @@ const PHILOX: &str = include_str!("../../shaders/philox.wgsl");
 const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 /// The kernels: (file name, kernel source).
-const KERNELS: [(&str, &str); 4] = [
+const KERNELS: [(&str, &str); 5] = [
     ("features.wgsl", include_str!("../../shaders/features.wgsl")),
     (
         "split_adam.wgsl",
@@ -20,6 +20,7 @@ const KERNELS: [(&str, &str); 4] = [
         "tiled_adam.wgsl",
         include_str!("../../shaders/tiled_adam.wgsl"),
     ),
+    ("sae.wgsl", include_str!("../../shaders/sae.wgsl")),
 ];
 
 /// `kernel` (WGSL text) preceded by everything it may use.

@@ -36,7 +36,7 @@ const SMALL_DISPATCH_STEPS: u32 = 100;
 /// OpenGL driver) counts every loop back-edge of an invocation against one limit of 65,535 and then
 /// silently leaves all loops: a long small-model dispatch would stop training midway. Dispatches
 /// there are cut to stay below this, with a margin for the estimate in [`register::loop_iterations`].
-const LOOP_BUDGET: u64 = 50_000;
+pub const LOOP_BUDGET: u64 = 50_000;
 /// wgpu does not report an adapter's compute units: a hardware GPU is taken to have about this many
 /// (an H100 has 132 SMs, an RTX 4090 128), so that fewer instances than this leave most of it idle
 /// unless each is split over several workgroups, enough to give it about this many in all.

@@ -120,7 +120,7 @@ impl Reproduction for SaeReproduction {
                 restarts: PENTAGON_RESTARTS,
                 steps: self.pentagon_sae_steps,
                 resample_every: if resampling { 2_500 } else { 0 },
-                ..sae_options(&pentagon, &pentagon.join(dir), options.force)
+                ..sae_options(&pentagon, &pentagon.join(dir), options)
             })?;
         }
         for (name, n, _, _) in self.larger_models() {
@@ -132,7 +132,7 @@ impl Reproduction for SaeReproduction {
                 batch: 256,
                 resample_every: (self.sae_steps / 4).max(1),
                 eval_samples: 4096,
-                ..sae_options(&run, &run.join("sae"), options.force)
+                ..sae_options(&run, &run.join("sae"), options)
             })?;
         }
         Ok(())
@@ -164,8 +164,9 @@ impl Reproduction for SaeReproduction {
     }
 }
 
-/// `tms sae`'s defaults (L1, λ = 0.2, batch 1024, lr 1e-3) for run `run` into `out`.
-fn sae_options(run: &Path, out: &Path, force: bool) -> SaeOptions {
+/// `tms sae`'s defaults (L1, λ = 0.2, batch 1024, lr 1e-3) for run `run` into `out`, on the
+/// reproduction's backend.
+fn sae_options(run: &Path, out: &Path, options: &ReproduceOptions) -> SaeOptions {
     SaeOptions {
         run: run.to_path_buf(),
         out: out.to_path_buf(),
@@ -182,7 +183,9 @@ fn sae_options(run: &Path, out: &Path, force: bool) -> SaeOptions {
         instances: None,
         seed: 0,
         eval_samples: 16_384,
-        force,
+        backend: options.backend,
+        adapter: None,
+        force: options.force,
     }
 }
 

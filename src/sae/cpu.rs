@@ -20,8 +20,9 @@ pub const RESAMPLE_SCALE: f32 = 0.5;
 /// One SAE's state through training.
 pub struct SaeState {
     pub params: SaeParams,
-    m: SaeParams,
-    v: SaeParams,
+    /// Adam's first and second moments.
+    pub m: SaeParams,
+    pub v: SaeParams,
     /// (step, mean training loss) at every log point.
     pub loss_curve: Vec<(u32, f32)>,
     /// Latents resampled over the run.
@@ -80,9 +81,7 @@ fn train_one(exp: &SaeExperiment, q: usize) -> SaeState {
             g.fill(0.0);
         }
         // Resampling after this step draws from this batch's inputs: keep them only then.
-        let resampling = exp
-            .resample_every
-            .is_some_and(|every| (step + 1) % every == 0 && step + 1 < exp.steps);
+        let resampling = resamples_after(exp, step);
         let mut total = 0.0f64;
         for s in 0..exp.batch {
             source.sample(step, s as u32, &mut x);
@@ -109,48 +108,71 @@ fn train_one(exp: &SaeExperiment, q: usize) -> SaeState {
             adam_update(hyper, constants, p, g, m, v);
         }
         state.params.normalise_decoder(d);
-        if (step + 1) % exp.log_every == 0 || step + 1 == exp.steps {
+        if logs_after(exp, step) {
             state
                 .loss_curve
                 .push((step + 1, (total / exp.batch as f64) as f32));
         }
-        let Some(every) = exp.resample_every else {
-            continue;
-        };
-        let since = (step + 1) % every;
         if resampling {
-            let round = (step + 1) / every;
-            state.resampled += resample(exp, q, round, &mut state, &active, &inputs, &sample_loss);
+            let SaeState {
+                params,
+                m,
+                v,
+                resampled,
+                ..
+            } = &mut state;
+            *resampled += resample(exp, q, step, params, [m, v], &active, &inputs, &sample_loss);
         }
-        // The window of steps that decides who is dead at the next resampling starts now (the
-        // whole period when it is shorter than the window).
-        if since == every.saturating_sub(RESAMPLE_WINDOW) % every {
+        if window_opens_after(exp, step) {
             active.fill(0);
         }
     }
     state
 }
 
-/// Resamples the latents of SAE `q` that were never active in the window (`active` counts): each
-/// gets the direction of an input of the last batch chosen with probability ∝ its squared
-/// reconstruction loss (ARENA's resample_advanced), as decoder row (unit norm) and as encoder row
-/// scaled to RESAMPLE_SCALE times the mean norm of the live encoder rows; its bias and Adam moments
-/// restart at zero. Returns how many were resampled.
-fn resample(
+/// Whether the loss curve has a point after step `step` (0-based).
+pub fn logs_after(exp: &SaeExperiment, step: u32) -> bool {
+    (step + 1) % exp.log_every == 0 || step + 1 == exp.steps
+}
+
+/// Whether dead latents are resampled after step `step`, from that step's batch.
+pub fn resamples_after(exp: &SaeExperiment, step: u32) -> bool {
+    exp.resample_every
+        .is_some_and(|every| (step + 1) % every == 0 && step + 1 < exp.steps)
+}
+
+/// Whether the window of steps that decides who is dead at the next resampling starts after step
+/// `step` (activity counts restart at zero): RESAMPLE_WINDOW steps before each resampling, or
+/// right after the last one when the period is shorter than the window.
+pub fn window_opens_after(exp: &SaeExperiment, step: u32) -> bool {
+    exp.resample_every
+        .is_some_and(|every| (step + 1) % every == every.saturating_sub(RESAMPLE_WINDOW) % every)
+}
+
+/// Resamples, after step `step`, the latents of SAE `q` (`p`, with Adam's `moments`) that were never
+/// active in the window (`active` counts): each gets the direction of an input of that step's batch
+/// (`inputs`, [batch][m], with their reconstruction losses `sample_loss`) chosen with probability
+/// ∝ its squared reconstruction loss (ARENA's resample_advanced), as decoder row (unit norm) and
+/// as encoder row scaled to RESAMPLE_SCALE times the mean norm of the live encoder rows; its bias
+/// and Adam moments restart at zero. Returns how many were resampled. Both trainers call it (the
+/// GPU's on the state it reads back).
+#[allow(clippy::too_many_arguments)]
+pub fn resample(
     exp: &SaeExperiment,
     q: usize,
-    round: u32,
-    state: &mut SaeState,
+    step: u32,
+    p: &mut SaeParams,
+    mut moments: [&mut SaeParams; 2],
     active: &[u32],
     inputs: &[f32],
     sample_loss: &[f32],
 ) -> usize {
     let d = exp.toys[0].hidden;
+    let round = (step + 1) / exp.resample_every.expect("resampling is on");
     let dead: Vec<usize> = (0..active.len()).filter(|&j| active[j] == 0).collect();
     if dead.is_empty() {
         return 0;
     }
-    let p = &mut state.params;
     let row_norm = |w: &[f32], j: usize| {
         w[j * d..(j + 1) * d]
             .iter()
@@ -199,10 +221,10 @@ fn resample(
             p.w_enc[j * d + i] = v / norm * live_norm * RESAMPLE_SCALE;
         }
         p.b_enc[j] = 0.0;
-        for moments in [&mut state.m, &mut state.v] {
-            moments.w_enc[j * d..(j + 1) * d].fill(0.0);
-            moments.w_dec[j * d..(j + 1) * d].fill(0.0);
-            moments.b_enc[j] = 0.0;
+        for moment in moments.iter_mut() {
+            moment.w_enc[j * d..(j + 1) * d].fill(0.0);
+            moment.w_dec[j * d..(j + 1) * d].fill(0.0);
+            moment.b_enc[j] = 0.0;
         }
     }
     dead.len()

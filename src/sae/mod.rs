@@ -5,15 +5,19 @@
 //!
 //! - [`model`]: the maths of one SAE on one sample (L1, Top-K and JumpReLU), the reference;
 //! - [`cpu`]: the many-SAE trainer (Adam, decoder renormalisation, dead-latent resampling) and the
-//!   held-out evaluation.
+//!   held-out evaluation;
+//! - [`gpu`]: the same training on a GPU adapter, all SAEs in the same dispatches.
 //!
 //! [`SaeOptions`] are the command line's flags, [`SaeOptions::resolve`] checks them against the run
-//! and gives an [`SaeExperiment`]; [`train_into`] trains it and writes `DIR/sae.json`.
+//! and gives an [`SaeExperiment`]; [`train_on`] trains it on a [`Device`] and [`train_into`] writes
+//! `DIR/sae.json`.
 
 pub mod cpu;
+pub mod gpu;
 pub mod model;
 
-use crate::error::UsageError;
+use crate::device::{BackendChoice, Device};
+use crate::error::{one_line, UsageError};
 use crate::experiment::{Optimizer, OptimizerKind};
 use crate::store::results::{read_config, read_results};
 use crate::store::write_atomic;
@@ -75,6 +79,13 @@ pub struct SaeOptions {
     /// Held-out samples for the scores.
     #[arg(long, value_name = "N", default_value_t = 16_384)]
     pub eval_samples: usize,
+    /// Where the SAEs train: auto (a hardware GPU if wgpu finds one, else the CPU), gpu (any
+    /// adapter, software ones included) or cpu.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub backend: BackendChoice,
+    /// GPU adapter: its number or a substring of its name, as `tms devices` lists them.
+    #[arg(long, value_name = "NAME|N")]
+    pub adapter: Option<String>,
     /// Overwrite an existing sae.json.
     #[arg(long)]
     pub force: bool,
@@ -373,18 +384,51 @@ pub struct SaeFile {
     pub saes: Vec<SaeResult>,
 }
 
+/// Trains every SAE of `exp` on `device` (the CPU, a GPU adapter, or auto: a hardware GPU if one
+/// can train them, else the CPU, saying so); returns their states and the backend's name.
+pub fn train_on(
+    exp: &SaeExperiment,
+    device: &Device,
+) -> anyhow::Result<(Vec<cpu::SaeState>, &'static str)> {
+    match device {
+        Device::Cpu => Ok((cpu::train(exp), "cpu")),
+        Device::Gpu { adapter } => Ok((gpu::train(exp, adapter.as_deref())?, "gpu")),
+        // As for toy runs: software adapters are far slower than the CPU trainer.
+        Device::Auto { .. }
+            if !crate::gpu::list_adapters()
+                .iter()
+                .any(|a| a.device_type != "Cpu") =>
+        {
+            eprintln!("no hardware GPU adapter found; training the SAEs on the CPU");
+            train_on(exp, &Device::Cpu)
+        }
+        Device::Auto { adapter } => match gpu::train(exp, adapter.as_deref()) {
+            Ok(states) => Ok((states, "gpu")),
+            Err(e) => {
+                eprintln!(
+                    "the GPU adapter cannot train these SAEs ({}); training on the CPU",
+                    one_line(&e)
+                );
+                train_on(exp, &Device::Cpu)
+            }
+        },
+        Device::Many(_) => anyhow::bail!("tms sae trains on one device"),
+    }
+}
+
 /// Trains every SAE of `options` and writes `DIR/sae.json`; returns what it wrote.
 pub fn train_into(options: &SaeOptions) -> anyhow::Result<SaeFile> {
     let exp = options.resolve()?;
+    let device = Device::from_flags(options.backend, options.adapter.clone(), None)?;
     let out = claim_sae_dir(&options.out, options.force)?;
     eprintln!(
-        "training {} SAEs on {} toy instances (m = {}) for {} steps on the CPU",
+        "training {} SAEs on {} toy instances (m = {}) for {} steps",
         exp.saes.len(),
         exp.toys.len(),
         exp.toys[0].hidden,
         exp.steps
     );
-    let states = cpu::train(&exp);
+    let (states, backend) = train_on(&exp, &device)?;
     let d = exp.toys[0].hidden;
     let saes = exp
         .saes
@@ -419,7 +463,7 @@ pub fn train_into(options: &SaeOptions) -> anyhow::Result<SaeFile> {
         resample_every: exp.resample_every,
         seed: exp.seed,
         eval_samples: exp.eval_samples,
-        backend: "cpu".into(),
+        backend: backend.into(),
         saes,
     };
     write_atomic(&out.join("sae.json"), &serde_json::to_vec(&file)?)?;
