@@ -56,7 +56,8 @@ fn train_one(exp: &SaeExperiment, q: usize) -> SaeState {
     let shape = exp.shape(spec);
     let toy = &exp.toys[spec.toy];
     let (n, d) = (exp.features, shape.d);
-    let source = FeatureSource::sae(exp.toy_seed, toy.global_index, toy.density, n);
+    let source =
+        FeatureSource::sae(exp.toy_seed, toy.global_index, toy.density, n).with(&exp.toy_data);
     let hyper = AdamHyper {
         beta1: exp.optimizer.beta1 as f32,
         beta2: exp.optimizer.beta2 as f32,
@@ -236,7 +237,8 @@ pub fn evaluate(exp: &SaeExperiment, spec: &SaeSpec, params: &SaeParams) -> supe
     let shape = exp.shape(spec);
     let toy = &exp.toys[spec.toy];
     let (n, d) = (exp.features, shape.d);
-    let source = FeatureSource::eval(exp.toy_seed, toy.global_index, toy.density, n);
+    let source =
+        FeatureSource::eval(exp.toy_seed, toy.global_index, toy.density, n).with(&exp.toy_data);
     let mut scratch = SaeScratch::new(&shape);
     let (mut x, mut h) = (vec![0.0f32; n], vec![0.0f32; d]);
     let mut fired = vec![false; shape.latents];

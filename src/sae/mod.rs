@@ -122,6 +122,8 @@ pub struct SaeSpec {
 pub struct SaeExperiment {
     pub features: usize,
     pub toy_seed: u64,
+    /// The toy run's feature distribution besides density (its sets, values, exactly-K).
+    pub toy_data: crate::features::Distribution,
     pub toys: Vec<ToyInstance>,
     pub saes: Vec<SaeSpec>,
     pub steps: u32,
@@ -265,6 +267,7 @@ impl SaeOptions {
         Ok(SaeExperiment {
             features: exp.features,
             toy_seed: exp.seed,
+            toy_data: exp.data.distribution(),
             toys,
             saes,
             steps: self.steps,
