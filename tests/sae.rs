@@ -203,6 +203,14 @@ fn many_saes_train_at_once_and_bad_input_is_refused() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!dir.exists(), "{args:?} wrote its directory");
     }
+    // An output directory another tms process holds is refused.
+    let held = root.path().join("held");
+    std::fs::create_dir_all(&held).unwrap();
+    let _lock = tms::run::dir::lock(&held).unwrap();
+    let out = tms(&["sae", toy_arg, "--out", held.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));
+    assert!(!held.join("sae.json").exists());
     let not_a_run = tms(&[
         "sae",
         root.path().to_str().unwrap(),

@@ -38,7 +38,14 @@ pub struct SaeReproduction {
     /// SAE training steps on the pentagon (ARENA: 20,000).
     #[arg(long, value_name = "T", default_value_t = 20_000)]
     pub pentagon_sae_steps: u32,
+    /// The pentagon's and the larger models' sae.json files, read once for the figures and the
+    /// summary.
+    #[arg(skip)]
+    files: std::sync::OnceLock<SaeFiles>,
 }
+
+/// Labelled sae.json files: the pentagon's families, then the larger models'.
+type SaeFiles = (Vec<(&'static str, SaeFile)>, Vec<(&'static str, SaeFile)>);
 
 /// The larger models: name, n, m, densities.
 const LARGER: [(&str, usize, usize, &[f64]); 2] = [
@@ -139,28 +146,24 @@ impl Reproduction for SaeReproduction {
     }
 
     fn figures(&self, runs: &[RunFiles], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
-        let pentagon = read_pentagon(out)?;
-        let larger = self.read_larger(out)?;
+        let (pentagon, larger) = self.sae_files(out)?;
         let mut written = save(
             &PentagonFigure {
                 w: &runs[0].1.instances[0].w,
-                saes: &pentagon,
+                saes: pentagon,
             },
             &out.join("sae-pentagon"),
         )?
         .to_vec();
         if !larger.is_empty() {
-            written.extend(save(&MmcsFigure { files: &larger }, &out.join("sae-mmcs"))?);
+            written.extend(save(&MmcsFigure { files: larger }, &out.join("sae-mmcs"))?);
         }
         Ok(written)
     }
 
     fn summary(&self, runs: &[RunFiles], out: &Path) -> anyhow::Result<String> {
-        Ok(summary_markdown(
-            runs,
-            &read_pentagon(out)?,
-            &self.read_larger(out)?,
-        ))
+        let (pentagon, larger) = self.sae_files(out)?;
+        Ok(summary_markdown(runs, pentagon, larger))
     }
 }
 
@@ -212,6 +215,16 @@ impl SaeReproduction {
             .iter()
             .map(|(name, ..)| Ok((*name, read_sae_file(&out.join(name).join("sae"))?)))
             .collect()
+    }
+
+    /// The sae.json files under `out` (after training: figures and summary come after it), read
+    /// on first use.
+    fn sae_files(&self, out: &Path) -> anyhow::Result<&SaeFiles> {
+        if let Some(files) = self.files.get() {
+            return Ok(files);
+        }
+        let files = (read_pentagon(out)?, self.read_larger(out)?);
+        Ok(self.files.get_or_init(|| files))
     }
 }
 

@@ -96,8 +96,9 @@ fn refuse_existing_run(dir: &Path, force: bool) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// Takes the directory's lock, cleans up after a killed writer and checks that it can be written.
-fn lock(dir: &Path) -> Result<RunDir, UsageError> {
+/// Takes the directory's lock, cleans up after a killed writer and checks that it can be written
+/// (also how `tms sae` holds its output directory).
+pub fn lock(dir: &Path) -> Result<RunDir, UsageError> {
     let path = dir.join(".tms.lock");
     let file = File::options()
         .create(true)

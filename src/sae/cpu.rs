@@ -133,13 +133,13 @@ fn train_one(exp: &SaeExperiment, q: usize) -> SaeState {
 
 /// Whether the loss curve has a point after step `step` (0-based).
 pub fn logs_after(exp: &SaeExperiment, step: u32) -> bool {
-    (step + 1) % exp.log_every == 0 || step + 1 == exp.steps
+    (step + 1).is_multiple_of(exp.log_every) || step + 1 == exp.steps
 }
 
 /// Whether dead latents are resampled after step `step`, from that step's batch.
 pub fn resamples_after(exp: &SaeExperiment, step: u32) -> bool {
     exp.resample_every
-        .is_some_and(|every| (step + 1) % every == 0 && step + 1 < exp.steps)
+        .is_some_and(|every| (step + 1).is_multiple_of(every) && step + 1 < exp.steps)
 }
 
 /// Whether the window of steps that decides who is dead at the next resampling starts after step

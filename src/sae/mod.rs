@@ -19,6 +19,7 @@ pub mod model;
 use crate::device::{BackendChoice, Device};
 use crate::error::{one_line, UsageError};
 use crate::experiment::{Optimizer, OptimizerKind};
+use crate::run::dir::{lock, RunDir};
 use crate::store::results::{read_config, read_results};
 use crate::store::write_atomic;
 use model::{SaeKind, SaeShape};
@@ -469,7 +470,7 @@ pub fn train_into(options: &SaeOptions) -> anyhow::Result<SaeFile> {
         backend: backend.into(),
         saes,
     };
-    write_atomic(&out.join("sae.json"), &serde_json::to_vec(&file)?)?;
+    write_atomic(&out.path().join("sae.json"), &serde_json::to_vec(&file)?)?;
     for sae in &file.saes {
         eprintln!(
             "  instance {} {:?} {} latents: MMCS {:.3}, L0 {:.2}, FVE {:.3}, {} dead",
@@ -494,19 +495,27 @@ pub fn read_sae_file(dir: &Path) -> anyhow::Result<SaeFile> {
         .map_err(|e| UsageError(format!("{} is not a tms sae file: {e}", path.display())).into())
 }
 
-/// The output directory, refused if it holds an sae.json (unless `force`), created and probed.
-fn claim_sae_dir(dir: &Path, force: bool) -> Result<PathBuf, UsageError> {
-    if dir.join("sae.json").exists() && !force {
-        return Err(UsageError(format!(
-            "{} already holds sae.json (use --force to overwrite)",
-            dir.display()
-        )));
-    }
+/// The output directory, refused if it holds an sae.json (unless `force`), created, probed and
+/// locked against other `tms` processes (as run directories are) until the returned value drops.
+fn claim_sae_dir(dir: &Path, force: bool) -> Result<RunDir, UsageError> {
+    let refuse_existing = || {
+        if dir.join("sae.json").exists() && !force {
+            return Err(UsageError(format!(
+                "{} already holds sae.json (use --force to overwrite)",
+                dir.display()
+            )));
+        }
+        Ok(())
+    };
+    refuse_existing()?;
     std::fs::create_dir_all(dir).map_err(|e| {
         UsageError(format!(
             "cannot create output directory {}: {e}",
             dir.display()
         ))
     })?;
-    Ok(dir.to_path_buf())
+    let claimed = lock(dir)?;
+    // Checked again under the lock: another process may have written sae.json meanwhile.
+    refuse_existing()?;
+    Ok(claimed)
 }
