@@ -18,8 +18,8 @@
 // in its SaeEntry):
 // - state: [params | first moments | second moments], params in SaeParams::groups order
 //   [W_enc (K × d) | b_enc (K) | W_dec (K × d) | b_dec (d) | log θ (K)];
-// - shard words: importances (unused, zero) and presence thresholds of the toy instances, then
-//   their W ([toys][d][n], f32 bits);
+// - shard words: importances (unused, zero) and presence thresholds of the toy instances, the layout
+//   words of the toy run's feature distribution, then the toys' W ([toys][d][n], f32 bits);
 // - batch: X [toys][batch][n] (features.wgsl), then H [toys][batch][d];
 // - work: a, dz and z (then ∂/∂θ), [batch][K] each, then the error [batch][d];
 // - grads: gradients (the params' layout), and per SAE [reconstruction | penalty] per sample;
@@ -32,6 +32,12 @@
 @group(0) @binding(DELTA_BINDING) var<storage, read_write> work: array<f32>;
 @group(0) @binding(GRAD_BINDING) var<storage, read_write> grads: array<f32>;
 @group(0) @binding(BATCH_BINDING) var<storage, read_write> batch: array<f32>;
+
+// Where the toy instances' W start in the shard words: after the layout words of the toy run's
+// feature distribution (4 header words and 2 per feature; see common.wgsl).
+fn toy_weights_at() -> u32 {
+    return layout_at() + 4u + 2u * shard.config.features;
+}
 
 // Offsets of the parameter groups in an SAE's block of K latents.
 fn b_enc_at(e: SaeEntry) -> u32 {
@@ -92,7 +98,7 @@ fn sae_hidden(@builtin(global_invocation_id) id: vec3<u32>) {
         return;
     }
     // model::hidden: h_k = Σ_j W[k][j] x_j in feature order.
-    let w = shard.config.instances * (n + 1u) + (toy * d + k) * n;
+    let w = toy_weights_at() + (toy * d + k) * n;
     let x = (toy * shard.config.batch + s) * n;
     var acc = 0.0;
     for (var j = 0u; j < n; j++) {

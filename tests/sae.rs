@@ -1,7 +1,7 @@
 //! Sparse autoencoders: through the binary, on the n = 5, m = 2 model at 1 − S = 0.025 (ARENA's
 //! setting) an L1 SAE with resampling recovers every true feature on the CPU and on the GPU, runs
 //! are deterministic on each, bad input is refused; through the library, the GPU trainer draws the
-//! CPU's data bit for bit and trains every kind to the CPU's weights.
+//! CPU's data bit for bit (for the paper's distribution and for feature sets) and trains every kind to the CPU's weights.
 //!
 //! GPU tests run on whatever adapter wgpu finds (lavapipe in CI) and skip loudly without one, except
 //! under CI=true where they fail. Tolerance of the trained weights: the kernels add the same terms
@@ -19,7 +19,7 @@ mod common;
 use common::{have_gpu, tms};
 use std::path::Path;
 use tms::experiment::{Optimizer, OptimizerKind};
-use tms::features::FeatureSource;
+use tms::features::{AnticorrelatedMode, Distribution, FeatureSet, FeatureSource, Values};
 use tms::sae::gpu::SaeGpuTrainer;
 use tms::sae::model::SaeKind;
 use tms::sae::{cpu, gpu, SaeExperiment, SaeSpec, ToyInstance};
@@ -278,6 +278,7 @@ fn experiment(steps: u32, resample_every: Option<u32>) -> SaeExperiment {
         log_every: 10,
         eval_samples: 256,
         seed: 2,
+        toy_data: Distribution::default(),
     }
 }
 
@@ -286,14 +287,31 @@ fn the_gpu_draws_the_cpu_sae_data_bit_for_bit() {
     if !have_gpu() {
         return;
     }
-    let exp = experiment(1, None);
+    // The paper's distribution, and feature sets with normal values (the toy run's own
+    // distribution, which the SAE data follows).
+    let sets = FeatureSet::parse_list("correlated:2,anticorrelated:3").unwrap();
+    let distributions = [
+        Distribution::default(),
+        Distribution::new(&sets, AnticorrelatedMode::Paper, Values::Normal, 0).unwrap(),
+    ];
+    for toy_data in distributions {
+        let exp = SaeExperiment {
+            toy_data,
+            ..experiment(1, None)
+        };
+        sae_batches_agree(&exp);
+    }
+}
+
+fn sae_batches_agree(exp: &SaeExperiment) {
     let (n, m, b) = (exp.features, exp.toys[0].hidden, exp.batch);
-    let trainer = SaeGpuTrainer::new(&exp, None).unwrap();
+    let trainer = SaeGpuTrainer::new(exp, None).unwrap();
     for step in [0, 7] {
         let (x_gpu, h_gpu) = trainer.sample_batch(step).unwrap();
         for toy in &exp.toys {
             let slot = (toy.global_index - exp.toys[0].global_index) as usize;
-            let source = FeatureSource::sae(exp.toy_seed, toy.global_index, toy.density, n);
+            let source = FeatureSource::sae(exp.toy_seed, toy.global_index, toy.density, n)
+                .with(&exp.toy_data);
             let (mut x, mut h) = (vec![0.0f32; n], vec![0.0f32; m]);
             let mut present = 0;
             for s in 0..b {

@@ -183,7 +183,7 @@ impl<'a> SaeGpuTrainer<'a> {
             ("gradient", param_total + 2 * b * saes),
             ("losses", saes + latent_total),
             ("batch", span * b * (n + d)),
-            ("shard", span * (n + 1 + d * n) + 16),
+            ("shard", span * (n + 1 + d * n) + 4 + 2 * n + 16),
         ];
         let max_binding = gpu
             .limits
@@ -258,13 +258,16 @@ impl<'a> SaeGpuTrainer<'a> {
             eps: o.eps as f32,
             scale: 1.0 / b as f32,
         };
-        // Shard words: (unused) importances, presence thresholds, W of every toy slot; slots of
-        // instances no SAE reads stay empty.
-        let mut words = vec![0u32; span * (n + 1 + d * n)];
+        // Shard words: (unused) importances, presence thresholds, the layout of the toy run's
+        // feature distribution, W of every toy slot; slots of instances no SAE reads stay empty.
+        let layout = exp.toy_data.layout_words(n);
+        let weights_at = span * (n + 1) + layout.len();
+        let mut words = vec![0u32; weights_at + span * d * n];
+        words[span * (n + 1)..weights_at].copy_from_slice(&layout);
         for toy in &exp.toys {
             let slot = (toy.global_index - first) as usize;
             words[span * n + slot] = presence_threshold(toy.density);
-            let w = &mut words[span * (n + 1) + slot * d * n..][..d * n];
+            let w = &mut words[weights_at + slot * d * n..][..d * n];
             for (word, v) in w.iter_mut().zip(&toy.w) {
                 *word = v.to_bits();
             }
