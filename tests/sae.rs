@@ -392,3 +392,27 @@ fn gpu_saes_of_every_kind_train_to_the_cpu_weights() {
         }
     }
 }
+
+/// On a software adapter, whose loops stop after 65,535 iterations per invocation, SAEs whose data
+/// would need more (exactly-K ranks every mask word of a sample: n = 400 takes 50,104) are
+/// refused rather than trained on truncated data.
+#[test]
+fn the_loop_budget_of_software_adapters_covers_the_sampler() {
+    if !have_gpu() || tms::gpu::list_adapters()[0].device_type != "Cpu" {
+        return;
+    }
+    let base = experiment(1, None);
+    let (n, m) = (400, base.toys[0].hidden);
+    let exp = SaeExperiment {
+        features: n,
+        toy_data: Distribution::new(&[], AnticorrelatedMode::Paper, Values::Uniform, 3).unwrap(),
+        toys: vec![ToyInstance {
+            w: vec![0.5; m * n],
+            ..base.toys[0].clone()
+        }],
+        saes: base.saes[..1].to_vec(),
+        ..base
+    };
+    let error = SaeGpuTrainer::new(&exp, None).err().expect("refused");
+    assert!(error.to_string().contains("loop iterations"), "{error}");
+}

@@ -228,7 +228,10 @@ impl<'a> SaeGpuTrainer<'a> {
                 .max()
                 .unwrap_or(0);
             let update = k_max + p_max.div_ceil(wg) + 2 * d * k_max.div_ceil(wg);
-            let iterations = [n, d, topk, k_max, 2 * d + k_max, b, update]
+            // The sampler: the distribution's own loops (exactly-K ranks every mask word of the
+            // sample), then its four lanes.
+            let sampler = exp.toy_data.sampler_loop_iterations(n) as usize + 4;
+            let iterations = [sampler, n, d, topk, k_max, 2 * d + k_max, b, update]
                 .into_iter()
                 .max()
                 .expect("passes") as u64;
