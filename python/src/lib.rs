@@ -257,26 +257,48 @@ fn load(dir: PathBuf) -> PyResult<NativeRun> {
     })
 }
 
-/// Runs `tms reproduce ARGS...` (the reproduction's name and its flags), watched by `progress`.
-#[pyfunction]
-#[pyo3(signature = (args, progress))]
-fn reproduce(py: Python<'_>, args: Vec<String>, progress: Option<Py<PyAny>>) -> PyResult<()> {
-    let argv = ["tms", "reproduce"]
-        .into_iter()
-        .map(String::from)
-        .chain(args);
+/// The command line `tms NAME ARGS...` parsed as the CLI parses it; a bad flag is ValueError with
+/// clap's first line.
+fn command_of(name: &str, args: Vec<String>) -> PyResult<tms::cli::Command> {
+    let argv = ["tms", name].into_iter().map(String::from).chain(args);
     let cli = tms::cli::Cli::try_parse_from(argv).map_err(|e| {
         let text = e.to_string();
         let first = text.lines().next().unwrap_or_default();
         PyValueError::new_err(first.trim_start_matches("error: ").to_string())
     })?;
-    let tms::cli::Command::Reproduce(command) = cli.command else {
+    Ok(cli.command)
+}
+
+/// Runs `tms reproduce ARGS...` (the reproduction's name and its flags), watched by `progress`.
+#[pyfunction]
+#[pyo3(signature = (args, progress))]
+fn reproduce(py: Python<'_>, args: Vec<String>, progress: Option<Py<PyAny>>) -> PyResult<()> {
+    let tms::cli::Command::Reproduce(command) = command_of("reproduce", args)? else {
         unreachable!("the arguments start with reproduce")
     };
     watched(py, progress, |watch| {
         let (reproduction, options) = command.parts();
         tms::reproduce::reproduce(reproduction, options, watch)
     })
+}
+
+/// Runs `tms sae ARGS...` (the toy run directory and the command's flags) with the GIL released;
+/// returns the sae.json it wrote.
+#[pyfunction]
+fn sae(py: Python<'_>, args: Vec<String>) -> PyResult<String> {
+    let tms::cli::Command::Sae(options) = command_of("sae", args)? else {
+        unreachable!("the arguments start with sae")
+    };
+    let file = py
+        .detach(|| tms::sae::train_into(&options))
+        .map_err(to_py)?;
+    json(&file)
+}
+
+/// sae.json of an SAE output directory, checked as `tms` reads it.
+#[pyfunction]
+fn load_sae(dir: PathBuf) -> PyResult<String> {
+    json(&tms::sae::read_sae_file(&dir).map_err(to_py)?)
 }
 
 /// The GPU adapters wgpu finds, best first, as `tms devices` lists them.
@@ -327,6 +349,8 @@ fn _tms(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(resume, module)?)?;
     module.add_function(wrap_pyfunction!(load, module)?)?;
     module.add_function(wrap_pyfunction!(reproduce, module)?)?;
+    module.add_function(wrap_pyfunction!(sae, module)?)?;
+    module.add_function(wrap_pyfunction!(load_sae, module)?)?;
     module.add_function(wrap_pyfunction!(devices, module)?)?;
     module.add_function(wrap_pyfunction!(settings, module)?)?;
     module.add("__version__", env!("CARGO_PKG_VERSION"))?;

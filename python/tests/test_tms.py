@@ -250,6 +250,27 @@ def test_the_gpu_trainer_from_python_equals_the_clis(tmp_path):
     assert np.array_equal(bits(run.W), bits(tms.load(tmp_path / "cli").W))
 
 
+def test_sae_equals_the_clis_and_loads_the_committed_results(tmp_path):
+    toy = REPO / "results" / "sae" / "pentagon"
+    flags = ["--steps", "300", "--kind", "l1,topk", "--latents", "5", "--backend", "cpu"]
+    status, message = cli("sae", str(toy), "--out", str(tmp_path / "cli"), *flags)
+    assert status == 0, message
+    ours = tms.sae(
+        toy, out=tmp_path / "py", steps=300, kind=["l1", "topk"], latents=[5], backend="cpu"
+    )
+    theirs = tms.load_sae(tmp_path / "cli")
+    assert [e["kind"] for e in ours["saes"]] == ["l1", "topk"]
+    for a, b in zip(ours["saes"], theirs["saes"]):
+        assert a["w_dec"].shape == (5, 2)
+        for key in ("w_enc", "b_enc", "w_dec", "b_dec"):
+            assert np.array_equal(bits(a[key]), bits(b[key])), key
+        assert a["scores"]["mmcs"] == b["scores"]["mmcs"]
+    committed = tms.load_sae(toy / "sae-l1")
+    assert min(np.nanmin(e["scores"]["best_match"]) for e in committed["saes"]) > 0.9
+    with pytest.raises(ValueError, match="already holds sae.json"):
+        tms.sae(toy, out=tmp_path / "py", steps=10, backend="cpu")
+
+
 def test_devices_lists_adapters():
     for adapter in tms.devices():
         assert {"name", "backend", "device_type", "description"} <= set(adapter)

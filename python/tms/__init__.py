@@ -141,7 +141,57 @@ def reproduce(name: str, *, progress: ProgressArg = True, **options: Any) -> Dic
     ``force=True``, ``redraw=True``, and each reproduction's own, e.g. ``grid=10`` for phase;
     ``tms reproduce NAME --help`` lists them). Returns the runs it wrote, by subdirectory name.
     """
-    args = [name]
+    with _Progress(progress) as report:
+        _tms.reproduce([name] + _flags(options), report)
+    out = os.fspath(options.get("out") or os.path.join("results", name))
+    return {
+        entry: load(os.path.join(out, entry))
+        for entry in sorted(os.listdir(out))
+        if os.path.exists(os.path.join(out, entry, "results.json"))
+    }
+
+
+def sae(run: PathLike, out: PathLike, **options: Any) -> Dict[str, Any]:
+    """Trains sparse autoencoders on the hidden activations h = W x of a finished run's toy models
+    and scores them against the true features (the columns of W), as ``tms sae RUN --out OUT``;
+    writes ``OUT/sae.json`` and returns it as :func:`load_sae` does.
+
+    ``options`` are the command's flags as keywords: ``latents=[5, 10]``, ``kind=["l1", "topk"]``,
+    ``l1=0.2``, ``k=1``, ``l0=0.1``, ``steps=20000``, ``batch=1024``, ``lr=1e-3``, ``restarts=1``,
+    ``resample_every=2500``, ``instances=[0]``, ``seed=0``, ``backend="auto"``, ``force=True``
+    (``tms sae --help`` lists them). The GIL is released while it trains.
+
+    >>> saes = tms.sae("results/sae/pentagon/toy", out="runs/sae", steps=5000, backend="cpu")
+    >>> saes["saes"][0]["scores"]["mmcs"]
+    """
+    text = _tms.sae([os.fspath(run), "--out", os.fspath(out)] + _flags(options))
+    return _sae_arrays(json.loads(text))
+
+
+def load_sae(dir: PathLike) -> Dict[str, Any]:
+    """Reads ``DIR/sae.json`` (written by ``tms sae`` or :func:`sae`): the settings, and per SAE its
+    toy ``instance``, ``kind``, ``latents``, weights (``w_enc`` and ``w_dec`` as [latents, m]
+    float32 arrays, ``b_enc``, ``b_dec``, JumpReLU's ``threshold``), ``scores`` (``mmcs``,
+    ``best_match`` as an array with NaN for features the toy model does not represent,
+    ``dead_latents``, ``l0``, ``mse``, ``fraction_variance_explained``) and its ``loss_curve``.
+    """
+    return _sae_arrays(json.loads(_tms.load_sae(os.fspath(dir))))
+
+
+def _sae_arrays(file: Dict[str, Any]) -> Dict[str, Any]:
+    for entry in file["saes"]:
+        for key in ("w_enc", "b_enc", "w_dec", "b_dec", "threshold"):
+            if entry.get(key) is not None:
+                entry[key] = np.asarray(entry[key], dtype=np.float32)
+        scores = entry["scores"]
+        scores["best_match"] = np.array([_nan(v) for v in scores["best_match"]])
+    return file
+
+
+def _flags(options: Dict[str, Any]) -> List[str]:
+    """Keywords as the command line's flags: ``restarts=2`` → ``--restarts 2``, ``force=True`` →
+    ``--force``, lists joined by commas; None and False are left out."""
+    args: List[str] = []
     for key, value in options.items():
         flag = "--" + key.replace("_", "-")
         if value is True:
@@ -150,14 +200,7 @@ def reproduce(name: str, *, progress: ProgressArg = True, **options: Any) -> Dic
             if isinstance(value, (list, tuple)):
                 value = ",".join(str(v) for v in value)
             args += [flag, os.fspath(value) if isinstance(value, os.PathLike) else str(value)]
-    with _Progress(progress) as report:
-        _tms.reproduce(args, report)
-    out = os.fspath(options.get("out") or os.path.join("results", name))
-    return {
-        entry: load(os.path.join(out, entry))
-        for entry in sorted(os.listdir(out))
-        if os.path.exists(os.path.join(out, entry, "results.json"))
-    }
+    return args
 
 
 def devices() -> List[Dict[str, str]]:
