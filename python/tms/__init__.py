@@ -161,7 +161,7 @@ def sae(run: PathLike, out: PathLike, **options: Any) -> Dict[str, Any]:
     ``resample_every=2500``, ``instances=[0]``, ``seed=0``, ``backend="auto"``, ``force=True``
     (``tms sae --help`` lists them). The GIL is released while it trains.
 
-    >>> saes = tms.sae("results/sae/pentagon/toy", out="runs/sae", steps=5000, backend="cpu")
+    >>> saes = tms.sae("results/sae/pentagon", out="runs/sae", steps=5000, backend="cpu")
     >>> saes["saes"][0]["scores"]["mmcs"]
     """
     text = _tms.sae([os.fspath(run), "--out", os.fspath(out)] + _flags(options))
