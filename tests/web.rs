@@ -220,7 +220,7 @@ fn assert_matches_cpu(page: &Results, cpu_args: &[&str]) {
         (cpu.model, cpu.features, cpu.hidden, cpu.steps)
     );
     assert_eq!(page.instances.len(), cpu.instances.len());
-    let mut moved = 0.0f32;
+    let (mut moved, mut worst) = (0.0f32, (0.0f32, 0.0f32));
     for (p, c) in page.instances.iter().zip(&cpu.instances) {
         assert_eq!((p.density, &p.importance), (c.density, &c.importance));
         let pairs = p.w.iter().flatten().zip(c.w.iter().flatten());
@@ -235,6 +235,7 @@ fn assert_matches_cpu(page: &Results, cpu_args: &[&str]) {
             "density {}: max |ΔW| = {dw:e}, max |Δb| = {db:e}",
             p.density
         );
+        worst = (worst.0.max(dw), worst.1.max(db));
         let steps = |r: &tms::store::results::InstanceResult| -> Vec<u32> {
             r.loss_curve.iter().map(|(s, _)| *s).collect()
         };
@@ -250,6 +251,10 @@ fn assert_matches_cpu(page: &Results, cpu_args: &[&str]) {
         );
         moved = moved.max(c.b.iter().map(|v| v.abs()).fold(0.0, f32::max));
     }
+    eprintln!(
+        "page vs cpu trainer: max |ΔW| = {:e}, max |Δb| = {:e}",
+        worst.0, worst.1
+    );
     assert!(
         moved > 0.05,
         "the biases moved only {moved}: the run trained too little to tell"
