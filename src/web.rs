@@ -5,7 +5,7 @@
 //! the build writes what the JavaScript needs to drive the kernels, generated from the Rust
 //! declarations, so nothing about the interface is mirrored by hand:
 //! - `kernels/*.wgsl`: the tiled path's kernels (any n, m) and the register kernel for the sizes of
-//!   [`REGISTER_SIZES`], each assembled with the generated prelude of [`crate::gpu::abi`] exactly as
+//!   `REGISTER_SIZES`, each assembled with the generated prelude of [`crate::gpu::abi`] exactly as
 //!   the native trainer hands them to wgpu;
 //! - `abi.json`: the interface structs (fields, offsets, sizes), the kernel constants and binding
 //!   numbers, the bind group layout, the Philox constants and stream numbers, the kernels' entry
