@@ -46,6 +46,9 @@ pub enum Command {
     /// Train sparse autoencoders on a finished run's hidden activations, scored against its true
     /// features (the columns of W); writes DIR/sae.json.
     Sae(crate::sae::SaeOptions),
+    /// Write the static site that trains toy models in the browser through WebGPU (the same WGSL
+    /// kernels, driven by JavaScript); serve it with `python3 -m http.server -d DIR`.
+    Web(WebArgs),
 }
 
 #[derive(Args, Debug)]
@@ -87,6 +90,13 @@ pub struct PlotArgs {
     /// Run directory (with results.json) or a directory of run directories.
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct WebArgs {
+    /// Folder for the site (created if missing; its files are overwritten).
+    #[arg(long, value_name = "DIR", default_value = "tms-web")]
+    pub out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -170,6 +180,16 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Sae(options) => crate::sae::train_into(&options).map(drop),
+        Command::Web(args) => {
+            let written = crate::web::write_site(&args.out)?;
+            eprintln!(
+                "wrote {} files to {}; serve them with: python3 -m http.server -d {}",
+                written.len(),
+                args.out.display(),
+                args.out.display()
+            );
+            Ok(())
+        }
         Command::Plot(args) => {
             let written =
                 crate::figures::draw_all(&crate::figures::load_runs(&args.dir)?, &args.dir)?;

@@ -2,7 +2,7 @@
 //! GPU through wgpu compute shaders, with result files that Python loads in one line.
 //!
 //! Dependencies run one way, from the command line down to the maths: [`cli`] → {[`run`],
-//! [`reproduce`], [`merge`], [`bench`], [`sae`]} → {[`figures`], [`analysis`], [`store`], [`device`]} →
+//! [`reproduce`], [`merge`], [`bench`], [`sae`], [`web`]} → {[`figures`], [`analysis`], [`store`], [`device`]} →
 //! {[`cpu`], [`gpu`], [`multi`]} → [`trainer`] → {[`experiment`], [`model`], [`features`],
 //! [`optim`]}, with [`error`] beneath them all. Nothing imports `cli` (tests/module_graph.rs checks).
 //!
@@ -13,7 +13,8 @@
 //! formats: checkpoints and result files), [`run`] (training an experiment into a run directory),
 //! [`merge`] (joining shards), [`analysis`] (superposition metrics), [`figures`] (the paper's plots),
 //! [`reproduce`] (whole experiments), [`sae`] (sparse autoencoders on trained toy models, scored against
-//! the true features), [`bench`] (timings), [`cli`] (the command line), [`error`] (the
+//! the true features), [`bench`] (timings), [`web`] (the
+//! static site that trains in the browser through WebGPU), [`cli`] (the command line), [`error`] (the
 //! errors with their own exit status), [`testing`] (fixtures for tests).
 
 pub mod analysis;
@@ -36,3 +37,4 @@ pub mod sae;
 pub mod store;
 pub mod testing;
 pub mod trainer;
+pub mod web;

@@ -13,7 +13,7 @@
 #[macro_use]
 mod common;
 
-use common::have_gpu;
+use common::{have_gpu, LOSS_TOLERANCE, TRAJECTORY_TOLERANCE};
 use tms::cpu::CpuTrainer;
 use tms::device::Device;
 use tms::experiment::{Experiment, ModelKind, Settings};
@@ -315,7 +315,7 @@ fn trajectories_match_the_cpu() {
             assert_eq!(gpu_run.kernel(), kernel, "{what}: kernel choice");
             let gpu = run(&mut gpu_run, steps);
             let cpu = run(&mut CpuTrainer::new(&exp, TrainState::initial(&exp)), steps);
-            assert_close(&what, &gpu, &cpu, 2e-5, 1e-4);
+            assert_close(&what, &gpu, &cpu, TRAJECTORY_TOLERANCE, LOSS_TOLERANCE);
             // All-zero samples train only b: W moves only on the rare present features.
             let moved = if densities[0] < 1e-3 { 1e-4 } else { 0.05 };
             assert_trained(&what, &exp, &gpu.0, moved);
@@ -348,7 +348,7 @@ fn split_instances_follow_unsplit_ones() {
         assert_eq!(split_run.kernel(), Kernel::Split { slices });
         let split = run(&mut split_run, 150);
         let whole = run(&mut gpu_trainer(&exp, &with(Kernel::Register)), 150);
-        assert_close(&what, &split, &whole, 2e-5, 1e-4);
+        assert_close(&what, &split, &whole, TRAJECTORY_TOLERANCE, LOSS_TOLERANCE);
         assert_trained(&what, &exp, &split.0, 0.05);
     }
 }
@@ -388,7 +388,13 @@ fn split_sweeps_equal_unsplit_ones() {
         assert_eq!(a, b, "{kernel:?}: split and unsplit sweeps differ");
         assert_trained("split", &exp, &b.0, 0.01);
         let cpu = run(&mut CpuTrainer::new(&exp, TrainState::initial(&exp)), 60);
-        assert_close("split sweep vs cpu", &b, &cpu, 2e-5, 1e-4);
+        assert_close(
+            "split sweep vs cpu",
+            &b,
+            &cpu,
+            TRAJECTORY_TOLERANCE,
+            LOSS_TOLERANCE,
+        );
     }
 }
 
@@ -438,7 +444,13 @@ fn a_gpu_and_the_cpu_share_one_sweep() {
     let (mut both, _) = workers.trainer(&exp, TrainState::initial(&exp)).unwrap();
     let mut alone = CpuTrainer::new(&exp, TrainState::initial(&exp));
     let (shared, reference) = (run(both.as_mut(), 60), run(&mut alone, 60));
-    assert_close("gpu + cpu workers vs cpu", &shared, &reference, 2e-5, 1e-4);
+    assert_close(
+        "gpu + cpu workers vs cpu",
+        &shared,
+        &reference,
+        TRAJECTORY_TOLERANCE,
+        LOSS_TOLERANCE,
+    );
     let half = exp.hidden * exp.features * 2;
     assert_eq!(
         shared.0.w[..half],
