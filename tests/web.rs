@@ -3,6 +3,7 @@
 //! also receives the page's report (`autorun=1&report=/report`): config.json, weights.safetensors
 //! and results.json as the page's "download" gives them. The run must match `tms train --backend
 //! cpu` within the GPU trainer's tolerance, and the CLI must read the files back (`tms plot`).
+//! Without WebGPU the page must say so and still show a run (`view=`).
 //!
 //! Without Chromium the tests skip loudly, and so they do where Chromium offers no WebGPU, except
 //! under CI=true, where both fail: CI installs Debian's `chromium` (.ci/run). TMS_CHROMIUM names
@@ -125,23 +126,33 @@ fn serve(site: PathBuf) -> (u16, Receiver<(String, Vec<u8>)>) {
     (port, receive)
 }
 
-/// Builds the site with `tms web`, loads it in headless Chromium with the settings `query` plus
-/// `autorun=1&report=/report`, and returns the reported files (None when skipped).
-fn run_page(query: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+/// The site as `tms web --out DIR/site` writes it.
+fn build_site(dir: &Path) -> PathBuf {
+    let site = dir.join("site");
+    let built = tms(&["web", "--out", site.to_str().unwrap()]);
+    assert!(built.status.success(), "tms web: {built:?}");
+    site
+}
+
+/// Loads `site` in headless Chromium under `flags` with `query` plus `report=/report`, and collects
+/// the page's reports until all of `until` have come (or error.txt, where it is not expected);
+/// None when there is no Chromium (and not under CI).
+fn browse(
+    site: PathBuf,
+    query: &str,
+    flags: &[&str],
+    until: &[&str],
+) -> Option<BTreeMap<String, Vec<u8>>> {
     let Some(chromium) = chromium() else {
         unavailable("no chromium (apt-get install chromium)");
         return None;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let site = dir.path().join("site");
-    let built = tms(&["web", "--out", site.to_str().unwrap()]);
-    assert!(built.status.success(), "tms web: {built:?}");
+    let profile = tempfile::tempdir().unwrap();
     let (port, reports) = serve(site);
-    let url = format!("http://127.0.0.1:{port}/index.html?{query}&autorun=1&report=/report");
-    let profile = dir.path().join("profile");
+    let url = format!("http://127.0.0.1:{port}/index.html?{query}&report=/report");
     let mut browser = Command::new(chromium)
-        .args(CHROMIUM_FLAGS)
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(&url)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -153,9 +164,9 @@ fn run_page(query: &str) -> Option<BTreeMap<String, Vec<u8>>> {
         let left = REPORT_TIMEOUT.saturating_sub(started.elapsed());
         match reports.recv_timeout(left) {
             Ok((name, body)) => {
-                let done = name == "results.json" || name == "error.txt";
+                let failed = name == "error.txt" && !until.contains(&"error.txt");
                 files.insert(name, body);
-                if done {
+                if failed || until.iter().all(|n| files.contains_key(*n)) {
                     break Ok(());
                 }
             }
@@ -165,6 +176,20 @@ fn run_page(query: &str) -> Option<BTreeMap<String, Vec<u8>>> {
     let _ = browser.kill();
     let _ = browser.wait();
     outcome.unwrap();
+    Some(files)
+}
+
+/// Builds the site, trains with the settings `query` (`autorun=1`) and returns the reported files
+/// (None when skipped).
+fn run_page(query: &str) -> Option<BTreeMap<String, Vec<u8>>> {
+    let dir = tempfile::tempdir().unwrap();
+    let query = format!("{query}&autorun=1");
+    let files = browse(
+        build_site(dir.path()),
+        &query,
+        &CHROMIUM_FLAGS,
+        &["results.json"],
+    )?;
     if let Some(error) = files.get("error.txt") {
         let error = String::from_utf8_lossy(error);
         if error.starts_with("no WebGPU") {
@@ -295,6 +320,31 @@ fn register_kernel_in_chromium_matches_the_cpu_trainer() {
         "0.9",
     ];
     assert_matches_cpu(&page, &args);
+}
+
+/// Without WebGPU (Chromium without --enable-unsafe-webgpu offers no adapter) the page says so,
+/// and still shows a run of the CLI (`view=run`: results/basic/relu's results.json).
+#[test]
+fn without_webgpu_the_page_says_so_and_still_views_a_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = build_site(dir.path());
+    std::fs::create_dir(site.join("run")).unwrap();
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("results/basic/relu/results.json");
+    std::fs::copy(committed, site.join("run/results.json")).unwrap();
+    let flags = &CHROMIUM_FLAGS[..2];
+    let Some(files) = browse(site, "view=run", flags, &["viewed.txt", "error.txt"]) else {
+        return;
+    };
+    let text = |name: &str| String::from_utf8_lossy(&files[name]).to_string();
+    assert_eq!(
+        text("viewed.txt"),
+        "viewing 7 instances of n = 20, m = 5 from results.json"
+    );
+    assert!(
+        text("error.txt").starts_with("no WebGPU"),
+        "{}",
+        text("error.txt")
+    );
 }
 
 /// Every file of the site is served from its folder: no URL of another host anywhere.

@@ -2,7 +2,9 @@
 // figures redrawn as it goes, the run's files to download, a viewer for dropped run files, and the
 // automation interface the browser test uses: `autorun=1` trains on load, and `report=URL` POSTs the
 // run's config.json and weights.safetensors to URL?file=NAME, then results.json to URL itself (or,
-// when the page cannot train, its reason to URL?file=error.txt).
+// when the page cannot train, its reason to URL?file=error.txt). `view=URL` shows the run whose
+// results.json is at URL/results.json, as if its files were dropped on the page (and reports what it
+// shows to URL?file=viewed.txt).
 
 import { makeHost, checkKnownAnswers } from "./philox.js";
 import { SETTINGS, defaultValues, resolve, initialWeights, evaluate } from "./experiment.js";
@@ -28,7 +30,12 @@ async function post(url, body) {
 
 // Tells the test harness (if any) why the page cannot train.
 async function reportError(message) {
-  if (report) await post(`${report}${report.includes("?") ? "&" : "?"}file=error.txt`, message);
+  if (report) await post(reportUrl("error.txt"), message);
+}
+
+// Where the page reports file `name`.
+function reportUrl(name) {
+  return `${report}${report.includes("?") ? "&" : "?"}file=${name}`;
 }
 
 function buildForm(values) {
@@ -93,7 +100,12 @@ async function main() {
   for (const s of SETTINGS) if (params.has(s.key)) values[s.key] = params.get(s.key);
   buildForm(values);
   $("preset").onclick = () => buildForm(defaultValues(abi.defaults));
-  setUpViewer();
+  const show = setUpViewer();
+  if (params.has("view")) {
+    const bytes = new Uint8Array(await (await fetch(`${params.get("view")}/results.json`)).arrayBuffer());
+    const shown = show({ "results.json": bytes });
+    if (report) await post(reportUrl("viewed.txt"), shown);
+  }
 
   const wrong = checkKnownAnswers(host, abi);
   if (wrong.length) {
@@ -160,25 +172,32 @@ async function train(gpu, abi, kernels, host, stopRequested) {
   offerDownloads(files);
   say("status", `${exp.steps} steps in ${seconds.toFixed(1)} s (${((1000 * seconds) / exp.steps).toFixed(2)} ms per step) on ${gpu.name}`);
   if (report) {
-    const at = (name) => `${report}${report.includes("?") ? "&" : "?"}file=${name}`;
-    await post(at("timing.json"), JSON.stringify({ steps: exp.steps, seconds, adapter: gpu.name }));
-    await post(at("config.json"), files["config.json"]);
-    await post(at("weights.safetensors"), files["weights.safetensors"]);
+    await post(reportUrl("timing.json"), JSON.stringify({ steps: exp.steps, seconds, adapter: gpu.name }));
+    await post(reportUrl("config.json"), files["config.json"]);
+    await post(reportUrl("weights.safetensors"), files["weights.safetensors"]);
     await post(report, files["results.json"]);
   }
 }
 
-// Drag-and-drop (and the file chooser): view a run's files without training.
+// Drag-and-drop (and the file chooser): view a run's files without training. Returns the function
+// that shows files ({name: bytes}) and says what it showed.
 function setUpViewer() {
-  const show = async (list) => {
+  const show = (files) => {
     try {
-      const files = {};
-      for (const f of list) files[f.name] = new Uint8Array(await f.arrayBuffer());
-      drawRun(runFromFiles(files));
-      say("status", `viewing ${Object.keys(files).join(", ")}`);
+      const run = runFromFiles(files);
+      drawRun(run);
+      const what = `viewing ${run.instances.length} instances of n = ${run.features}, m = ${run.hidden} from ${Object.keys(files).join(", ")}`;
+      say("status", what);
+      return what;
     } catch (e) {
       say("status", `cannot view these files: ${e.message}`, true);
+      return e.message;
     }
+  };
+  const read = async (list) => {
+    const files = {};
+    for (const f of list) files[f.name] = new Uint8Array(await f.arrayBuffer());
+    show(files);
   };
   window.addEventListener("dragover", (e) => {
     e.preventDefault();
@@ -188,9 +207,10 @@ function setUpViewer() {
   window.addEventListener("drop", (e) => {
     e.preventDefault();
     $("dropzone").hidden = true;
-    show(e.dataTransfer.files);
+    read(e.dataTransfer.files);
   });
-  $("files").addEventListener("change", (e) => show(e.target.files));
+  $("files").addEventListener("change", (e) => read(e.target.files));
+  return show;
 }
 
 main().catch(async (e) => {

@@ -46,12 +46,6 @@ pub fn tms_ok_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     out
 }
 
-/// How far a GPU trainer's W and b may stray from the CPU trainer's over a few hundred steps
-/// (absolute), and its logged losses (relative): tests/gpu.rs explains the margin. The browser test
-/// (tests/web.rs) holds the page's WebGPU runs to the same.
-pub const TRAJECTORY_TOLERANCE: f32 = 2e-5;
-pub const LOSS_TOLERANCE: f32 = 1e-4;
-
 /// Whether there is a GPU adapter to test on; panics under CI=true when there is none (CI must
 /// install mesa-vulkan-drivers), and says loudly that it skips otherwise.
 pub fn have_gpu() -> bool {
@@ -180,3 +174,9 @@ pub fn assert_top_m(metrics: &InstanceMetrics, m: usize, what: &str) {
         metrics.dimensions_per_feature
     );
 }
+
+/// How far a GPU trainer's W and b may stray from the CPU trainer's over a few hundred steps
+/// (absolute), and its logged losses (relative): tests/gpu.rs explains the margin. The browser test
+/// (tests/web.rs) holds the page's WebGPU runs to the same.
+pub const TRAJECTORY_TOLERANCE: f32 = 2e-5;
+pub const LOSS_TOLERANCE: f32 = 1e-4;
