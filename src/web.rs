@@ -17,8 +17,8 @@
 
 use crate::experiment::{geometric_importance, Experiment, Settings};
 use crate::features::{
-    init_normal, philox4x32_10, presence_threshold, seed_key, FeatureSource, Stream, PHILOX_M0,
-    PHILOX_M1, PHILOX_W0, PHILOX_W1,
+    init_normal, philox4x32_10, presence_threshold, seed_key, Distribution, FeatureSource, Stream,
+    PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1,
 };
 use crate::gpu::abi::{
     Config, Params, WgslStruct, BATCH_BINDING, CONSTANTS, DELTA_BINDING, DISPATCH_BINDING,
@@ -197,8 +197,14 @@ fn known_answers(defaults: &Experiment) -> Value {
             json!({"step": step, "constants": [c.step_size, c.bias2_sqrt, c.decay_factor, c.l2]})
         })
         .collect();
+    // The feature distribution's layout words for the page's (default) distribution.
+    let layouts: Vec<Value> = [5usize, 20]
+        .iter()
+        .map(|&n| json!({"features": n, "words": Distribution::default().layout_words(n)}))
+        .collect();
     json!({
         "philox": philox,
+        "layout_words": layouts,
         "normals": normals,
         "samples": samples,
         "thresholds": thresholds,

@@ -102,7 +102,16 @@ export function makeHost(abi) {
     return [lr / bias1, Math.sqrt(bias2), adamw ? 1 - lr * o.weight_decay : 1, adamw ? 0 : o.weight_decay].map(Math.fround);
   }
 
-  return { philox, seedKey, initNormal, presenceThreshold, evalSample, geometricImportance, stepConstants };
+  // The shard's layout words of the default feature distribution (features::Distribution::
+  // layout_words): a header (uniform values, no exactly-K, paper mode, "plain"), then per feature its
+  // set's first feature and size | kind << 30, here itself and 1 (independent).
+  function layoutWords(features) {
+    const words = [0, 0, 0, 1];
+    for (let f = 0; f < features; f++) words.push(f, 1);
+    return words;
+  }
+
+  return { philox, seedKey, initNormal, presenceThreshold, evalSample, geometricImportance, stepConstants, layoutWords };
 }
 
 // Compares the port with the Rust known answers of abi.json; returns a list of disagreements (empty
@@ -119,6 +128,10 @@ export function checkKnownAnswers(host, abi) {
   for (const { seed, instance, index, value } of ka.normals) {
     const got = host.initNormal(seed, instance, index);
     if (!ulps(got, value, 4 * 2 ** -52)) wrong.push(`normal ${seed}/${instance}/${index}: ${got} ≠ ${value}`);
+  }
+  for (const { features, words } of ka.layout_words) {
+    const got = host.layoutWords(features);
+    if (got.length !== words.length || got.some((v, i) => v !== words[i])) wrong.push(`layout words of ${features} features`);
   }
   for (const { density, threshold } of ka.thresholds) {
     if (host.presenceThreshold(density) !== threshold) wrong.push(`threshold ${density}`);

@@ -89,9 +89,11 @@ export class WebTrainer {
     t.state = storage(sizes.state);
     device.queue.writeBuffer(t.state, 0, state);
 
-    // Shard: Config, the importances (f32 bits), the presence thresholds.
+    // Shard: Config, the importances (f32 bits), the presence thresholds, the feature
+    // distribution's layout words (the default distribution: the kernels' plain sampler).
     const cfg = abi.structs.Config;
-    const shard = new ArrayBuffer(cfg.size + 4 * (I * n + I));
+    const layoutWords = host.layoutWords(n);
+    const shard = new ArrayBuffer(cfg.size + 4 * (I * n + I + layoutWords.length));
     const view = new DataView(shard);
     const [seedLo, seedHi] = host.seedKey(exp.seed);
     const o = exp.optimizer;
@@ -105,6 +107,7 @@ export class WebTrainer {
       inst.importance.forEach((v, j) => view.setFloat32(cfg.size + 4 * (i * n + j), v, true));
       view.setUint32(cfg.size + 4 * (I * n + i), host.presenceThreshold(inst.density), true);
     });
+    layoutWords.forEach((word, k) => view.setUint32(cfg.size + 4 * (I * n + I + k), word, true));
     const shardBuffer = storage(shard.byteLength);
     device.queue.writeBuffer(shardBuffer, 0, shard);
 
