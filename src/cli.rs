@@ -212,6 +212,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
                 Some((index, count)) => exp.shard(index, count)?,
                 None => exp,
             };
+            device.check(&exp)?;
             let dir = crate::run::new_run(&exp, &args.out, args.force)?;
             crate::run::train(exp, &device, &dir, args.checkpoint_every)?
         }

@@ -16,6 +16,21 @@ pub mod trainer;
 
 pub use trainer::{GpuOptions, GpuTrainer, Kernel};
 
+use crate::error::UsageError;
+use crate::experiment::ModelKind;
+
+/// Refuses a model kind the kernels do not compute yet: they hold the tied output-ReLU and linear
+/// models only; the privileged-basis (`relu-hidden`) and untied `abs` models train on the CPU.
+pub fn check_model(model: ModelKind) -> Result<(), UsageError> {
+    if model.hidden_relu() {
+        return Err(UsageError(format!(
+            "the GPU trainer does not train --model {} yet (linear and relu only); use --backend cpu",
+            model.name()
+        )));
+    }
+    Ok(())
+}
+
 use abi::{
     BATCH_BINDING, DELTA_BINDING, DISPATCH_BINDING, GRAD_BINDING, HIDDEN_BINDING, LOSSES_BINDING,
     SHARD_BINDING, STATE_BINDING,

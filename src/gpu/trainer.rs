@@ -202,6 +202,7 @@ impl GpuTrainer {
         state: TrainState,
         options: &GpuOptions,
     ) -> anyhow::Result<GpuTrainer> {
+        super::check_model(exp.model)?;
         let gpu = Gpu::open(options.adapter.as_deref())?;
         // Catch validation errors (e.g. a backend that cannot run a kernel) as errors, not panics.
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);

@@ -86,7 +86,7 @@ pub fn summary_markdown(runs: &[(RunConfig, Results)]) -> String {
     for ((_, results), metrics) in runs.iter().zip(&all_metrics) {
         let name = match results.model {
             ModelKind::Linear => "linear",
-            ModelKind::Relu => "ReLU output",
+            other => model_label(other),
         };
         let _ = writeln!(out, "## {name} model\n");
         let _ = writeln!(out, "| density 1 − S | features represented | in superposition | dimensions per feature | mean D_i of represented | eval loss | negative biases |");

@@ -24,12 +24,17 @@ pub fn checkpoint_path(dir: &Path) -> PathBuf {
 /// The tensors of a checkpoint, in the order they are written and digested, with their shapes for
 /// `exp` and `records` loss records.
 fn layout(exp: &Experiment, records: usize) -> [(&'static str, Dtype, Vec<usize>); 8] {
-    let (count, m, n) = (exp.instances.len(), exp.hidden, exp.features);
+    // The weights as the trainers hold them: m rows of n, 2m for the untied model (W₁, then W₂ᵀ).
+    let (count, rows, n) = (
+        exp.instances.len(),
+        exp.model.weight_rows(exp.hidden),
+        exp.features,
+    );
     [
-        ("W", Dtype::F32, vec![count, m, n]),
+        ("W", Dtype::F32, vec![count, rows, n]),
         ("b", Dtype::F32, vec![count, n]),
-        ("adam_m_W", Dtype::F32, vec![count, m, n]),
-        ("adam_v_W", Dtype::F32, vec![count, m, n]),
+        ("adam_m_W", Dtype::F32, vec![count, rows, n]),
+        ("adam_v_W", Dtype::F32, vec![count, rows, n]),
         ("adam_m_b", Dtype::F32, vec![count, n]),
         ("adam_v_b", Dtype::F32, vec![count, n]),
         ("loss_steps", Dtype::U32, vec![records]),
