@@ -123,7 +123,7 @@ impl Device {
     /// a run directory is touched; `auto` falls back to the CPU instead.
     pub fn check(&self, exp: &Experiment) -> Result<(), UsageError> {
         match self {
-            Device::Gpu { .. } => crate::gpu::check_model(exp.model),
+            Device::Gpu { .. } => crate::gpu::check_model(exp),
             Device::Many(devices) => devices.iter().try_for_each(|d| d.check(exp)),
             Device::Cpu | Device::Auto { .. } => Ok(()),
         }

@@ -164,7 +164,7 @@ fn interpolate(stops: &[(u8, u8, u8)], t: f64) -> RGBColor {
 }
 
 /// Diverging blue–white–red for v in [−1, 1] (ColorBrewer RdBu).
-fn diverging(v: f64) -> RGBColor {
+pub(crate) fn diverging(v: f64) -> RGBColor {
     const STOPS: [(u8, u8, u8); 7] = [
         (33, 102, 172),
         (103, 169, 207),

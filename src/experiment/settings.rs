@@ -44,7 +44,8 @@ settings! {
     pub struct Settings {
         /// Toy model: relu x' = ReLU(WᵀWx + b), linear x' = WᵀWx + b, relu-hidden
         /// x' = ReLU(Wᵀ ReLU(Wx) + b), or abs y' = ReLU(W₂ ReLU(W₁x) + b) trained on features
-        /// uniform on [−1, 1] to compute |x| (default relu; the last two on the CPU only).
+        /// uniform on [−1, 1] to compute |x| (default relu; the last two on the GPU up to 256
+        /// parameters per instance).
         #[arg(long, value_enum)]
         pub model: Option<ModelKind>,
         /// Number of features n (default 20).

@@ -17,15 +17,20 @@ pub mod trainer;
 pub use trainer::{GpuOptions, GpuTrainer, Kernel};
 
 use crate::error::UsageError;
-use crate::experiment::ModelKind;
+use crate::experiment::Experiment;
 
-/// Refuses a model kind the kernels do not compute yet: they hold the tied output-ReLU and linear
-/// models only; the privileged-basis (`relu-hidden`) and untied `abs` models train on the CPU.
-pub fn check_model(model: ModelKind) -> Result<(), UsageError> {
-    if model.hidden_relu() {
+/// Refuses a model the kernels do not compute yet: the privileged-basis (`relu-hidden`) and abs
+/// models train on the GPU through the register kernel only (all their parameters, m·n + n, or
+/// 2·m·n + n for abs, ≤ [`abi::REGISTER_MAX_PARAMS`]; the tiled kernels have no hidden ReLU nor
+/// W₂); larger ones train on the CPU.
+pub fn check_model(exp: &Experiment) -> Result<(), UsageError> {
+    let (model, n, params) = (exp.model, exp.features, exp.params_per_instance());
+    if model.hidden_relu() && params > abi::REGISTER_MAX_PARAMS as usize {
         return Err(UsageError(format!(
-            "the GPU trainer does not train --model {} yet (linear and relu only); use --backend cpu",
-            model.name()
+            "the GPU trains --model {} with the register kernel only (at most {} parameters per instance); n = {n}, m = {} has {params}: use --backend cpu",
+            model.name(),
+            abi::REGISTER_MAX_PARAMS,
+            exp.hidden
         )));
     }
     Ok(())

@@ -86,6 +86,7 @@ pub fn summary_markdown(runs: &[(RunConfig, Results)]) -> String {
     for ((_, results), metrics) in runs.iter().zip(&all_metrics) {
         let name = match results.model {
             ModelKind::Linear => "linear",
+            ModelKind::Relu => "ReLU output",
             other => model_label(other),
         };
         let _ = writeln!(out, "## {name} model\n");

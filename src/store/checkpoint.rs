@@ -240,4 +240,25 @@ mod tests {
         assert_eq!(back.records[0], records[0]);
         assert!(back.records[1].losses[0].is_nan());
     }
+
+    /// The untied model's weights (W₁ and W₂ᵀ, 2m rows) round-trip too.
+    #[test]
+    fn untied_checkpoint_round_trips_exactly() {
+        let exp = crate::experiment::Settings {
+            model: Some(crate::experiment::ModelKind::Abs),
+            features: Some(6),
+            hidden: Some(4),
+            density: Some(vec![1.0, 0.1]),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let mut state = TrainState::initial(&exp);
+        assert_eq!(state.w.len(), 2 * 2 * 4 * 6);
+        state.m_w[47] = -0.5;
+        let dir = tempfile::tempdir().unwrap();
+        write_checkpoint(dir.path(), &exp, &state, &[], None).unwrap();
+        let back = read_checkpoint(dir.path()).unwrap();
+        assert_eq!((back.experiment, back.state), (exp, state));
+    }
 }

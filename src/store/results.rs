@@ -171,45 +171,48 @@ impl Results {
     }
 }
 
-/// The [`SettingSummary`] of every setting, in setting order (after [`mark_best_of_settings`]).
+/// The [`SettingSummary`] of every setting the instances hold (a shard may hold only some), in
+/// setting order (after [`mark_best_of_settings`]).
 pub fn summarize_settings(instances: &[InstanceResult]) -> Vec<SettingSummary> {
-    let settings = instances.iter().map(|r| r.setting + 1).max().unwrap_or(0);
-    let mut losses: Vec<Vec<f64>> = vec![vec![]; settings];
-    let mut summaries: Vec<SettingSummary> = (0..settings)
-        .map(|setting| SettingSummary {
-            setting,
-            density: f64::NAN,
-            restarts: 0,
-            best_instance: None,
-            eval_loss_min: None,
-            eval_loss_q1: None,
-            eval_loss_median: None,
-            eval_loss_q3: None,
-            eval_loss_max: None,
-        })
-        .collect();
+    let mut by_setting: std::collections::BTreeMap<usize, (SettingSummary, Vec<f64>)> =
+        Default::default();
     for (i, r) in instances.iter().enumerate() {
-        let summary = &mut summaries[r.setting];
-        summary.density = r.density;
+        let (summary, losses) = by_setting.entry(r.setting).or_insert_with(|| {
+            let summary = SettingSummary {
+                setting: r.setting,
+                density: r.density,
+                restarts: 0,
+                best_instance: None,
+                eval_loss_min: None,
+                eval_loss_q1: None,
+                eval_loss_median: None,
+                eval_loss_q3: None,
+                eval_loss_max: None,
+            };
+            (summary, vec![])
+        });
         summary.restarts += 1;
         if r.best_of_setting {
             summary.best_instance = Some(i);
         }
-        losses[r.setting].extend(r.eval_loss);
+        losses.extend(r.eval_loss);
     }
-    for (summary, mut losses) in summaries.iter_mut().zip(losses) {
-        losses.sort_by(f64::total_cmp);
-        let rank = |q: f64| {
-            let last = losses.len().checked_sub(1)?;
-            Some(losses[(q * last as f64).round() as usize])
-        };
-        summary.eval_loss_min = rank(0.0);
-        summary.eval_loss_q1 = rank(0.25);
-        summary.eval_loss_median = rank(0.5);
-        summary.eval_loss_q3 = rank(0.75);
-        summary.eval_loss_max = rank(1.0);
-    }
-    summaries
+    by_setting
+        .into_values()
+        .map(|(mut summary, mut losses)| {
+            losses.sort_by(f64::total_cmp);
+            let rank = |q: f64| {
+                let last = losses.len().checked_sub(1)?;
+                Some(losses[(q * last as f64).round() as usize])
+            };
+            summary.eval_loss_min = rank(0.0);
+            summary.eval_loss_q1 = rank(0.25);
+            summary.eval_loss_median = rank(0.5);
+            summary.eval_loss_q3 = rank(0.75);
+            summary.eval_loss_max = rank(1.0);
+            summary
+        })
+        .collect()
 }
 
 /// Marks, for each setting, the restart with the lowest evaluation loss (ties go to the first).
@@ -384,4 +387,47 @@ pub fn read_weights(dir: &Path) -> anyhow::Result<StoredWeights> {
         shape,
         digest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard holds some settings only (here 2 and 3, three restarts of 2): each is summarised
+    /// once, with its best restart and the nearest-rank quantiles of its losses.
+    #[test]
+    fn settings_are_summarised_as_the_instances_hold_them() {
+        let base =
+            crate::testing::toy_results(crate::experiment::ModelKind::Relu).instances[0].clone();
+        let inst = |setting: usize, restart: u32, loss: f64| InstanceResult {
+            setting,
+            restart,
+            density: 0.1 * setting as f64,
+            eval_loss: Some(loss),
+            ..base.clone()
+        };
+        let mut instances = vec![
+            inst(2, 0, 3.0),
+            inst(2, 1, 1.0),
+            inst(2, 2, 2.0),
+            inst(3, 0, 5.0),
+        ];
+        mark_best_of_settings(&mut instances);
+        let summaries = summarize_settings(&instances);
+        assert_eq!(summaries.len(), 2);
+        let s = &summaries[0];
+        assert_eq!((s.setting, s.restarts, s.best_instance), (2, 3, Some(1)));
+        assert_eq!(
+            (s.eval_loss_min, s.eval_loss_median, s.eval_loss_max),
+            (Some(1.0), Some(2.0), Some(3.0))
+        );
+        assert_eq!(
+            (summaries[1].setting, summaries[1].eval_loss_q1),
+            (3, Some(5.0))
+        );
+        // And results.json reads back what it wrote.
+        let text = serde_json::to_string(&summaries).unwrap();
+        let back: Vec<SettingSummary> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, summaries);
+    }
 }
