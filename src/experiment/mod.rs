@@ -387,7 +387,7 @@ impl Experiment {
         self.weights_per_instance() + self.features
     }
 
-    /// Weights per instance, as [`crate::trainer::TrainState`] holds them: W (m × n), then for an
+    /// Weights per instance, as the trainers' state holds them: W (m × n), then for an
     /// untied model W₂ transposed (m × n, so that both models' backward passes read the same rows).
     pub fn weights_per_instance(&self) -> usize {
         self.model.weight_rows(self.hidden) * self.features
