@@ -223,6 +223,7 @@ mod tests {
             density: 1.0,
             importance: vec![1.0; columns.len()],
             w,
+            w2: None,
             b: vec![0.0; columns.len()],
             final_loss: Some(0.0),
             eval_loss: Some(0.0),

@@ -17,23 +17,33 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// A standard benchmark workload (ReLU model, batch 1024).
+/// A standard benchmark workload (batch 1024; the ReLU output model unless it names another).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Workload {
     pub name: String,
     pub features: usize,
     pub hidden: usize,
     pub densities: Vec<f64>,
+    #[serde(default = "relu")]
+    pub model: ModelKind,
 }
 
-/// The workloads of the benchmark: `basic`, `sweep`, `geometry`, `large`.
+fn relu() -> ModelKind {
+    ModelKind::Relu
+}
+
+/// The workloads of the benchmark: `basic`, `sweep`, `geometry`, `large`, and the later sections'
+/// models: `privileged` (ReLU hidden, n = 10, m = 5, the paper's 7 densities × 100 restarts) and
+/// `abs` (n = 100, m = 40, ARENA's 7 densities).
 pub fn standard_workloads() -> Vec<Workload> {
     let w = |name: &str, features, hidden, densities| Workload {
         name: name.into(),
         features,
         hidden,
         densities,
+        model: ModelKind::Relu,
     };
+    let privileged = [0.75, 0.35, 0.15, 0.1, 0.06, 0.02, 0.01];
     vec![
         w(
             "basic",
@@ -44,6 +54,19 @@ pub fn standard_workloads() -> Vec<Workload> {
         w("sweep", 20, 5, log_grid(1.0, 1e-3, 1024)),
         w("geometry", 400, 30, log_grid(1.0, 1e-3, 32)),
         w("large", 2048, 256, log_grid(1.0, 1e-1, 4)),
+        Workload {
+            model: ModelKind::ReluHidden,
+            ..w("privileged", 10, 5, privileged.repeat(100))
+        },
+        Workload {
+            model: ModelKind::Abs,
+            ..w(
+                "abs",
+                100,
+                40,
+                crate::experiment::DEFAULT_DENSITIES.to_vec(),
+            )
+        },
     ]
 }
 
@@ -51,7 +74,7 @@ impl Workload {
     /// The experiment of this workload with `steps` steps (one log point at the end).
     pub fn experiment(&self, steps: u32) -> Experiment {
         Settings {
-            model: Some(ModelKind::Relu),
+            model: Some(self.model),
             features: Some(self.features),
             hidden: Some(self.hidden),
             density: Some(self.densities.clone()),
@@ -276,7 +299,7 @@ fn chosen_workloads(names: Option<&[String]>) -> Result<Vec<Workload>, UsageErro
                 .cloned()
                 .ok_or_else(|| {
                     UsageError(format!(
-                        "invalid --workload: {name} (one of basic, sweep, geometry, large)"
+                        "invalid --workload: {name} (one of basic, sweep, geometry, large, privileged, abs)"
                     ))
                 })
         })
@@ -300,6 +323,10 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
     for workload in &workloads {
         for (name, device) in Device::every(options.backend) {
             let exp = workload.experiment(MAX_STEPS);
+            if let Err(why) = device.check(&exp) {
+                eprintln!("skipping {} on {name}: {why}", workload.name);
+                continue;
+            }
             let (mut trainer, _) = device.trainer(&exp, TrainState::initial(&exp))?;
             eprintln!("timing {} on {name} ({})", workload.name, trainer.device());
             rows.push(measure(
@@ -311,7 +338,8 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
                 repeats,
             )?);
         }
-        if options.compare_pytorch {
+        // benches/pytorch_loop.py is the notebook's tied output-ReLU model only.
+        if options.compare_pytorch && workload.model == ModelKind::Relu {
             for device in if cuda {
                 vec!["cpu", "cuda"]
             } else {
@@ -406,9 +434,13 @@ mod tests {
                 ("basic", 20, 5, 7),
                 ("sweep", 20, 5, 1024),
                 ("geometry", 400, 30, 32),
-                ("large", 2048, 256, 4)
+                ("large", 2048, 256, 4),
+                ("privileged", 10, 5, 700),
+                ("abs", 100, 40, 7)
             ]
         );
+        assert_eq!(w[4].model, ModelKind::ReluHidden);
+        assert_eq!(w[5].model, ModelKind::Abs);
         let d = &w[1].densities;
         assert!((d[0] - 1.0).abs() < 1e-12 && (d[1023] - 1e-3).abs() < 1e-12);
         assert_eq!(w[0].flops_per_step(), 10.0 * 1024.0 * 100.0 * 7.0);

@@ -8,8 +8,10 @@ use crate::device::{BackendChoice, Device};
 use crate::error::UsageError;
 use crate::experiment::Settings;
 use crate::gpu::list_adapters;
+use crate::reproduce::computation::Computation;
 use crate::reproduce::geometry::UniformSuperposition;
 use crate::reproduce::phase::PhaseDiagrams;
+use crate::reproduce::privileged::Privileged;
 use crate::reproduce::{
     basic::Basic, correlated::Correlated, intro::Intro, reproduce, ReproduceOptions, Reproduction,
 };
@@ -132,6 +134,12 @@ pub enum ReproduceCommand {
         #[command(flatten)]
         sweep: UniformSuperposition,
     },
+    /// The privileged basis: ReLU on the hidden layer (n = 10, m = 5, I_i = 0.75^i), 13 densities,
+    /// W and its per-neuron stacked weights.
+    Privileged(ReproduceOptions),
+    /// Computation in superposition: the untied model computing |x| (n = 3, m = 6; n = 100, m = 40
+    /// over seven densities; the asymmetric motif n = 6, m = 10).
+    Computation(ReproduceOptions),
     /// Sparse autoencoders on toy models (n = 5, m = 2; n = 100, m = 20; n = 400, m = 30), scored
     /// against the true features.
     Sae {
@@ -156,6 +164,8 @@ impl ReproduceCommand {
             ReproduceCommand::Geometry { options, sweep } => (sweep, options),
             ReproduceCommand::Sae { options, saes } => (saes, options),
             ReproduceCommand::Correlated(options) => (&Correlated, options),
+            ReproduceCommand::Privileged(options) => (&Privileged, options),
+            ReproduceCommand::Computation(options) => (&Computation, options),
         }
     }
 }
@@ -238,6 +248,7 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
                 Some((index, count)) => exp.shard(index, count)?,
                 None => exp,
             };
+            device.check(&exp)?;
             let dir = crate::run::new_run(&exp, &args.out, args.force)?;
             crate::run::train(exp, &device, &dir, args.checkpoint_every)?
         }

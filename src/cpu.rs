@@ -13,7 +13,7 @@
 //! the matrix path of `dense` instead (see [`MATRIX_PATH_ABOVE_BYTES`]).
 
 use crate::experiment::{Experiment, ModelKind};
-use crate::features::{unit_float, FeatureSource, LANES};
+use crate::features::{FeatureSource, LANES};
 use crate::model::{backward, forward_over, output_delta, zero_sample, Scratch};
 use crate::optim::{adam_update, step_table, AdamHyper};
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
@@ -28,9 +28,11 @@ pub const CHUNK_SAMPLES: usize = 256;
 /// every committed result (at most 100 × 10), stay on the block pass, bit for bit as before.
 const MATRIX_PATH_ABOVE_BYTES: usize = 128 << 10;
 
-/// Whether the chunks of `exp` take the matrix path.
+/// Whether the chunks of `exp` take the matrix path (written for the tied models without a hidden
+/// ReLU; the privileged-basis and abs models always take the block pass).
 fn matrix_path(exp: &Experiment) -> bool {
-    exp.features * exp.hidden * std::mem::size_of::<F32x8>() > MATRIX_PATH_ABOVE_BYTES
+    !exp.model.hidden_relu()
+        && exp.features * exp.hidden * std::mem::size_of::<F32x8>() > MATRIX_PATH_ABOVE_BYTES
 }
 
 mod dense;
@@ -240,22 +242,24 @@ impl<L: Lanes> Chunk<L> {
         matrix: bool,
     ) -> Chunk<L> {
         let (n, m, len) = (exp.features, exp.hidden, samples.len());
+        let rows = exp.model.weight_rows(m);
         let dense = matrix.then(|| Dense::new(len, n, m));
-        let (bn, bm) = if matrix { (0, 0) } else { (n, m) };
+        let (bn, bm, brows) = if matrix { (0, 0, 0) } else { (n, m, rows) };
         let source = FeatureSource::train(
             exp.seed,
             exp.global_index(instance),
             exp.instances[instance].density,
             n,
         )
-        .with(&exp.data.distribution());
+        .with(&exp.data.distribution())
+        .signed(exp.model.computes_abs());
         let words = source.presence_words();
         let drawn = if source.is_plain() || matrix { 0 } else { n };
         Chunk {
             instance,
             source,
             samples,
-            grad_w: vec![0.0; m * n],
+            grad_w: vec![0.0; rows * n],
             grad_b: vec![0.0; n],
             loss: 0.0,
             present: vec![0; source.presence_stream_len(len)],
@@ -263,7 +267,7 @@ impl<L: Lanes> Chunk<L> {
             block_bits: vec![0; words],
             columns: Vec::with_capacity(bn),
             scratch: Scratch::new(bn, bm),
-            acc_w: vec![L::ZERO; bm * bn],
+            acc_w: vec![L::ZERO; brows * bn],
             acc_b: vec![L::ZERO; bn],
             zero_delta: vec![0.0; bn],
             drawn: vec![0.0; drawn],
@@ -271,21 +275,22 @@ impl<L: Lanes> Chunk<L> {
         }
     }
 
-    /// The bytes of the buffers [`Chunk::new`] allocates for `len` samples, one term per buffer in
-    /// the same order, so that a new buffer is counted where it is added.
-    fn bytes(n: usize, m: usize, len: usize, matrix: bool, plain: bool) -> u64 {
+    /// The bytes of the buffers [`Chunk::new`] allocates for `len` samples of a model whose weights
+    /// are `rows` rows of n, one term per buffer in the same order, so that a new buffer is counted
+    /// where it is added.
+    fn bytes(n: usize, m: usize, rows: usize, len: usize, matrix: bool, plain: bool) -> u64 {
         let words = n.div_ceil(64);
         let dense = if matrix { Dense::bytes(len, n, m) } else { 0 };
-        let (n, m, bn, bm) = (n, m, if matrix { 0 } else { n }, if matrix { 0 } else { m });
+        let (bn, bm, brows) = if matrix { (0, 0, 0) } else { (n, m, rows) };
         let (f32s, u32s, u64s, usizes, lanes) = (4, 4, 8, 8, std::mem::size_of::<F32x8>());
-        let bytes = m * n * f32s // grad_w
+        let bytes = rows * n * f32s // grad_w
             + n * f32s // grad_b
             + ((len * n.div_ceil(4)).div_ceil(LANES) + 2) * u32s // present
             + bn * lanes // x
             + words * u64s // block_bits
             + bn * usizes // columns
             + (bm + bn + bn + bm) * lanes // scratch: h, y, delta, dh
-            + bm * bn * lanes // acc_w
+            + brows * bn * lanes // acc_w
             + bn * lanes // acc_b
             + bn * f32s // zero_delta
             + if plain { 0 } else { bn * f32s } // drawn
@@ -422,7 +427,7 @@ impl<L: Lanes> Chunk<L> {
         for (call, &(lane, group, nibble)) in pending.targets[..pending.count].iter().enumerate() {
             for (w, word) in values.iter().enumerate() {
                 if nibble >> w & 1 != 0 {
-                    self.x[4 * group + w].set(lane, unit_float(word[call]));
+                    self.x[4 * group + w].set(lane, self.source.value(word[call]));
                 }
             }
         }
@@ -453,9 +458,9 @@ impl<L: Lanes> Chunk<L> {
         // c in the live lanes, 0 in the padding ones: zeroes their loss and gradient.
         let c_lanes = L::from_array(std::array::from_fn(|l| if l < lanes { c } else { 0.0 }));
         let s = &mut self.scratch;
-        forward_over(w, b, &self.x, self.columns.iter().copied(), s);
+        forward_over(kind, w, b, &self.x, self.columns.iter().copied(), s);
         let loss = output_delta(kind, importance, &self.x, c_lanes, s);
-        backward(w, &self.x, s, &mut self.acc_w, &mut self.acc_b);
+        backward(kind, w, &self.x, s, &mut self.acc_w, &mut self.acc_b);
         for &j in &self.columns {
             self.x[j] = L::ZERO;
         }
@@ -500,9 +505,11 @@ impl CpuTrainer {
         let (full, rest) = (exp.batch / CHUNK_SAMPLES, exp.batch % CHUNK_SAMPLES);
         let (n, m, matrix) = (exp.features, exp.hidden, matrix_path(exp));
         let plain = exp.data.distribution().is_plain();
-        let per_instance = full as u64 * Chunk::<F32x8>::bytes(n, m, CHUNK_SAMPLES, matrix, plain)
+        let rows = exp.model.weight_rows(m);
+        let per_instance = full as u64
+            * Chunk::<F32x8>::bytes(n, m, rows, CHUNK_SAMPLES, matrix, plain)
             + if rest > 0 {
-                Chunk::<F32x8>::bytes(n, m, rest, matrix, plain)
+                Chunk::<F32x8>::bytes(n, m, rows, rest, matrix, plain)
             } else {
                 0
             };
@@ -513,7 +520,7 @@ impl CpuTrainer {
     /// chunk of each instance ([`CpuTrainer::losses`] collects them at log points).
     fn step(&mut self, constants: crate::optim::StepConstants) {
         let exp = &self.exp;
-        let (n, mn) = (exp.features, exp.hidden * exp.features);
+        let (n, mn) = (exp.features, exp.weights_per_instance());
         let c = 1.0 / (exp.batch * n) as f32;
         let step = self.state.step;
         let state = &mut self.state;
@@ -666,6 +673,10 @@ mod tests {
             (ModelKind::Relu, 1.0, true),
             (ModelKind::Relu, 0.15, true),
             (ModelKind::Linear, 0.4, true),
+            (ModelKind::ReluHidden, 1.0, false),
+            (ModelKind::ReluHidden, 0.15, false),
+            (ModelKind::Abs, 1.0, false),
+            (ModelKind::Abs, 0.15, false),
         ] {
             let exp = Settings {
                 model: Some(kind),
@@ -703,16 +714,16 @@ mod tests {
                 .iter()
                 .map(|&v| f64::from(v))
                 .collect();
-            let (mut gw, mut gb, mut loss) = (vec![0.0; m * n], vec![0.0; n], 0.0);
+            let (mut gw, mut gb, mut loss) = (vec![0.0; state.w.len()], vec![0.0; n], 0.0);
             let mut scratch = Scratch::new(n, m);
-            let source = FeatureSource::train(exp.seed, 0, density, n);
+            let source = FeatureSource::train(exp.seed, 0, density, n).signed(kind.computes_abs());
             let mut x32 = vec![0.0f32; n];
             for s in 0..exp.batch as u32 {
                 source.sample(step, s, &mut x32);
                 let x: Vec<f64> = x32.iter().map(|&v| f64::from(v)).collect();
-                forward(&w, &b, &x, &mut scratch);
+                forward(kind, &w, &b, &x, &mut scratch);
                 loss += output_delta(kind, &imp, &x, f64::from(c), &mut scratch);
-                backward(&w, &x, &mut scratch, &mut gw, &mut gb);
+                backward(kind, &w, &x, &mut scratch, &mut gw, &mut gb);
             }
             assert!(
                 (chunk.loss - loss).abs() < 1e-5 * loss,

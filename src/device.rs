@@ -119,6 +119,16 @@ impl Device {
         devices
     }
 
+    /// Refuses an experiment this device cannot train (a model kind the GPU kernels lack), before
+    /// a run directory is touched; `auto` falls back to the CPU instead.
+    pub fn check(&self, exp: &Experiment) -> Result<(), UsageError> {
+        match self {
+            Device::Gpu { .. } => crate::gpu::check_model(exp),
+            Device::Many(devices) => devices.iter().try_for_each(|d| d.check(exp)),
+            Device::Cpu | Device::Auto { .. } => Ok(()),
+        }
+    }
+
     /// Builds the trainer of `exp` from `state` on this device; returns it with the backend's name
     /// for config.json (`cpu`, `gpu` or `devices`).
     pub fn trainer(

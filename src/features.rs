@@ -376,6 +376,13 @@ impl Distribution {
     }
 }
 
+/// A value word to a float exactly uniform on the 2²⁴ multiples of 2⁻²³ in [−1, 1): the signed
+/// features of the abs model (the same 24 bits as [`unit_float`], so x = 2u − 1 exactly).
+#[inline]
+pub fn signed_float(word: u32) -> f32 {
+    (word >> 8) as f32 * (1.0 / 8_388_608.0) - 1.0
+}
+
 /// Generates batches of one instance: a sample of n features at a time, from the counters alone.
 #[derive(Clone, Copy, Debug)]
 pub struct FeatureSource {
@@ -386,6 +393,8 @@ pub struct FeatureSource {
     mask_stream: Stream,
     value_stream: Stream,
     distribution: Distribution,
+    /// Present features are [`signed_float`] of their value word, not [`unit_float`].
+    signed: bool,
 }
 
 impl FeatureSource {
@@ -442,6 +451,23 @@ impl FeatureSource {
             mask_stream,
             value_stream,
             distribution: Distribution::default(),
+            signed: false,
+        }
+    }
+
+    /// This source with signed values (uniform on [−1, 1) when present) if `signed`: the same
+    /// presence and value words, mapped by [`signed_float`].
+    pub fn signed(self, signed: bool) -> Self {
+        FeatureSource { signed, ..self }
+    }
+
+    /// The value of a present feature whose value word is `word`.
+    #[inline(always)]
+    pub fn value(&self, word: u32) -> f32 {
+        if self.signed {
+            signed_float(word)
+        } else {
+            self.distribution.value(word)
         }
     }
 
@@ -562,7 +588,7 @@ impl FeatureSource {
                 );
                 for (lane, out) in chunk.iter_mut().enumerate() {
                     *out = if live(lane) {
-                        unit_float(value[lane])
+                        self.value(value[lane])
                     } else {
                         0.0
                     };
@@ -644,7 +670,7 @@ impl FeatureSource {
             );
             for (lane, out) in chunk.iter_mut().enumerate() {
                 if *out != 0.0 {
-                    *out = dist.value(value[lane]);
+                    *out = self.value(value[lane]);
                     present += 1;
                 }
             }
@@ -682,6 +708,14 @@ impl FeatureSource {
 /// entry `index` of `instance`. Computed in f64 on the host only (initial weights are uploaded).
 pub fn init_normal(seed: u64, instance: u32, index: u32) -> f64 {
     normal_of(Stream::Init, seed, instance, index)
+}
+
+/// A draw uniform on [−1, 1) for weight initialisation (the Kaiming-uniform weights of the abs
+/// model): 53 bits of the Init stream's words for entry `index` of `instance`.
+pub fn init_uniform(seed: u64, instance: u32, index: u32) -> f64 {
+    let words = philox4x32_10([index, 0, instance, Stream::Init as u32], seed_key(seed));
+    let u = ((u64::from(words[0]) << 21) ^ u64::from(words[1] >> 11)) as f64 / (1u64 << 53) as f64;
+    2.0 * u - 1.0
 }
 
 /// A standard normal draw of `stream`, entry `index` of `instance` (see [`init_normal`]).
@@ -788,6 +822,13 @@ mod tests {
         assert_eq!(presence_threshold(1e-30), 0);
         assert_eq!(unit_float(u32::MAX), 1.0 - 2f32.powi(-24));
         assert_eq!(unit_float(0), 0.0);
+        assert_eq!(signed_float(0), -1.0);
+        assert_eq!(signed_float(u32::MAX), 1.0 - 2f32.powi(-23));
+        assert_eq!(signed_float(0x8000_0000), 0.0);
+        // The same word unsigned and signed: x = 2u − 1, exactly.
+        for word in [0x1234_5678, 0xDEAD_BEEF, 0x0000_0100] {
+            assert_eq!(signed_float(word), 2.0 * unit_float(word) - 1.0);
+        }
     }
 
     /// Draws `samples` samples of `n` features and returns (presence rate, mean, variance of present

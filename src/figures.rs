@@ -31,6 +31,8 @@ pub fn model_label(model: ModelKind) -> &'static str {
     match model {
         ModelKind::Linear => "linear",
         ModelKind::Relu => "ReLU",
+        ModelKind::ReluHidden => "ReLU hidden",
+        ModelKind::Abs => "|x|",
     }
 }
 

@@ -6,8 +6,8 @@ use crate::error::UsageError;
 use crate::experiment::Experiment;
 use crate::run::dir;
 use crate::store::results::{
-    mark_best_of_settings, read_config, read_results, read_weights, Results, RunConfig,
-    StoredWeights, Weights,
+    mark_best_of_settings, read_config, read_results, read_weights, summarize_settings, Results,
+    RunConfig, StoredWeights, Weights,
 };
 use std::path::{Path, PathBuf};
 
@@ -17,6 +17,7 @@ struct ShardRun {
     config: RunConfig,
     results: Results,
     w: Vec<f32>,
+    w2: Option<Vec<f32>>,
     b: Vec<f32>,
 }
 
@@ -42,6 +43,7 @@ fn read_shard(dir: &Path) -> anyhow::Result<ShardRun> {
         config,
         results,
         w: weights.w,
+        w2: weights.w2,
         b: weights.b,
     })
 }
@@ -58,6 +60,10 @@ fn agree(config: &RunConfig, results: &Results, weights: &StoredWeights) -> Resu
     let shape = [exp.instances.len(), exp.hidden, exp.features];
     if weights.shape != shape || weights.b.len() != shape[0] * shape[2] {
         return Err(format!("weights.safetensors does not hold W of {shape:?}"));
+    }
+    let w2_len = weights.w2.as_ref().map(Vec::len);
+    if w2_len != exp.model.untied().then_some(shape.iter().product()) {
+        return Err("weights.safetensors holds W2 where the model has none, or lacks it".into());
     }
     if results.instances.len() != exp.instances.len()
         || (
@@ -84,7 +90,14 @@ fn agree(config: &RunConfig, results: &Results, weights: &StoredWeights) -> Resu
         let w = weights.w[i * per_w..(i + 1) * per_w].iter();
         let b = weights.b[i * exp.features..(i + 1) * exp.features].iter();
         let w_same = result.w.iter().flatten().zip(w).all(|(a, b)| same(a, b));
-        if !(w_same && result.b.iter().zip(b).all(|(a, b)| same(a, b))) {
+        let w2_same = match (&result.w2, &weights.w2) {
+            (Some(rows), Some(w2)) => {
+                let w2 = w2[i * per_w..(i + 1) * per_w].iter();
+                rows.iter().flatten().zip(w2).all(|(a, b)| same(a, b))
+            }
+            (rows, w2) => rows.is_none() && w2.is_none(),
+        };
+        if !(w_same && w2_same && result.b.iter().zip(b).all(|(a, b)| same(a, b))) {
             return Err(format!(
                 "results.json's W or b of instance {i} differ from weights.safetensors"
             ));
@@ -176,10 +189,16 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
         .collect();
     mark_best_of_settings(&mut instances);
     let results = Results {
+        settings: summarize_settings(&instances),
         instances,
         ..shards[0].results.clone()
     };
     let w: Vec<f32> = shards.iter().flat_map(|s| s.w.iter().copied()).collect();
+    let w2: Option<Vec<f32>> = shards
+        .iter()
+        .map(|s| s.w2.clone())
+        .collect::<Option<Vec<_>>>()
+        .map(|parts| parts.concat());
     let b: Vec<f32> = shards.iter().flat_map(|s| s.b.iter().copied()).collect();
     let joined = |f: fn(&RunConfig) -> &String| {
         let mut names: Vec<&String> = shards.iter().map(|s| f(&s.config)).collect();
@@ -194,6 +213,11 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
         weights_sha256: None, // recorded as the merged weights are written
     };
     let claimed = dir::claim_new(out, force)?;
-    dir::write_files(&claimed, &config, &results, &Weights { w: &w, b: &b })?;
+    let weights = Weights {
+        w: &w,
+        w2: w2.as_deref(),
+        b: &b,
+    };
+    dir::write_files(&claimed, &config, &results, &weights)?;
     Ok(results)
 }

@@ -1,20 +1,26 @@
-//! The two toy models and their analytic gradients, for one sample, written out by hand.
+//! The toy models and their analytic gradients, for one sample, written out by hand.
 //!
-//! For one sample x (n features) of an instance with weights W (m × n, row-major) and bias b (n):
+//! For one sample x (n features) of an instance with weights W (m × n, row-major), output weights U
+//! (m × n: U = W for the tied models, U = W₂ᵀ for the untied `abs` model) and bias b (n):
 //!
 //! ```text
-//! h  = W x                 (m)
-//! y  = Wᵀ h + b            (n)
+//! h  = W x,  or ReLU(W x) for the models with a privileged hidden basis (relu-hidden, abs)   (m)
+//! y  = Uᵀ h + b            (n)
 //! x' = y  or  ReLU(y)
-//! loss = c Σ_i I_i (x_i − x'_i)²            c = 1 / (batch · n), the notebook's mean
-//! δ_i  = ∂loss/∂y_i = 2 c I_i (x'_i − x_i) · [linear or y_i > 0]
+//! t  = x,  or |x| for the abs model (computation in superposition)
+//! loss = c Σ_i I_i (t_i − x'_i)²            c = 1 / (batch · n), the notebook's mean
+//! δ_i  = ∂loss/∂y_i = 2 c I_i (x'_i − t_i) · [linear or y_i > 0]
 //! ∂loss/∂b = δ
-//! ∂loss/∂W = h δᵀ + (W δ) xᵀ               (W appears twice: in h and in Wᵀ)
+//! g    = ∂loss/∂(W x) = U δ, gated by [h > 0] where h has a ReLU
+//! ∂loss/∂U = h δᵀ,   ∂loss/∂W = g xᵀ       (tied: U = W, so ∂loss/∂W = h δᵀ + g xᵀ)
 //! ```
 //!
-//! That is 10·n·m flops per sample (Wx, Wᵀh, Wδ and the two outer products). An all-zero sample has
-//! h = 0 and y = b, so its only gradient is δ(b) on the bias: the trainers handle such samples in
-//! closed form ([`zero_sample`]).
+//! That is 10·n·m flops per sample (Wx, Uᵀh, Uδ and the two outer products). An all-zero sample has
+//! h = 0 and y = b (ReLU(0) = 0 and |0| = 0), so its only gradient is δ(b) on the bias: the trainers
+//! handle such samples in closed form ([`zero_sample`]).
+//!
+//! An instance's weights are one slice of m·n values (W) for the tied models and 2·m·n (W, then
+//! U = W₂ᵀ) for the untied one, so the optimizer and the trainers treat every kind alike.
 //!
 //! This module is the one Rust statement of the maths. Its functions are generic over a [`Real`]
 //! lane type: f32 and f64 hold one sample (the finite-difference tests and evaluation run in f64),
@@ -90,16 +96,24 @@ impl<T: Real> Scratch<T> {
     }
 }
 
-/// Forward pass: fills `s.h` and `s.y` (pre-activation) for sample `x`.
+/// Forward pass of a `kind` model with weights `w` (see the module's notes): fills `s.h` (after the
+/// hidden ReLU, if any) and `s.y` (pre-activation) for sample `x`.
 #[inline(always)]
-pub fn forward<T: Real>(w: &[T::Scalar], b: &[T::Scalar], x: &[T], s: &mut Scratch<T>) {
-    forward_over(w, b, x, 0..x.len(), s)
+pub fn forward<T: Real>(
+    kind: ModelKind,
+    w: &[T::Scalar],
+    b: &[T::Scalar],
+    x: &[T],
+    s: &mut Scratch<T>,
+) {
+    forward_over(kind, w, b, x, 0..x.len(), s)
 }
 
 /// [`forward`] when x is zero outside `columns` (ascending): W x skips the zero columns, which
 /// changes nothing in the result (adding w · 0 = ±0 to a sum that is never −0 leaves it as it is).
 #[inline(always)]
 pub fn forward_over<T: Real>(
+    kind: ModelKind,
     w: &[T::Scalar],
     b: &[T::Scalar],
     x: &[T],
@@ -107,15 +121,31 @@ pub fn forward_over<T: Real>(
     s: &mut Scratch<T>,
 ) {
     let n = x.len();
+    let m = s.h.len();
     hidden(w, x, columns, &mut s.h);
+    if kind.hidden_relu() {
+        s.h.iter_mut().for_each(|hk| *hk = hk.relu());
+    }
+    let u = output_weights(kind, w, m * n);
     for (yi, &bi) in s.y.iter_mut().zip(b) {
         *yi = T::splat(bi);
     }
     for (k, &hk) in s.h.iter().enumerate() {
-        let row = &w[k * n..(k + 1) * n];
-        for (yi, &wki) in s.y.iter_mut().zip(row) {
-            *yi += T::splat(wki) * hk;
+        let row = &u[k * n..(k + 1) * n];
+        for (yi, &uki) in s.y.iter_mut().zip(row) {
+            *yi += T::splat(uki) * hk;
         }
+    }
+}
+
+/// U, the output weights (m × n) within an instance's weights `w` whose W has `mn` entries: W
+/// itself for a tied model, the second half of `w` (W₂ᵀ) for an untied one.
+#[inline(always)]
+fn output_weights<S>(kind: ModelKind, w: &[S], mn: usize) -> &[S] {
+    if kind.untied() {
+        &w[mn..2 * mn]
+    } else {
+        &w[..mn]
     }
 }
 
@@ -141,26 +171,39 @@ pub fn hidden<T: Real>(
 /// The model output x' for pre-activation y.
 #[inline(always)]
 pub fn activate<T: Real>(kind: ModelKind, y: T) -> T {
-    match kind {
-        ModelKind::Linear => y,
-        ModelKind::Relu => y.relu(),
+    if kind.output_relu() {
+        y.relu()
+    } else {
+        y
     }
 }
 
 /// `value` where the gradient flows through the activation at pre-activation y, else 0.
 #[inline(always)]
 pub fn gate<T: Real>(kind: ModelKind, y: T, value: T) -> T {
-    match kind {
-        ModelKind::Linear => value,
-        ModelKind::Relu => y.where_positive(value),
+    if kind.output_relu() {
+        y.where_positive(value)
+    } else {
+        value
+    }
+}
+
+/// What the model is trained to output for input feature x: x itself, or |x| for the abs model.
+#[inline(always)]
+pub fn target<T: Real>(kind: ModelKind, x: T) -> T {
+    if kind.computes_abs() {
+        // One of the two terms is +0, so the sum is |x| exactly.
+        x.relu() + (T::ZERO - x).relu()
+    } else {
+        x
     }
 }
 
 /// One output's contribution to the loss (before the factor c) and its ∂loss/∂y, for pre-activation
-/// y, target x and importance; `two_c` = 2c. Shared by [`output_delta`] and [`zero_sample`].
+/// y, input feature x and importance; `two_c` = 2c. Shared by [`output_delta`] and [`zero_sample`].
 #[inline(always)]
 fn output_term<T: Real>(kind: ModelKind, y: T, x: T, importance: T, two_c: T) -> (T, T) {
-    let err = activate(kind, y) - x;
+    let err = activate(kind, y) - target(kind, x);
     (
         importance * err * err,
         gate(kind, y, two_c * importance * err),
@@ -201,9 +244,10 @@ pub fn loss_and_delta<T: Real>(
     loss * c
 }
 
-/// Adds one sample's gradient to `grad_w` and `grad_b` after [`output_delta`].
+/// Adds one sample's gradient to `grad_w` (laid out as `w`) and `grad_b` after [`output_delta`].
 #[inline(always)]
 pub fn backward<T: Real>(
+    kind: ModelKind,
     w: &[T::Scalar],
     x: &[T],
     s: &mut Scratch<T>,
@@ -211,16 +255,36 @@ pub fn backward<T: Real>(
     grad_b: &mut [T],
 ) {
     let n = x.len();
+    let mn = s.h.len() * n;
     for (gb, &d) in grad_b.iter_mut().zip(&s.delta) {
         *gb += d;
     }
+    let u = output_weights(kind, w, mn);
     for (k, dhk) in s.dh.iter_mut().enumerate() {
-        let row = &w[k * n..(k + 1) * n];
+        let row = &u[k * n..(k + 1) * n];
         let mut acc = T::ZERO;
-        for (&wki, &di) in row.iter().zip(&s.delta) {
-            acc += T::splat(wki) * di;
+        for (&uki, &di) in row.iter().zip(&s.delta) {
+            acc += T::splat(uki) * di;
         }
-        *dhk = acc;
+        *dhk = if kind.hidden_relu() {
+            s.h[k].where_positive(acc)
+        } else {
+            acc
+        };
+    }
+    if kind.untied() {
+        let (grad_w1, grad_u) = grad_w[..2 * mn].split_at_mut(mn);
+        for k in 0..s.h.len() {
+            let (hk, dhk) = (s.h[k], s.dh[k]);
+            let rows = grad_w1[k * n..(k + 1) * n]
+                .iter_mut()
+                .zip(&mut grad_u[k * n..(k + 1) * n]);
+            for (((g1, gu), &di), &xi) in rows.zip(&s.delta).zip(x) {
+                *g1 += dhk * xi;
+                *gu += hk * di;
+            }
+        }
+        return;
     }
     for k in 0..s.h.len() {
         let (hk, dhk) = (s.h[k], s.dh[k]);
@@ -262,21 +326,28 @@ mod tests {
     }
 
     fn loss_of(kind: ModelKind, w: &[f64], b: &[f64], xs: &[Vec<f64>], imp: &[f64], c: f64) -> f64 {
-        let mut s = Scratch::new(b.len(), w.len() / b.len());
+        let mut s = Scratch::new(b.len(), w.len() / b.len() / kind.weight_rows(1));
         xs.iter()
             .map(|x| {
-                forward(w, b, x, &mut s);
+                forward(kind, w, b, x, &mut s);
                 output_delta(kind, imp, x, c, &mut s)
             })
             .sum()
     }
 
-    /// Central finite differences in f64 against the analytic gradient, both model kinds.
+    /// Central finite differences in f64 against the analytic gradient, every model kind (the abs
+    /// model on signed samples).
     #[test]
     fn gradients_match_finite_differences() {
         let (n, m, batch) = (7, 3, 5);
-        for kind in [ModelKind::Linear, ModelKind::Relu] {
-            let w = random(1, m * n, 0.5, 0.0);
+        for kind in [
+            ModelKind::Linear,
+            ModelKind::Relu,
+            ModelKind::ReluHidden,
+            ModelKind::Abs,
+        ] {
+            let params = kind.weight_rows(m) * n;
+            let w = random(1, params, 0.5, 0.0);
             let b = random(2, n, 0.3, 0.0);
             let imp: Vec<f64> = random(3, n, 0.3, 1.0).iter().map(|v| v.abs()).collect();
             // Mix of sparse and dense samples, one all zero.
@@ -288,6 +359,8 @@ mod tests {
                         .map(|(j, v)| {
                             if (j + s) % 3 == 0 || s == 4 {
                                 0.0
+                            } else if kind.computes_abs() && (j * s) % 2 == 1 {
+                                -v.abs()
                             } else {
                                 v.abs()
                             }
@@ -296,7 +369,7 @@ mod tests {
                 })
                 .collect();
             let c = 1.0 / (batch * n) as f64;
-            let (mut gw, mut gb) = (vec![0.0; m * n], vec![0.0; n]);
+            let (mut gw, mut gb) = (vec![0.0; params], vec![0.0; n]);
             let mut s = Scratch::new(n, m);
             for x in &xs {
                 if x.iter().all(|v| *v == 0.0) {
@@ -305,13 +378,13 @@ mod tests {
                     gb.iter_mut().zip(&delta).for_each(|(g, d)| *g += d);
                     continue;
                 }
-                forward(&w, &b, x, &mut s);
+                forward(kind, &w, &b, x, &mut s);
                 output_delta(kind, &imp, x, c, &mut s);
-                backward(&w, x, &mut s, &mut gw, &mut gb);
+                backward(kind, &w, x, &mut s, &mut gw, &mut gb);
             }
             let eps = 1e-6;
             let fd = |w2: &[f64], b2: &[f64]| loss_of(kind, w2, b2, &xs, &imp, c);
-            for p in 0..m * n {
+            for p in 0..params {
                 let (mut wp, mut wm) = (w.clone(), w.clone());
                 wp[p] += eps;
                 wm[p] -= eps;
@@ -341,7 +414,7 @@ mod tests {
     fn forward_by_hand() {
         let (w, b, x) = ([1.0f64, -1.0], [0.5, -0.25], [1.0, 0.0]);
         let mut s = Scratch::new(2, 1);
-        forward(&w, &b, &x, &mut s);
+        forward(ModelKind::Relu, &w, &b, &x, &mut s);
         assert_eq!(s.h, vec![1.0]);
         assert_eq!(s.y, vec![1.5, -1.25]);
         let loss = output_delta(ModelKind::Relu, &[1.0, 1.0], &x, 0.5, &mut s);
@@ -351,5 +424,34 @@ mod tests {
         let loss = output_delta(ModelKind::Linear, &[1.0, 1.0], &x, 0.5, &mut s);
         assert_eq!(loss, 0.5 * (0.25 + 1.5625));
         assert_eq!(s.delta, vec![0.5, -1.25]);
+    }
+
+    /// The hidden ReLU and the |x| target by hand: n = 2, m = 2, W₁ = [[1, 0], [−1, 0]] (one neuron
+    /// per sign of feature 0), W₂ = [[1, 1], [0, 0]] (U = W₂ᵀ = [[1, 0], [1, 0]]), b = 0, x = [−0.5, 0].
+    #[test]
+    fn abs_model_by_hand() {
+        let w = [1.0f64, 0.0, -1.0, 0.0, 1.0, 0.0, 1.0, 0.0];
+        let (b, x) = ([0.0, 0.0], [-0.5, 0.0]);
+        let mut s = Scratch::new(2, 2);
+        forward(ModelKind::Abs, &w, &b, &x, &mut s);
+        // h = ReLU([−0.5, 0.5]) = [0, 0.5]; y = W₂ h = [0.5, 0]: exactly |x|, no loss.
+        assert_eq!(s.h, vec![0.0, 0.5]);
+        assert_eq!(s.y, vec![0.5, 0.0]);
+        assert_eq!(
+            output_delta(ModelKind::Abs, &[1.0, 1.0], &x, 0.5, &mut s),
+            0.0
+        );
+        // The tied privileged-basis model on the same W₁: x = [0.5, 0] gives h = [0.5, 0] and
+        // y = Wᵀ h = [0.5, 0]; x = [−0.5, 0] gives h = [0, 0.5] and y = [−0.5, 0], x' = ReLU(y) = 0,
+        // so the loss is 0.5 · 0.25 and nothing flows back through the output ReLU.
+        forward(ModelKind::ReluHidden, &w[..4], &b, &[0.5, 0.0], &mut s);
+        assert_eq!(s.y, vec![0.5, 0.0]);
+        forward(ModelKind::ReluHidden, &w[..4], &b, &x, &mut s);
+        assert_eq!(s.y, vec![-0.5, 0.0]);
+        assert_eq!(
+            output_delta(ModelKind::ReluHidden, &[1.0, 1.0], &x, 0.5, &mut s),
+            0.125
+        );
+        assert_eq!(s.delta, vec![0.0, 0.0]);
     }
 }

@@ -12,6 +12,7 @@ pub fn toy_results(model: ModelKind) -> Results {
         density,
         importance: vec![1.0, 0.7, 0.49, 0.343],
         w,
+        w2: None,
         b,
         final_loss: Some(0.01),
         eval_loss: Some(0.01),
@@ -24,7 +25,7 @@ pub fn toy_results(model: ModelKind) -> Results {
     let orthogonal = vec![vec![1.0, 0.0, 0.0, 0.0], vec![0.0, 1.0, 0.0, 0.0]];
     let sparse = match model {
         ModelKind::Linear => instance(1, 0.01, orthogonal.clone(), vec![0.0, 0.0, 0.005, 0.005]),
-        ModelKind::Relu => instance(
+        _ => instance(
             1,
             0.01,
             vec![vec![1.0, -1.0, 0.0, 0.0], vec![0.0, 0.0, 1.0, -1.0]],
@@ -36,6 +37,7 @@ pub fn toy_results(model: ModelKind) -> Results {
         features: 4,
         hidden: 2,
         steps: 11,
+        settings: vec![],
         instances: vec![
             instance(0, 1.0, orthogonal, vec![0.0, 0.0, 0.5, 0.5]),
             sparse,

@@ -5,10 +5,11 @@
 //! (`cpu`, `gpu`, `multi` implement it; `device` builds them; `run` drives them).
 
 use crate::experiment::Experiment;
-use crate::features::init_normal;
+use crate::features::{init_normal, init_uniform};
 
 /// Parameters and Adam moments of all instances, instance-major: W is [instances, m, n] (row-major
-/// m × n per instance), b is [instances, n]. `step` is the number of steps already taken.
+/// m × n per instance; for the untied model [instances, 2m, n]: W₁, then W₂ᵀ), b is [instances, n].
+/// `step` is the number of steps already taken.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TrainState {
     pub step: u32,
@@ -22,14 +23,23 @@ pub struct TrainState {
 
 impl TrainState {
     /// Xavier-normal W (std sqrt(2 / (n + m)), independent per instance, from the seed's Init stream),
-    /// b = 0, zero moments.
+    /// b = 0, zero moments. The untied model's W₁ and W₂ are Kaiming-uniform as ARENA initialises
+    /// them (PyTorch's `kaiming_uniform_` on [instances, m, n] and [instances, n, m] tensors, whose
+    /// fan-in is m·n: uniform on ±sqrt(6 / (m·n))).
     pub fn initial(exp: &Experiment) -> TrainState {
         let (n, m) = (exp.features, exp.hidden);
         let std = (2.0 / (n + m) as f64).sqrt();
+        let bound = (6.0 / (m * n) as f64).sqrt();
+        let untied = exp.model.untied();
         let w = (0..exp.instances.len())
             .flat_map(|i| {
-                (0..m * n).map(move |j| {
-                    (std * init_normal(exp.seed, exp.global_index(i), j as u32)) as f32
+                (0..exp.weights_per_instance()).map(move |j| {
+                    let (seed, instance, j) = (exp.seed, exp.global_index(i), j as u32);
+                    if untied {
+                        (bound * init_uniform(seed, instance, j)) as f32
+                    } else {
+                        (std * init_normal(seed, instance, j)) as f32
+                    }
                 })
             })
             .collect::<Vec<_>>();
@@ -45,10 +55,25 @@ impl TrainState {
         }
     }
 
-    /// W of instance `i` (m × n, row-major).
+    /// The weights of instance `i`: W (m × n, row-major), then W₂ᵀ for the untied model.
     pub fn w_of(&self, i: usize, exp: &Experiment) -> &[f32] {
-        let len = exp.hidden * exp.features;
+        let len = exp.weights_per_instance();
         &self.w[i * len..(i + 1) * len]
+    }
+
+    /// W (W₁ of the untied model) of instance `i`: m × n, row-major.
+    pub fn w1_of(&self, i: usize, exp: &Experiment) -> &[f32] {
+        &self.w_of(i, exp)[..exp.hidden * exp.features]
+    }
+
+    /// W₂ of the untied model's instance `i`, n × m row-major (its weights hold the transpose);
+    /// `None` for a tied model.
+    pub fn w2_of(&self, i: usize, exp: &Experiment) -> Option<Vec<f32>> {
+        let (n, m) = (exp.features, exp.hidden);
+        let u = &self.w_of(i, exp)[m * n..];
+        exp.model
+            .untied()
+            .then(|| (0..n * m).map(|j| u[(j % m) * n + j / m]).collect())
     }
 
     /// b of instance `i`.
@@ -58,7 +83,7 @@ impl TrainState {
 
     /// The state of instances `range` only.
     pub fn slice(&self, exp: &Experiment, range: std::ops::Range<usize>) -> TrainState {
-        let (mn, n) = (exp.hidden * exp.features, exp.features);
+        let (mn, n) = (exp.weights_per_instance(), exp.features);
         let w = |v: &[f32]| v[range.start * mn..range.end * mn].to_vec();
         let b = |v: &[f32]| v[range.start * n..range.end * n].to_vec();
         TrainState {

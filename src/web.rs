@@ -66,6 +66,8 @@ const REGISTER_VARIANT: Variant = Variant {
     w_in_registers: false,
     subgroup_min_size: None,
     split: false,
+    hidden_relu: false,
+    abs: false,
 };
 
 fn register_file(n: usize, m: usize) -> String {

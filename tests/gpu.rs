@@ -241,16 +241,30 @@ fn small_model_kernels() -> Vec<(String, GpuOptions)> {
     all
 }
 
-/// One step from the same initial state: updated W and b agree within 2e-6, both model kinds and
-/// every kernel.
+/// One step from the same initial state: updated W and b agree within 2e-6, every model kind and
+/// every kernel that trains it (the privileged-basis model has the register kernels only, the abs
+/// model the whole-instance one).
 #[test]
 fn one_step_matches_the_cpu() {
     if !have_gpu() {
         return;
     }
-    for kind in [ModelKind::Linear, ModelKind::Relu] {
+    for kind in [
+        ModelKind::Linear,
+        ModelKind::Relu,
+        ModelKind::ReluHidden,
+        ModelKind::Abs,
+    ] {
         for (name, options) in small_model_kernels() {
-            let exp = experiment(kind, 20, 5, 256, 1, &[1.0, 0.1, 0.01]);
+            let register = options.kernel == Some(Kernel::Register);
+            if (kind.hidden_relu() && options.kernel == Some(Kernel::Tiled))
+                || (kind.untied() && !register)
+            {
+                continue;
+            }
+            // The abs model's 2·m·n + n parameters fit the register kernel at n = 10, m = 5.
+            let n = if kind.untied() { 10 } else { 20 };
+            let exp = experiment(kind, n, 5, 256, 1, &[1.0, 0.1, 0.01]);
             let what = format!("{kind:?} {name}");
             let cpu = run(&mut CpuTrainer::new(&exp, TrainState::initial(&exp)), 1);
             let gpu = run(&mut gpu_trainer(&exp, &options), 1);
@@ -299,7 +313,12 @@ fn trajectories_match_the_cpu() {
         case(37, 11, 50, 200, Kernel::Tiled),
         case(256, 32, 32, 100, Kernel::Tiled),
     ];
-    for kind in [ModelKind::Linear, ModelKind::Relu] {
+    for kind in [
+        ModelKind::Linear,
+        ModelKind::Relu,
+        ModelKind::ReluHidden,
+        ModelKind::Abs,
+    ] {
         for &Case {
             n,
             m,
@@ -309,6 +328,13 @@ fn trajectories_match_the_cpu() {
             kernel,
         } in &cases
         {
+            // The privileged-basis model: the register kernel's cases but its largest; the abs
+            // model (twice the weights): n = 13, m = 3 only.
+            if (kind.hidden_relu() && (kernel == Kernel::Tiled || m == 15))
+                || (kind.untied() && (n, m) != (13, 3))
+            {
+                continue;
+            }
             let exp = experiment(kind, n, m, batch, steps, densities);
             let what = format!("{kind:?} n {n} m {m} batch {batch} densities {densities:?}");
             let mut gpu_run = gpu_trainer(&exp, &GpuOptions::default());

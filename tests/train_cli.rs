@@ -209,3 +209,80 @@ fn an_existing_run_is_refused_without_force() {
     .status
     .success());
 }
+
+/// The untied abs model exports W₂ as `W2` [instances, n, m] beside W (= W₁) and b, in
+/// weights.safetensors and results.json alike; the privileged-basis model trains too; the GPU
+/// trainer refuses both beyond the register kernel's size with a one-line error (exit 2), writing
+/// nothing.
+#[test]
+fn abs_and_relu_hidden_models_train_and_export_w2() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("abs");
+    let sized = |model: &str, backend: &str, out: &Path, hidden: &str| {
+        tms(&[
+            "train",
+            "--backend",
+            backend,
+            "--model",
+            model,
+            "--features",
+            "6",
+            "--hidden",
+            hidden,
+            "--density",
+            "1,0.2",
+            "--restarts",
+            "2",
+            "--steps",
+            "300",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+    };
+    let args = |model: &str, backend: &str, out: &Path| sized(model, backend, out, "4");
+    let result = args("abs", "cpu", &out);
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let weights = read_weights(&out).unwrap();
+    let w2 = weights.w2.expect("W2 in weights.safetensors");
+    assert_eq!((weights.shape, w2.len()), (vec![4, 4, 6], 4 * 6 * 4));
+    let results = read_results(&out).unwrap();
+    assert_eq!(results.model, ModelKind::Abs);
+    for (i, inst) in results.instances.iter().enumerate() {
+        let rows = inst.w2.as_ref().expect("W2 in results.json");
+        let from_json: Vec<f32> = rows.iter().flatten().copied().collect();
+        assert_eq!(from_json, w2[i * 24..(i + 1) * 24]);
+        assert!(inst.eval_loss.is_some_and(|l| l > 0.0) && !inst.diverged);
+    }
+    // Two settings of two restarts: each summarised with its best restart and spread.
+    assert_eq!(results.settings.len(), 2);
+    for s in &results.settings {
+        assert_eq!(s.restarts, 2);
+        let best = s.best_instance.expect("a best restart");
+        assert_eq!(results.instances[best].eval_loss, s.eval_loss_min);
+        assert!(s.eval_loss_min <= s.eval_loss_median && s.eval_loss_median <= s.eval_loss_max);
+    }
+
+    let hidden = dir.path().join("relu-hidden");
+    assert!(args("relu-hidden", "cpu", &hidden).status.success());
+    let results = read_results(&hidden).unwrap();
+    assert_eq!(results.model, ModelKind::ReluHidden);
+    assert!(results.instances.iter().all(|inst| inst.w2.is_none()));
+    assert!(read_weights(&hidden).unwrap().w2.is_none());
+
+    // 6 × 60 + 6 parameters (twice the weights for abs): past the register kernel's 256.
+    for model in ["abs", "relu-hidden"] {
+        let refused = dir.path().join(format!("gpu-{model}"));
+        let result = sized(model, "gpu", &refused, "60");
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(2), "{stderr}");
+        // (Without any adapter, the same exit comes earlier, for the missing adapter.)
+        if common::have_gpu() {
+            assert!(stderr.contains(&format!("--model {model}")), "{stderr}");
+        }
+        assert!(!refused.exists());
+    }
+}

@@ -105,21 +105,25 @@ fn watched<T: Send>(
     }
 }
 
-/// A run: its config.json, results.json and W [instances, m, n], b [instances, n].
+/// A run: its config.json, results.json and W [instances, m, n], W2 [instances, n, m] (the untied
+/// model only), b [instances, n].
 #[pyclass(frozen, module = "tms._tms")]
 struct NativeRun {
     config: RunConfig,
     results: Results,
     w: Vec<f32>,
+    w2: Option<Vec<f32>>,
     b: Vec<f32>,
 }
 
 impl From<Finished> for NativeRun {
     fn from(run: Finished) -> NativeRun {
+        let (w, w2) = Weights::of_state(&run.config.experiment, &run.state);
         NativeRun {
             config: run.config,
             results: run.results,
-            w: run.state.w,
+            w,
+            w2,
             b: run.state.b,
         }
     }
@@ -156,11 +160,17 @@ impl NativeRun {
         (f32_bytes(py, &self.w), f32_bytes(py, &self.b))
     }
 
+    /// W2 as little-endian f32 bytes, for the untied model; None for the tied ones.
+    fn w2<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyBytes>> {
+        self.w2.as_ref().map(|w2| f32_bytes(py, w2))
+    }
+
     /// Writes the run's files into `dir`, refused (ValueError) if it holds a run unless `force`.
     fn save(&self, dir: PathBuf, force: bool) -> PyResult<()> {
         let claimed = run::dir::claim_new(&dir, force).map_err(usage)?;
         let weights = Weights {
             w: &self.w,
+            w2: self.w2.as_deref(),
             b: &self.b,
         };
         run::dir::write_files(&claimed, &self.config, &self.results, &weights).map_err(to_py)
@@ -238,11 +248,12 @@ fn load(dir: PathBuf) -> PyResult<NativeRun> {
     let config = read_config(&dir).map_err(to_py)?;
     let results = read_results(&dir).map_err(to_py)?;
     let weights = read_weights(&dir).map_err(to_py)?;
-    let (w, b, shape) = (weights.w, weights.b, weights.shape);
+    let (w, w2, b, shape) = (weights.w, weights.w2, weights.b, weights.shape);
     let exp = &config.experiment;
     if shape != [exp.instances.len(), exp.hidden, exp.features]
         || b.len() != exp.instances.len() * exp.features
         || results.instances.len() != exp.instances.len()
+        || w2.as_ref().map(Vec::len) != exp.model.untied().then_some(w.len())
     {
         return Err(PyValueError::new_err(format!(
             "{}: weights.safetensors, results.json and config.json disagree on the shape of the run",
@@ -253,6 +264,7 @@ fn load(dir: PathBuf) -> PyResult<NativeRun> {
         config,
         results,
         w,
+        w2,
         b,
     })
 }

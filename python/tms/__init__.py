@@ -239,7 +239,9 @@ class Run:
     """A trained run: what a run directory holds, as numpy arrays (instances on the first axis).
 
     Attributes:
-        W: float32 [instances, m, n], the weights (column i is feature i's direction).
+        W: float32 [instances, m, n], the weights (column i is feature i's direction); W₁ of
+            the untied ``abs`` model.
+        W2: float32 [instances, n, m], the ``abs`` model's output weights W₂; None for the others.
         b: float32 [instances, n], the biases.
         density: float64 [instances], each instance's feature density 1 − S.
         importance: float32 [instances, n], each instance's feature importances I_i.
@@ -273,6 +275,12 @@ class Run:
         w, b = native.weights()
         self.W: np.ndarray = np.frombuffer(w, "<f4").reshape(count, self.hidden, self.features).copy()
         self.b: np.ndarray = np.frombuffer(b, "<f4").reshape(count, self.features).copy()
+        w2 = native.w2()
+        self.W2: Optional[np.ndarray] = (
+            None
+            if w2 is None
+            else np.frombuffer(w2, "<f4").reshape(count, self.features, self.hidden).copy()
+        )
         column = lambda key, dtype: np.array([_nan(r[key]) for r in runs], dtype=dtype)
         self.density = column("density", np.float64)
         self.importance = np.array([r["importance"] for r in runs], np.float32).reshape(count, -1)

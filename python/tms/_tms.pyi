@@ -14,6 +14,8 @@ class NativeRun:
     def metrics_json(self) -> str: ...
     def weights(self) -> Tuple[bytes, bytes]:
         """(W, b) as little-endian f32 bytes."""
+    def w2(self) -> Optional[bytes]:
+        """W2 as little-endian f32 bytes for the untied model (``abs``), else None."""
     def save(self, dir: str, force: bool) -> None: ...
 
 def train(

@@ -15,7 +15,7 @@
 //! pass in the last bits: the tests hold the two within the GPU trainer's tolerance of the reference.
 
 use super::StepInputs;
-use crate::features::{unit_float, FeatureSource, LANES};
+use crate::features::{FeatureSource, LANES};
 use crate::model::loss_and_delta;
 
 /// The buffers of one chunk's matrix path, allocated once.
@@ -131,7 +131,7 @@ impl Dense {
             for (call, &(at, nibble)) in targets.iter().enumerate() {
                 for (w, word) in values.iter().enumerate() {
                     if nibble >> w & 1 != 0 {
-                        x[at + w] = unit_float(word[call]);
+                        x[at + w] = source.value(word[call]);
                     }
                 }
             }

@@ -14,12 +14,59 @@ use crate::features::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Which toy model: x' = WᵀWx + b, or x' = ReLU(WᵀWx + b).
+/// Which toy model: x' = WᵀWx + b; x' = ReLU(WᵀWx + b); the privileged-basis model
+/// x' = ReLU(Wᵀ ReLU(Wx) + b); or the untied model y' = ReLU(W₂ ReLU(W₁x) + b) trained on signed
+/// features to compute y = |x| (computation in superposition).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     Linear,
     Relu,
+    #[serde(rename = "relu-hidden")]
+    #[value(name = "relu-hidden")]
+    ReluHidden,
+    Abs,
+}
+
+impl ModelKind {
+    /// Its name, as `--model` and config.json spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Linear => "linear",
+            ModelKind::Relu => "relu",
+            ModelKind::ReluHidden => "relu-hidden",
+            ModelKind::Abs => "abs",
+        }
+    }
+
+    /// Whether the output passes through a ReLU (every kind but the linear one).
+    pub fn output_relu(self) -> bool {
+        self != ModelKind::Linear
+    }
+
+    /// Whether the hidden layer passes through a ReLU: h = ReLU(W x), a privileged basis.
+    pub fn hidden_relu(self) -> bool {
+        matches!(self, ModelKind::ReluHidden | ModelKind::Abs)
+    }
+
+    /// Whether the output weights are a matrix of their own (W₂), not Wᵀ.
+    pub fn untied(self) -> bool {
+        self == ModelKind::Abs
+    }
+
+    /// Whether the features are signed (uniform on [−1, 1) when present) and the target is |x|.
+    pub fn computes_abs(self) -> bool {
+        self == ModelKind::Abs
+    }
+
+    /// Rows of n weights each instance trains: W (m rows), then for an untied model W₂ᵀ (m more).
+    pub fn weight_rows(self, hidden: usize) -> usize {
+        if self.untied() {
+            2 * hidden
+        } else {
+            hidden
+        }
+    }
 }
 
 /// Adam (weight decay, if any, added to the gradient as in PyTorch's Adam) or AdamW (decoupled decay).
@@ -292,6 +339,13 @@ impl Experiment {
     pub fn validate(&self) -> Result<(), UsageError> {
         check_sizes(self.features, self.hidden)?;
         self.data.validate(self.features, &self.instances)?;
+        if self.model.computes_abs() && self.data.values != Values::Uniform {
+            return Err(UsageError::invalid(
+                "values",
+                format!("{:?}", self.data.values).to_lowercase(),
+                "the abs model draws its own signed values (uniform on [-1, 1)): leave --values at uniform",
+            ));
+        }
         if self.instances.is_empty() {
             return Err(UsageError::invalid(
                 "instances",
@@ -463,9 +517,15 @@ impl Experiment {
         })
     }
 
-    /// Parameters per instance: W (m × n) and b (n).
+    /// Parameters per instance: W (m × n, and W₂ of n × m for an untied model) and b (n).
     pub fn params_per_instance(&self) -> usize {
-        self.hidden * self.features + self.features
+        self.weights_per_instance() + self.features
+    }
+
+    /// Weights per instance, as the trainers' state holds them: W (m × n), then for an
+    /// untied model W₂ transposed (m × n, so that both models' backward passes read the same rows).
+    pub fn weights_per_instance(&self) -> usize {
+        self.model.weight_rows(self.hidden) * self.features
     }
 }
 

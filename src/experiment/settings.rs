@@ -44,7 +44,10 @@ settings! {
     #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize, clap::Args)]
     #[serde(deny_unknown_fields)]
     pub struct Settings {
-        /// Toy model: x' = ReLU(WᵀWx + b) or x' = WᵀWx + b (default relu).
+        /// Toy model: relu x' = ReLU(WᵀWx + b), linear x' = WᵀWx + b, relu-hidden
+        /// x' = ReLU(Wᵀ ReLU(Wx) + b), or abs y' = ReLU(W₂ ReLU(W₁x) + b) trained on features
+        /// uniform on [−1, 1] to compute |x| (default relu; the last two on the GPU up to 256
+        /// parameters per instance).
         #[arg(long, value_enum)]
         pub model: Option<ModelKind>,
         /// Number of features n (default 20).

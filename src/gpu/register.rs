@@ -43,18 +43,40 @@ pub struct Variant {
     /// write partial sums for `shaders/split_adam.wgsl` (entry point `train_slice`); else many steps
     /// per dispatch with Adam in the kernel (entry point `train`).
     pub split: bool,
+    /// h = ReLU(W x), the privileged-basis model (`relu-hidden`): h and the gradient through it gated
+    /// by h > 0, as `crate::model` computes them.
+    pub hidden_relu: bool,
+    /// The untied abs model: W₁ then U = W₂ᵀ (m × n each) before b, signed features, target |x|
+    /// (with `hidden_relu`); whole instances only (`split` and `shaders/split_adam.wgsl` know one W).
+    pub abs: bool,
 }
 
-/// Whether the register kernel takes n features and m hidden dimensions.
+impl Variant {
+    /// Weights per instance: m·n, or 2·m·n for the abs model.
+    fn weights(self, n: usize, m: usize) -> usize {
+        if self.abs {
+            2 * m * n
+        } else {
+            m * n
+        }
+    }
+}
+
+/// Whether the register kernel takes n features and m hidden dimensions (of a tied model).
 pub fn fits_register(n: usize, m: usize) -> bool {
     m * n + n <= REGISTER_MAX_PARAMS as usize
+}
+
+/// Whether the register kernel of `variant` takes n features and m hidden dimensions.
+pub fn fits(n: usize, m: usize, variant: Variant) -> bool {
+    variant.weights(n, m) + n <= REGISTER_MAX_PARAMS as usize
 }
 
 /// The loop iterations one invocation runs per step (llvmpipe's budget counts them): its samples,
 /// the reduction's loops and the log step's loss.
 pub fn loop_iterations(n: usize, m: usize, batch: usize, variant: Variant) -> u64 {
     let wg = REGISTER_WG as usize;
-    let values = reduced_values(n, m);
+    let values = reduced_values(n, m, variant);
     let reduction = match variant.subgroup_min_size {
         Some(size) => values.div_ceil(wg) * (wg / size as usize + 1),
         None => values.div_ceil(CHUNK) * (wg + 1),
@@ -64,21 +86,23 @@ pub fn loop_iterations(n: usize, m: usize, batch: usize, variant: Variant) -> u6
 
 /// Bytes of workgroup memory the kernel declares: the parameters, the partial sums and the totals.
 pub fn workgroup_bytes(n: usize, m: usize, variant: Variant) -> u32 {
-    ((m * n + n + part_len(n, m, variant) + reduced_values(n, m)) * 4) as u32
+    ((variant.weights(n, m) + n + part_len(n, m, variant) + reduced_values(n, m, variant)) * 4)
+        as u32
 }
 
 /// Floats of partial sums: one row of all values per subgroup, or [`CHUNK`] values per thread.
 fn part_len(n: usize, m: usize, variant: Variant) -> usize {
     let wg = REGISTER_WG as usize;
     match variant.subgroup_min_size {
-        Some(size) => wg / size as usize * reduced_values(n, m),
+        Some(size) => wg / size as usize * reduced_values(n, m, variant),
         None => CHUNK * wg,
     }
 }
 
-/// Values the workgroup sums per step: the gradient of W and b, then the loss and the zero count.
-fn reduced_values(n: usize, m: usize) -> usize {
-    m * n + n + 2
+/// Values the workgroup sums per step: the gradient of W (and U) and b, then the loss and the zero
+/// count.
+fn reduced_values(n: usize, m: usize, variant: Variant) -> usize {
+    variant.weights(n, m) + n + 2
 }
 
 /// WGSL text built line by line.
@@ -100,12 +124,13 @@ fn sum(terms: impl Iterator<Item = String>) -> String {
 /// The kernel text for n features and m hidden dimensions (to follow the prelude).
 pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     assert!(
-        fits_register(n, m),
-        "n {n}, m {m} is too large for the register kernel"
+        fits(n, m, variant) && !(variant.abs && variant.split),
+        "n {n}, m {m} is too large for the register kernel {variant:?}"
     );
     let wg = REGISTER_WG as usize;
-    let count = m * n + n;
-    let values = reduced_values(n, m);
+    let (mn, wn) = (m * n, variant.weights(n, m));
+    let count = wn + n;
+    let values = reduced_values(n, m, variant);
     let (loss_acc, zero_acc) = (count, count + 1);
     let owned = count.div_ceil(wg);
     let in_registers = variant.w_in_registers;
@@ -113,9 +138,15 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         true => format!("w{k}_{j}"),
         false => format!("pshm[{}u]", k * n + j),
     };
+    // The output weights: W itself for the tied models, U = W₂ᵀ after W for the abs model.
+    let u = |k: usize, j: usize| match (variant.abs, in_registers) {
+        (false, _) => w(k, j),
+        (true, true) => format!("u{k}_{j}"),
+        (true, false) => format!("pshm[{}u]", mn + k * n + j),
+    };
     let b = |j: usize| match in_registers {
         true => format!("b{j}"),
-        false => format!("pshm[{}u]", m * n + j),
+        false => format!("pshm[{}u]", wn + j),
     };
     let mut o = Text::default();
 
@@ -136,6 +167,9 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     if variant.split {
         o.line("// [instances][slices][values]: each slice's sums (split_adam.wgsl adds them up).");
         o.line("@group(0) @binding(GRAD_BINDING) var<storage, read_write> partials: array<f32>;");
+    }
+    if variant.abs {
+        signed_sampler(&mut o);
     }
     o.line("@compute @workgroup_size(REGISTER_WG)");
     let subgroup_inputs = match variant.subgroup_min_size {
@@ -194,8 +228,15 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
                 o.line(format!("        let w{k}_{j} = pshm[{}u];", k * n + j));
             }
         }
+        if variant.abs {
+            for k in 0..m {
+                for j in 0..n {
+                    o.line(format!("        let u{k}_{j} = pshm[{}u];", mn + k * n + j));
+                }
+            }
+        }
         for j in 0..n {
-            o.line(format!("        let b{j} = pshm[{}u];", m * n + j));
+            o.line(format!("        let b{j} = pshm[{}u];", wn + j));
         }
     }
     for i in 0..values {
@@ -209,9 +250,14 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         o.line("        for (var s = tid; s < shard.config.batch; s += REGISTER_WG) {");
     }
     let groups = n.div_ceil(4);
+    let sampler = if variant.abs {
+        "signed_group"
+    } else {
+        "sample_group"
+    };
     for g in 0..groups {
         o.line(format!(
-            "            let xg{g} = sample_group(global_instance, step, s, {g}u, threshold);"
+            "            let xg{g} = {sampler}(global_instance, step, s, {g}u, threshold);"
         ));
     }
     let present = (0..groups)
@@ -232,31 +278,57 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     }
     for k in 0..m {
         let terms = (0..n).map(|j| format!("{} * x{j}", w(k, j)));
-        o.line(format!("            let h{k} = {};", sum(terms)));
+        if variant.hidden_relu {
+            // ReLU as the CPU computes it: +0 unless > 0 (also for −0 and NaN).
+            o.line(format!("            let hp{k} = {};", sum(terms)));
+            o.line(format!(
+                "            let h{k} = select(0.0, hp{k}, hp{k} > 0.0);"
+            ));
+        } else {
+            o.line(format!("            let h{k} = {};", sum(terms)));
+        }
     }
+    // The target: x, or |x| for the abs model.
+    let target = |j: usize| match variant.abs {
+        true => format!("abs(x{j})"),
+        false => format!("x{j}"),
+    };
     for j in 0..n {
-        let terms = (0..m).map(|k| format!("{} * h{k}", w(k, j)));
+        let terms = (0..m).map(|k| format!("{} * h{k}", u(k, j)));
         o.line(format!("            let y{j} = {} + {};", b(j), sum(terms)));
         o.line(format!(
-            "            let d{j} = delta_of(y{j}, x{j}, imp{j});"
+            "            let d{j} = delta_of(y{j}, {}, imp{j});",
+            target(j)
         ));
     }
-    let errors = (0..n).map(|j| format!("sq_error(y{j}, x{j}, imp{j})"));
+    let errors = (0..n).map(|j| format!("sq_error(y{j}, {}, imp{j})", target(j)));
     o.line(format!("            a{loss_acc} += {};", sum(errors)));
     for k in 0..m {
-        let terms = (0..n).map(|j| format!("{} * d{j}", w(k, j)));
-        o.line(format!("            let dh{k} = {};", sum(terms)));
+        let terms = (0..n).map(|j| format!("{} * d{j}", u(k, j)));
+        if variant.hidden_relu {
+            o.line(format!(
+                "            let dh{k} = select(0.0, {}, h{k} > 0.0);",
+                sum(terms)
+            ));
+        } else {
+            o.line(format!("            let dh{k} = {};", sum(terms)));
+        }
     }
     for k in 0..m {
         for j in 0..n {
-            o.line(format!(
-                "            a{} += h{k} * d{j} + dh{k} * x{j};",
-                k * n + j
-            ));
+            if variant.abs {
+                o.line(format!("            a{} += dh{k} * x{j};", k * n + j));
+                o.line(format!("            a{} += h{k} * d{j};", mn + k * n + j));
+            } else {
+                o.line(format!(
+                    "            a{} += h{k} * d{j} + dh{k} * x{j};",
+                    k * n + j
+                ));
+            }
         }
     }
     for j in 0..n {
-        o.line(format!("            a{} += d{j};", m * n + j));
+        o.line(format!("            a{} += d{j};", wn + j));
     }
     o.line("        }");
 
@@ -266,21 +338,43 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     }
 
     if variant.split {
-        split_epilogue(&mut o, n, m);
+        split_epilogue(&mut o, n, wn);
     } else {
-        adam_epilogue(&mut o, n, m);
+        adam_epilogue(&mut o, n, wn);
     }
     o.0
 }
 
-/// The loss of a log step into `total` (unscaled): every all-zero sample has the loss of y = b.
-fn log_loss(o: &mut Text, n: usize, m: usize) {
-    let (loss_acc, zero_acc) = (m * n + n, m * n + n + 1);
+/// `signed_group`, the abs model's features: `sample_group` (shaders/common.wgsl) with present
+/// values mapped to [−1, 1) as `features::signed_float` maps them, 2⁻²³ · (word >> 8) − 1.
+fn signed_sampler(o: &mut Text) {
+    o.line("fn signed_group(instance: u32, step: u32, sample: u32, group: u32, threshold: u32) -> vec4<f32> {");
+    o.line("    let index = sample * ((shard.config.features + 3u) / 4u) + group;");
+    o.line("    let key = vec2<u32>(shard.config.seed_lo, shard.config.seed_hi);");
+    o.line("    let mask = philox4x32_10(vec4<u32>(index, step, instance, shard.config.mask_stream), key);");
+    o.line("    let lanes = vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(group * 4u);");
+    o.line(
+        "    let on = (mask <= vec4<u32>(threshold)) & (lanes < vec4<u32>(shard.config.features));",
+    );
+    o.line("    if !any(on) {");
+    o.line("        return vec4<f32>(0.0);");
+    o.line("    }");
+    o.line("    let value = philox4x32_10(vec4<u32>(index, step, instance, shard.config.value_stream), key);");
+    o.line(
+        "    let signed = vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 8388608.0) - vec4<f32>(1.0);",
+    );
+    o.line("    return select(vec4<f32>(0.0), signed, on);");
+    o.line("}");
+}
+
+/// The loss of a log step into `total` (unscaled): every all-zero sample has the loss of y = b;
+/// `wn` weights come before b.
+fn log_loss(o: &mut Text, n: usize, wn: usize) {
+    let (loss_acc, zero_acc) = (wn + n, wn + n + 1);
     o.line("            var zero_loss = 0.0;");
     o.line(format!("            for (var j = 0u; j < {n}u; j++) {{"));
     o.line(format!(
-        "                zero_loss += sq_error(pshm[{}u + j], 0.0, importance_at(instance, j));",
-        m * n
+        "                zero_loss += sq_error(pshm[{wn}u + j], 0.0, importance_at(instance, j));"
     ));
     o.line("            }");
     o.line(format!(
@@ -289,13 +383,14 @@ fn log_loss(o: &mut Text, n: usize, m: usize) {
 }
 
 /// The rest of a whole-instance step: the loss, then Adam by the owners with the bias gradient of
-/// the all-zero samples in closed form; after the last step, the state back to memory.
-fn adam_epilogue(o: &mut Text, n: usize, m: usize) {
-    let (count, wg) = (m * n + n, REGISTER_WG as usize);
+/// the all-zero samples in closed form; after the last step, the state back to memory (`wn`
+/// weights before b).
+fn adam_epilogue(o: &mut Text, n: usize, wn: usize) {
+    let (count, wg) = (wn + n, REGISTER_WG as usize);
     let owned = count.div_ceil(wg);
     o.line("        workgroupBarrier();");
     o.line("        if tid == 0u && is_log_step(step) {");
-    log_loss(o, n, m);
+    log_loss(o, n, wn);
     o.line(format!(
         "            losses[log_slot * shard.config.instances + instance] = total[{count}u] * shard.config.scale;"
     ));
@@ -309,10 +404,9 @@ fn adam_epilogue(o: &mut Text, n: usize, m: usize) {
     for q in 0..owned {
         o.line(format!("        if p{q} < count {{"));
         o.line(format!("            var g = total[p{q}];"));
-        o.line(format!("            if p{q} >= {}u {{", m * n));
+        o.line(format!("            if p{q} >= {wn}u {{"));
         o.line(format!(
-            "                g += zeros * delta_of(pshm[p{q}], 0.0, importance_at(instance, p{q} - {}u));",
-            m * n
+            "                g += zeros * delta_of(pshm[p{q}], 0.0, importance_at(instance, p{q} - {wn}u));"
         ));
         o.line("            }");
         o.line(format!(
@@ -341,12 +435,12 @@ fn adam_epilogue(o: &mut Text, n: usize, m: usize) {
 }
 
 /// The rest of a split step: the slice's sums (its loss with its all-zero samples' share) to the
-/// partials buffer.
-fn split_epilogue(o: &mut Text, n: usize, m: usize) {
-    let values = reduced_values(n, m);
+/// partials buffer (a tied model's: `wn` = m·n weights before b).
+fn split_epilogue(o: &mut Text, n: usize, wn: usize) {
+    let values = wn + n + 2;
     o.line("        workgroupBarrier();");
     o.line("        if tid == 0u && is_log_step(step) {");
-    log_loss(o, n, m);
+    log_loss(o, n, wn);
     o.line("        }");
     o.line("        workgroupBarrier();");
     o.line(format!(

@@ -23,7 +23,8 @@ use super::abi::{
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
-use crate::experiment::{Experiment, ModelKind};
+use crate::error::UsageError;
+use crate::experiment::Experiment;
 use crate::features::{presence_threshold, seed_key, Stream};
 use crate::optim::step_table;
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
@@ -202,6 +203,7 @@ impl GpuTrainer {
         state: TrainState,
         options: &GpuOptions,
     ) -> anyhow::Result<GpuTrainer> {
+        super::check_model(exp)?;
         let gpu = Gpu::open(options.adapter.as_deref())?;
         // Catch validation errors (e.g. a backend that cannot run a kernel) as errors, not panics.
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -223,7 +225,7 @@ impl GpuTrainer {
         options: &GpuOptions,
     ) -> anyhow::Result<GpuTrainer> {
         let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
-        let count = m * n + n;
+        let count = exp.weights_per_instance() + n;
         // On llvmpipe a step of a one-workgroup-per-instance kernel must fit the loop budget.
         let in_budget = |iterations: u64| !gpu.software || iterations <= LOOP_BUDGET;
         let w_in_registers = options.w_in_registers.unwrap_or(gpu.software);
@@ -231,6 +233,8 @@ impl GpuTrainer {
             w_in_registers,
             subgroup_min_size: gpu.subgroup_min_size,
             split: false,
+            hidden_relu: exp.model.hidden_relu(),
+            abs: exp.model.untied(),
         };
         // Subgroup partial sums take a row per subgroup: fall back where they do not fit.
         let subgroups_fit = gpu.subgroup_min_size.is_some()
@@ -255,7 +259,8 @@ impl GpuTrainer {
             register::loop_iterations(n, m, batch, variant)
                 + batch.div_ceil(REGISTER_WG as usize) as u64 * sampler
         };
-        let register_fits = fits_register(n, m) && in_budget(register_iterations(variant));
+        let register_fits =
+            register::fits(n, m, variant) && in_budget(register_iterations(variant));
         let instances = exp.instances.len();
         let kernel = match options.kernel {
             Some(Kernel::Register) if !register_fits => {
@@ -265,6 +270,8 @@ impl GpuTrainer {
                 bail!("the split register kernel cannot train n = {n}, m = {m} in {slices} slices")
             }
             Some(kernel) => kernel,
+            // The abs model's U and its bias offset are the whole-instance kernel's only.
+            None if exp.model.untied() && register_fits => Kernel::Register,
             None => default_kernel(n, m, batch, instances, gpu.software, register_fits),
         };
         let slices = match kernel {
@@ -276,6 +283,21 @@ impl GpuTrainer {
             ..variant
         };
         let tiled = kernel == Kernel::Tiled;
+        if exp.model.untied() && kernel != Kernel::Register {
+            return Err(UsageError(format!(
+                "the GPU trains --model abs with the whole-instance register kernel only (2·m·n + n ≤ {}, within the adapter's loop budget); n = {n}, m = {m}: use --backend cpu",
+                super::abi::REGISTER_MAX_PARAMS
+            ))
+            .into());
+        }
+        if tiled && exp.model.hidden_relu() {
+            return Err(UsageError(format!(
+                "the GPU trains --model {} with the register kernel only (m·n + n ≤ {}, within the adapter's loop budget); n = {n}, m = {m} needs the tiled one: use --backend cpu",
+                exp.model.name(),
+                super::abi::REGISTER_MAX_PARAMS
+            ))
+            .into());
+        }
         if gpu.software && tiled && tiled_loop_iterations(n, m, batch) > LOOP_BUDGET {
             bail!("n = {n}, m = {m}, batch {batch} needs more loop iterations per invocation than the software adapter {} runs; use --backend cpu", gpu.adapter.name);
         }
@@ -379,7 +401,7 @@ impl GpuTrainer {
                 instances: len as u32,
                 first_instance: exp.global_index(first),
                 slices,
-                relu: u32::from(exp.model == ModelKind::Relu),
+                relu: u32::from(exp.model.output_relu()),
                 log_every: exp.log_every,
                 total_steps: exp.steps,
                 seed_lo,
@@ -602,7 +624,7 @@ impl GpuTrainer {
 
 /// Shard `first..first + count` of `state` in the device layout.
 fn pack(state: &TrainState, exp: &Experiment, first: usize, count: usize) -> Vec<f32> {
-    let (n, mn) = (exp.features, exp.hidden * exp.features);
+    let (n, mn) = (exp.features, exp.weights_per_instance());
     let mut out = Vec::with_capacity(3 * count * (mn + n));
     for (w, b) in [
         (&state.w, &state.b),
@@ -619,7 +641,7 @@ fn pack(state: &TrainState, exp: &Experiment, first: usize, count: usize) -> Vec
 
 /// The inverse of [`pack`]: writes a shard read back from the device into `state`.
 fn unpack(data: &[f32], state: &mut TrainState, exp: &Experiment, first: usize, count: usize) {
-    let (n, mn) = (exp.features, exp.hidden * exp.features);
+    let (n, mn) = (exp.features, exp.weights_per_instance());
     let mut chunks = data.chunks_exact(mn + n);
     for (w, b) in [
         (&mut state.w, &mut state.b),
@@ -671,7 +693,7 @@ impl Trainer for GpuTrainer {
     fn state(&mut self) -> anyhow::Result<TrainState> {
         let exp = &self.exp;
         let (len_w, len_b) = (
-            exp.instances.len() * exp.hidden * exp.features,
+            exp.instances.len() * exp.weights_per_instance(),
             exp.instances.len() * exp.features,
         );
         let mut state = TrainState {
@@ -684,7 +706,7 @@ impl Trainer for GpuTrainer {
             v_b: vec![0.0; len_b],
         };
         for shard in &self.shards {
-            let len = 3 * shard.count * (exp.hidden * exp.features + exp.features);
+            let len = 3 * shard.count * (exp.weights_per_instance() + exp.features);
             let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
             encoder.copy_buffer_to_buffer(
                 &shard.state,

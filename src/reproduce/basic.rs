@@ -87,6 +87,7 @@ pub fn summary_markdown(runs: &[(RunConfig, Results)]) -> String {
         let name = match results.model {
             ModelKind::Linear => "linear",
             ModelKind::Relu => "ReLU output",
+            other => model_label(other),
         };
         let _ = writeln!(out, "## {name} model\n");
         let _ = writeln!(out, "| density 1 − S | features represented | in superposition | dimensions per feature | mean D_i of represented | eval loss | negative biases |");

@@ -7,16 +7,22 @@
 //! - [`geometry`]: dimensions per feature and feature dimensionalities of uniform superposition;
 //! - [`sae`]: sparse autoencoders on toy models, scored against the true features;
 //! - [`correlated`]: correlated and anticorrelated feature sets (n = 4 and 6 with m = 2; n = 20,
-//!   m = 10).
+//!   m = 10);
+//! - [`privileged`]: the privileged-basis model (ReLU on the hidden layer), neuron by neuron;
+//! - [`computation`]: the untied model computing |x| in superposition ([`neurons`] holds the
+//!   neuron counts and the figure these two share).
 //!
 //! Each is a [`Reproduction`] (its experiments, figures and summary); [`reproduce`] is the one driver
 //! that checks, trains (or, with `--redraw`, reads back), draws and writes for all of them.
 
 pub mod basic;
+pub mod computation;
 pub mod correlated;
 pub mod geometry;
 pub mod intro;
+pub mod neurons;
 pub mod phase;
+pub mod privileged;
 pub mod sae;
 
 use crate::device::{BackendChoice, Device};
@@ -36,8 +42,9 @@ pub struct ReproduceOptions {
     /// Training steps (default: the notebook's 10,000; phase: 5,000).
     #[arg(long, value_name = "T")]
     pub steps: Option<u32>,
-    /// Independent fits per setting (default: intro 5, phase 4, basic and geometry 1); figures and
-    /// summaries use the best by evaluation loss.
+    /// Independent fits per setting (default: intro 5, phase 4, basic and geometry 1, privileged
+    /// 100, computation 100 for its small runs and 8 for its sweep); figures and summaries use the
+    /// best by evaluation loss.
     #[arg(long, value_name = "K")]
     pub restarts: Option<u32>,
     #[arg(long, value_enum, default_value = "auto")]
@@ -89,6 +96,9 @@ pub fn reproduce(
         .unwrap_or_else(|| Path::new("results").join(reproduction.name()));
     let experiments = reproduction.experiments(options)?;
     let device = Device::from_flags(options.backend, None, None)?;
+    for (_, exp) in &experiments {
+        device.check(exp)?;
+    }
     // Every run directory is claimed (checked and locked) before the first run trains.
     let claimed = match options.redraw {
         true => vec![],

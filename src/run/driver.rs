@@ -204,7 +204,8 @@ pub fn evaluate(exp: &Experiment, state: &TrainState) -> Vec<f64> {
             let b: Vec<f64> = state.b_of(i, exp).iter().map(|&v| f64::from(v)).collect();
             let imp: Vec<f64> = inst.importance.iter().map(|&v| f64::from(v)).collect();
             let source = FeatureSource::eval(exp.seed, exp.global_index(i), inst.density, n)
-                .with(&exp.data.distribution());
+                .with(&exp.data.distribution())
+                .signed(exp.model.computes_abs());
             let mut scratch = Scratch::new(n, m);
             let (mut x32, mut x) = (vec![0.0f32; n], vec![0.0f64; n]);
             let mut delta = vec![0.0; n];
@@ -215,7 +216,7 @@ pub fn evaluate(exp: &Experiment, state: &TrainState) -> Vec<f64> {
                         return zero_loss;
                     }
                     x.iter_mut().zip(&x32).for_each(|(d, &v)| *d = f64::from(v));
-                    forward(&w, &b, &x, &mut scratch);
+                    forward(exp.model, &w, &b, &x, &mut scratch);
                     output_delta(exp.model, &imp, &x, c, &mut scratch)
                 })
                 .sum()

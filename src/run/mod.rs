@@ -196,8 +196,10 @@ fn train_from(
         weights_sha256: None, // recorded as the weights are written
     };
     if let Some(dir) = dir {
+        let (w, w2) = Weights::of_state(&config.experiment, &state);
         let weights = Weights {
-            w: &state.w,
+            w: &w,
+            w2: w2.as_deref(),
             b: &state.b,
         };
         dir::write_files(dir, &config, &results, &weights)?;

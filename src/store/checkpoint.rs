@@ -24,12 +24,17 @@ pub fn checkpoint_path(dir: &Path) -> PathBuf {
 /// The tensors of a checkpoint, in the order they are written and digested, with their shapes for
 /// `exp` and `records` loss records.
 fn layout(exp: &Experiment, records: usize) -> [(&'static str, Dtype, Vec<usize>); 8] {
-    let (count, m, n) = (exp.instances.len(), exp.hidden, exp.features);
+    // The weights as the trainers hold them: m rows of n, 2m for the untied model (W₁, then W₂ᵀ).
+    let (count, rows, n) = (
+        exp.instances.len(),
+        exp.model.weight_rows(exp.hidden),
+        exp.features,
+    );
     [
-        ("W", Dtype::F32, vec![count, m, n]),
+        ("W", Dtype::F32, vec![count, rows, n]),
         ("b", Dtype::F32, vec![count, n]),
-        ("adam_m_W", Dtype::F32, vec![count, m, n]),
-        ("adam_v_W", Dtype::F32, vec![count, m, n]),
+        ("adam_m_W", Dtype::F32, vec![count, rows, n]),
+        ("adam_v_W", Dtype::F32, vec![count, rows, n]),
         ("adam_m_b", Dtype::F32, vec![count, n]),
         ("adam_v_b", Dtype::F32, vec![count, n]),
         ("loss_steps", Dtype::U32, vec![records]),
@@ -234,5 +239,26 @@ mod tests {
         assert_eq!(back.state, state);
         assert_eq!(back.records[0], records[0]);
         assert!(back.records[1].losses[0].is_nan());
+    }
+
+    /// The untied model's weights (W₁ and W₂ᵀ, 2m rows) round-trip too.
+    #[test]
+    fn untied_checkpoint_round_trips_exactly() {
+        let exp = crate::experiment::Settings {
+            model: Some(crate::experiment::ModelKind::Abs),
+            features: Some(6),
+            hidden: Some(4),
+            density: Some(vec![1.0, 0.1]),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let mut state = TrainState::initial(&exp);
+        assert_eq!(state.w.len(), 2 * 2 * 4 * 6);
+        state.m_w[47] = -0.5;
+        let dir = tempfile::tempdir().unwrap();
+        write_checkpoint(dir.path(), &exp, &state, &[], None).unwrap();
+        let back = read_checkpoint(dir.path()).unwrap();
+        assert_eq!((back.experiment, back.state), (exp, state));
     }
 }

@@ -1,8 +1,10 @@
 //! Result files of a run directory, each written atomically (temporary file, then rename):
 //! - `config.json`: the resolved experiment, backend, device, crate version;
-//! - `results.json`: per instance its density, importance, W (m rows × n columns), b, final training
-//!   loss, evaluation loss and loss curve;
-//! - `weights.safetensors`: tensors `W` [instances, m, n] and `b` [instances, n], f32.
+//! - `results.json`: per instance its density, importance, W (m rows × n columns), W2 (n rows × m
+//!   columns, the untied model only), b, final training loss, evaluation loss and loss curve; per
+//!   setting the best restart and the spread of the restarts' evaluation losses;
+//! - `weights.safetensors`: tensors `W` [instances, m, n], `W2` [instances, n, m] (the untied model
+//!   only) and `b` [instances, n], f32.
 
 use super::tensors::{f32_tensor, to_bytes, TensorFile};
 use super::{hex, write_atomic};
@@ -37,6 +39,14 @@ pub struct InstanceResult {
     /// back as NaN, so a diverged run stays readable.
     #[serde(rename = "W", deserialize_with = "rows_with_nulls")]
     pub w: Vec<Vec<f32>>,
+    /// Rows of W₂ (n rows of m) for the untied model (`abs`); absent for the tied ones.
+    #[serde(
+        rename = "W2",
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "optional_rows_with_nulls"
+    )]
+    pub w2: Option<Vec<Vec<f32>>>,
     #[serde(deserialize_with = "values_with_nulls")]
     pub b: Vec<f32>,
     /// Training loss at the last step (null if not finite).
@@ -65,6 +75,13 @@ fn rows_with_nulls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Vec<f32
     Ok(rows.into_iter().map(nan_for_null).collect())
 }
 
+fn optional_rows_with_nulls<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<Vec<f32>>>, D::Error> {
+    let rows: Option<Vec<Vec<Option<f32>>>> = Option::deserialize(d)?;
+    Ok(rows.map(|rows| rows.into_iter().map(nan_for_null).collect()))
+}
+
 fn nan_for_null(values: Vec<Option<f32>>) -> Vec<f32> {
     values.into_iter().map(|v| v.unwrap_or(f32::NAN)).collect()
 }
@@ -77,6 +94,27 @@ pub struct Results {
     pub hidden: usize,
     pub steps: u32,
     pub instances: Vec<InstanceResult>,
+    /// Per distinct setting (density and importance), its restarts summarised; absent in runs
+    /// older than the field.
+    #[serde(default)]
+    pub settings: Vec<SettingSummary>,
+}
+
+/// The restarts of one setting: which was best (lowest evaluation loss) and how their evaluation
+/// losses spread, over the restarts whose loss is finite.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SettingSummary {
+    pub setting: usize,
+    pub density: f64,
+    pub restarts: usize,
+    /// Index (in results.json's instances) of the best restart; null if no loss is finite.
+    pub best_instance: Option<usize>,
+    /// Evaluation-loss quantiles: min, first quartile, median, third quartile, max (nearest rank).
+    pub eval_loss_min: Option<f64>,
+    pub eval_loss_q1: Option<f64>,
+    pub eval_loss_median: Option<f64>,
+    pub eval_loss_q3: Option<f64>,
+    pub eval_loss_max: Option<f64>,
 }
 
 impl Results {
@@ -103,7 +141,10 @@ impl Results {
                     index: exp.global_index(i) as usize,
                     density: inst.density,
                     importance: inst.importance.clone(),
-                    w: state.w_of(i, exp).chunks(n).map(<[f32]>::to_vec).collect(),
+                    w: state.w1_of(i, exp).chunks(n).map(<[f32]>::to_vec).collect(),
+                    w2: state
+                        .w2_of(i, exp)
+                        .map(|w2| w2.chunks(exp.hidden).map(<[f32]>::to_vec).collect()),
                     b: state.b_of(i, exp).to_vec(),
                     final_loss: records
                         .last()
@@ -124,9 +165,54 @@ impl Results {
             features: n,
             hidden: exp.hidden,
             steps: exp.steps,
+            settings: summarize_settings(&instances),
             instances,
         }
     }
+}
+
+/// The [`SettingSummary`] of every setting the instances hold (a shard may hold only some), in
+/// setting order (after [`mark_best_of_settings`]).
+pub fn summarize_settings(instances: &[InstanceResult]) -> Vec<SettingSummary> {
+    let mut by_setting: std::collections::BTreeMap<usize, (SettingSummary, Vec<f64>)> =
+        Default::default();
+    for (i, r) in instances.iter().enumerate() {
+        let (summary, losses) = by_setting.entry(r.setting).or_insert_with(|| {
+            let summary = SettingSummary {
+                setting: r.setting,
+                density: r.density,
+                restarts: 0,
+                best_instance: None,
+                eval_loss_min: None,
+                eval_loss_q1: None,
+                eval_loss_median: None,
+                eval_loss_q3: None,
+                eval_loss_max: None,
+            };
+            (summary, vec![])
+        });
+        summary.restarts += 1;
+        if r.best_of_setting {
+            summary.best_instance = Some(i);
+        }
+        losses.extend(r.eval_loss);
+    }
+    by_setting
+        .into_values()
+        .map(|(mut summary, mut losses)| {
+            losses.sort_by(f64::total_cmp);
+            let rank = |q: f64| {
+                let last = losses.len().checked_sub(1)?;
+                Some(losses[(q * last as f64).round() as usize])
+            };
+            summary.eval_loss_min = rank(0.0);
+            summary.eval_loss_q1 = rank(0.25);
+            summary.eval_loss_median = rank(0.5);
+            summary.eval_loss_q3 = rank(0.75);
+            summary.eval_loss_max = rank(1.0);
+            summary
+        })
+        .collect()
 }
 
 /// Marks, for each setting, the restart with the lowest evaluation loss (ties go to the first).
@@ -146,25 +232,39 @@ pub fn mark_best_of_settings(instances: &mut [InstanceResult]) {
     }
 }
 
-/// The trained parameters a run exports: W [instances, m, n] and b [instances, n], flat.
+/// The trained parameters a run exports: W [instances, m, n], W₂ [instances, n, m] (the untied
+/// model only) and b [instances, n], flat.
 pub struct Weights<'a> {
     pub w: &'a [f32],
+    pub w2: Option<&'a [f32]>,
     pub b: &'a [f32],
 }
 
-/// The safetensors bytes of W [instances, m, n] and b [instances, n].
+impl Weights<'_> {
+    /// The exported W₁ and W₂ of a training state, flat (see [`Weights`]); for a tied model W is
+    /// the state's own and W₂ is absent.
+    pub fn of_state(exp: &Experiment, state: &TrainState) -> (Vec<f32>, Option<Vec<f32>>) {
+        if !exp.model.untied() {
+            return (state.w.clone(), None);
+        }
+        let count = exp.instances.len();
+        let w1 = (0..count)
+            .flat_map(|i| state.w1_of(i, exp).to_vec())
+            .collect();
+        let w2 = (0..count).flat_map(|i| state.w2_of(i, exp).unwrap_or_default());
+        (w1, Some(w2.collect()))
+    }
+}
+
+/// The safetensors bytes of W [instances, m, n], W2 [instances, n, m] if any, and b [instances, n].
 pub fn weights_safetensors(exp: &Experiment, weights: &Weights) -> anyhow::Result<Vec<u8>> {
-    let count = exp.instances.len();
-    to_bytes(
-        [
-            (
-                "W",
-                f32_tensor(weights.w, vec![count, exp.hidden, exp.features])?,
-            ),
-            ("b", f32_tensor(weights.b, vec![count, exp.features])?),
-        ],
-        None,
-    )
+    let (count, m, n) = (exp.instances.len(), exp.hidden, exp.features);
+    let mut tensors = vec![("W", f32_tensor(weights.w, vec![count, m, n])?)];
+    if let Some(w2) = weights.w2 {
+        tensors.push(("W2", f32_tensor(w2, vec![count, n, m])?));
+    }
+    tensors.push(("b", f32_tensor(weights.b, vec![count, n])?));
+    to_bytes(tensors, None)
 }
 
 /// Writes config.json, results.json and weights.safetensors into `dir` (which must exist).
@@ -200,6 +300,15 @@ impl Results {
             if !rows_ok || inst.b.len() != n || inst.importance.len() != n {
                 return Err(format!(
                     "instance {i} does not hold W of {m} × {n}, b and importance of {n}"
+                ));
+            }
+            let w2_ok = match &inst.w2 {
+                Some(w2) => w2.len() == n && w2.iter().all(|row| row.len() == m),
+                None => true,
+            };
+            if !w2_ok || inst.w2.is_some() != self.model.untied() {
+                return Err(format!(
+                    "instance {i} does not hold W2 of {n} × {m} exactly when the model is untied"
                 ));
             }
         }
@@ -247,8 +356,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// weights.safetensors read back.
 pub struct StoredWeights {
-    /// W flat [instances·m·n] and b flat [instances·n].
+    /// W flat [instances·m·n], W2 flat [instances·n·m] (the untied model only) and b flat
+    /// [instances·n].
     pub w: Vec<f32>,
+    pub w2: Option<Vec<f32>>,
     pub b: Vec<f32>,
     /// The shape of W.
     pub shape: Vec<usize>,
@@ -264,11 +375,59 @@ pub fn read_weights(dir: &Path) -> anyhow::Result<StoredWeights> {
     let file = TensorFile::from_bytes(bytes)
         .with_context(|| format!("{} is not a weights file", path.display()))?;
     let (w, shape) = file.f32("W")?;
+    let w2 = match file.names().iter().any(|name| name == "W2") {
+        true => Some(file.f32("W2")?.0),
+        false => None,
+    };
     let (b, _) = file.f32("b")?;
     Ok(StoredWeights {
         w,
+        w2,
         b,
         shape,
         digest,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A shard holds some settings only (here 2 and 3, three restarts of 2): each is summarised
+    /// once, with its best restart and the nearest-rank quantiles of its losses.
+    #[test]
+    fn settings_are_summarised_as_the_instances_hold_them() {
+        let base =
+            crate::testing::toy_results(crate::experiment::ModelKind::Relu).instances[0].clone();
+        let inst = |setting: usize, restart: u32, loss: f64| InstanceResult {
+            setting,
+            restart,
+            density: 0.1 * setting as f64,
+            eval_loss: Some(loss),
+            ..base.clone()
+        };
+        let mut instances = vec![
+            inst(2, 0, 3.0),
+            inst(2, 1, 1.0),
+            inst(2, 2, 2.0),
+            inst(3, 0, 5.0),
+        ];
+        mark_best_of_settings(&mut instances);
+        let summaries = summarize_settings(&instances);
+        assert_eq!(summaries.len(), 2);
+        let s = &summaries[0];
+        assert_eq!((s.setting, s.restarts, s.best_instance), (2, 3, Some(1)));
+        assert_eq!(
+            (s.eval_loss_min, s.eval_loss_median, s.eval_loss_max),
+            (Some(1.0), Some(2.0), Some(3.0))
+        );
+        assert_eq!(
+            (summaries[1].setting, summaries[1].eval_loss_q1),
+            (3, Some(5.0))
+        );
+        // And results.json reads back what it wrote.
+        let text = serde_json::to_string(&summaries).unwrap();
+        let back: Vec<SettingSummary> = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, summaries);
+    }
 }
