@@ -298,7 +298,10 @@ impl GpuTrainer {
             ))
             .into());
         }
-        if gpu.software && tiled && tiled_loop_iterations(n, m, batch) > LOOP_BUDGET {
+        // The tiled path's kernels, and its sampler pass with the distribution's own loops
+        // (exactly-K ranks every mask word of the sample), counted as the SAE trainer counts them.
+        let tiled_iterations = tiled_loop_iterations(n, m, batch).max(sampler + 4);
+        if gpu.software && tiled && tiled_iterations > LOOP_BUDGET {
             bail!("n = {n}, m = {m}, batch {batch} needs more loop iterations per invocation than the software adapter {} runs; use --backend cpu", gpu.adapter.name);
         }
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
