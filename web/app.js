@@ -9,7 +9,7 @@
 import { makeHost, checkKnownAnswers } from "./philox.js";
 import { SETTINGS, defaultValues, resolve, initialWeights, evaluate } from "./experiment.js";
 import { openGpu, WebTrainer } from "./trainer.js";
-import { runFiles, runFromFiles } from "./files.js";
+import { runFiles, runFromFiles, viewOf } from "./files.js";
 import { drawRun } from "./views.js";
 
 // Steps between redraws of the figures while training.
@@ -70,23 +70,6 @@ function offerDownloads(files) {
     box.append(a);
   }
   box.hidden = false;
-}
-
-// The run the views draw, from an experiment, its weights and loss records.
-function viewOf(exp, weights, records) {
-  const { features: n, hidden: m } = exp;
-  return {
-    model: exp.model,
-    features: n,
-    hidden: m,
-    instances: exp.instances.map((inst, i) => ({
-      density: inst.density,
-      importance: inst.importance,
-      w: weights.w.subarray(i * m * n, (i + 1) * m * n),
-      b: weights.b.subarray(i * n, (i + 1) * n),
-      curve: records.map((r) => [r.step, r.losses[i]]),
-    })),
-  };
 }
 
 async function main() {

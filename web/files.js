@@ -112,19 +112,24 @@ export function runFromFiles(files) {
   if (files["config.json"] && files["weights.safetensors"]) {
     const exp = json("config.json").experiment;
     const t = readSafetensors(files["weights.safetensors"]);
-    const { features: n, hidden: m } = exp;
-    return {
-      model: exp.model,
-      features: n,
-      hidden: m,
-      instances: exp.instances.map((inst, i) => ({
-        density: inst.density,
-        importance: inst.importance,
-        w: t.W.data.slice(i * m * n, (i + 1) * m * n),
-        b: t.b.data.slice(i * n, (i + 1) * n),
-        curve: [],
-      })),
-    };
+    return viewOf(exp, { w: t.W.data, b: t.b.data }, []);
   }
   throw new Error("drop a run directory's results.json (or its config.json and weights.safetensors)");
+}
+
+// The run the views draw, from an experiment, its weights and loss records.
+export function viewOf(exp, weights, records) {
+  const { features: n, hidden: m } = exp;
+  return {
+    model: exp.model,
+    features: n,
+    hidden: m,
+    instances: exp.instances.map((inst, i) => ({
+      density: inst.density,
+      importance: inst.importance,
+      w: weights.w.subarray(i * m * n, (i + 1) * m * n),
+      b: weights.b.subarray(i * n, (i + 1) * n),
+      curve: records.map((r) => [r.step, r.losses[i]]),
+    })),
+  };
 }
