@@ -44,3 +44,16 @@ pub fn toy_results(model: ModelKind) -> Results {
         ],
     }
 }
+
+/// An m = 2 instance of [`toy_results`] whose columns W_i are the given points of the plane, with
+/// zero biases and equal importances (the fixtures of the reproductions that read geometry in 2-D).
+pub fn instance_in_plane(columns: &[(f64, f64)]) -> InstanceResult {
+    let mut inst = toy_results(ModelKind::Relu).instances[0].clone();
+    inst.w = vec![
+        columns.iter().map(|c| c.0 as f32).collect(),
+        columns.iter().map(|c| c.1 as f32).collect(),
+    ];
+    inst.b = vec![0.0; columns.len()];
+    inst.importance = vec![1.0; columns.len()];
+    inst
+}

@@ -644,17 +644,7 @@ impl Figure for GramFigure<'_> {
 mod tests {
     use super::*;
 
-    /// An instance with the given 2-D columns.
-    fn instance(columns: &[(f32, f32)]) -> InstanceResult {
-        let mut inst =
-            crate::testing::toy_results(crate::experiment::ModelKind::Relu).instances[0].clone();
-        inst.w = vec![
-            columns.iter().map(|c| c.0).collect(),
-            columns.iter().map(|c| c.1).collect(),
-        ];
-        inst.importance = vec![1.0; columns.len()];
-        inst
-    }
+    use crate::testing::instance_in_plane as instance;
 
     #[test]
     fn collapsed_means_one_direction_for_both_learned_members() {

@@ -340,18 +340,7 @@ where
 mod tests {
     use super::*;
 
-    /// An n = 5, m = 2 instance whose columns are the given 2-D vectors.
-    fn instance(columns: &[(f64, f64)]) -> InstanceResult {
-        let mut inst =
-            crate::testing::toy_results(crate::experiment::ModelKind::Relu).instances[0].clone();
-        inst.w = vec![
-            columns.iter().map(|c| c.0 as f32).collect(),
-            columns.iter().map(|c| c.1 as f32).collect(),
-        ];
-        inst.b = vec![0.0; columns.len()];
-        inst.importance = vec![1.0; columns.len()];
-        inst
-    }
+    use crate::testing::instance_in_plane as instance;
 
     #[test]
     fn names_the_papers_three_geometries() {
