@@ -235,14 +235,27 @@ fn learned(inst: &InstanceResult) -> usize {
         .count()
 }
 
-fn correlated_pairs(out: &mut String, best: &[&InstanceResult], sets: &[std::ops::Range<usize>]) {
-    let _ = writeln!(out, "| 1 − S | learned | cos(0, 1) | cos(2, 3) | worst antipodal partner across pairs | eval loss |");
+/// The pair regimes' table: per density, whether each pair's two members are learned and how they
+/// sit (cos within each pair, then `across`: a figure of how the pairs sit to each other, headed
+/// `across_header`), counting the densities that `is_match` accepts for the closing sentence.
+fn pairs_table(
+    out: &mut String,
+    best: &[&InstanceResult],
+    across_header: &str,
+    across: impl Fn(&InstanceResult) -> f64,
+    is_match: impl Fn(f64, f64, f64) -> bool,
+    conclusion: impl FnOnce(usize, usize) -> String,
+) {
+    let _ = writeln!(
+        out,
+        "| 1 − S | learned | cos(0, 1) | cos(2, 3) | {across_header} | eval loss |"
+    );
     let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
     let mut matches = 0;
     for inst in best {
         let (within_a, within_b) = (cosine(inst, 0, 1), cosine(inst, 2, 3));
-        let across = partners(inst, &sets[0], &sets[1]).max(partners(inst, &sets[1], &sets[0]));
-        if within_a.abs() < 0.2 && within_b.abs() < 0.2 && across < -0.9 && learned(inst) == 4 {
+        let across = across(inst);
+        if is_match(within_a, within_b, across) && learned(inst) == 4 {
             matches += 1;
         }
         let _ = writeln!(
@@ -253,14 +266,25 @@ fn correlated_pairs(out: &mut String, best: &[&InstanceResult], sets: &[std::ops
             inst.eval_loss.unwrap_or(f64::NAN)
         );
     }
-    let _ = writeln!(
+    let _ = writeln!(out, "\n{}", conclusion(matches, best.len()));
+}
+
+fn correlated_pairs(out: &mut String, best: &[&InstanceResult], sets: &[std::ops::Range<usize>]) {
+    pairs_table(
         out,
-        "\nThe paper: the members of a correlated pair are orthogonal (they occur together, so \
-         interference between them would cost on every active sample), and the two pairs sit \
-         antipodally to each other, four features in two dimensions. Here {matches} of {} densities \
-         show exactly that (|cos| within each pair < 0.2, every member with a partner of the other \
-         pair at cos < −0.9, all four learned).",
-        best.len()
+        best,
+        "worst antipodal partner across pairs",
+        |inst| partners(inst, &sets[0], &sets[1]).max(partners(inst, &sets[1], &sets[0])),
+        |within_a, within_b, across| within_a.abs() < 0.2 && within_b.abs() < 0.2 && across < -0.9,
+        |matches, total| {
+            format!(
+                "The paper: the members of a correlated pair are orthogonal (they occur together, so \
+                 interference between them would cost on every active sample), and the two pairs sit \
+                 antipodally to each other, four features in two dimensions. Here {matches} of {total} densities \
+                 show exactly that (|cos| within each pair < 0.2, every member with a partner of the other \
+                 pair at cos < −0.9, all four learned)."
+            )
+        },
     );
 }
 
@@ -269,36 +293,25 @@ fn anticorrelated_pairs(
     best: &[&InstanceResult],
     sets: &[std::ops::Range<usize>],
 ) {
-    let _ = writeln!(
+    pairs_table(
         out,
-        "| 1 − S | learned | cos(0, 1) | cos(2, 3) | largest |cos| across pairs | eval loss |"
-    );
-    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|");
-    let mut matches = 0;
-    for inst in best {
-        let (within_a, within_b) = (cosine(inst, 0, 1), cosine(inst, 2, 3));
-        let across = sets[0]
-            .clone()
-            .flat_map(|i| sets[1].clone().map(move |j| (i, j)))
-            .map(|(i, j)| cosine(inst, i, j).abs())
-            .fold(0.0, f64::max);
-        if within_a < -0.9 && within_b < -0.9 && learned(inst) == 4 {
-            matches += 1;
-        }
-        let _ = writeln!(
-            out,
-            "| {} | {} | {within_a:.2} | {within_b:.2} | {across:.2} | {:.3e} |",
-            three_digits(inst.density),
-            learned(inst),
-            inst.eval_loss.unwrap_or(f64::NAN)
-        );
-    }
-    let _ = writeln!(
-        out,
-        "\nThe paper: anticorrelated features never occur together, so the model puts each pair \
-         antipodally (their interference is never paid). Here {matches} of {} densities have both \
-         pairs antipodal (cos < −0.9, all four learned).",
-        best.len()
+        best,
+        "largest |cos| across pairs",
+        |inst| {
+            sets[0]
+                .clone()
+                .flat_map(|i| sets[1].clone().map(move |j| (i, j)))
+                .map(|(i, j)| cosine(inst, i, j).abs())
+                .fold(0.0, f64::max)
+        },
+        |within_a, within_b, _| within_a < -0.9 && within_b < -0.9,
+        |matches, total| {
+            format!(
+                "The paper: anticorrelated features never occur together, so the model puts each pair \
+                 antipodally (their interference is never paid). Here {matches} of {total} densities have both \
+                 pairs antipodal (cos < −0.9, all four learned)."
+            )
+        },
     );
 }
 

@@ -177,12 +177,13 @@ fn parse(bytes: Vec<u8>) -> Result<Checkpoint, String> {
     }
     let sha256 = digest(
         [field("step")?, field("experiment")?, every],
-        data.iter().map(Vec::as_slice),
+        data.iter().copied(),
     );
     if field("sha256")? != sha256 {
         return Err("its digest does not match its contents".into());
     }
-    let f32s = |k: usize| -> Vec<f32> { bytemuck::pod_collect_to_vec(&data[k]) };
+    // One copy per tensor, out of the file's bytes (which need not be aligned for f32).
+    let f32s = |k: usize| -> Vec<f32> { bytemuck::pod_collect_to_vec(data[k]) };
     let state = TrainState {
         step,
         w: f32s(0),
@@ -192,7 +193,7 @@ fn parse(bytes: Vec<u8>) -> Result<Checkpoint, String> {
         m_b: f32s(4),
         v_b: f32s(5),
     };
-    let steps: Vec<u32> = bytemuck::pod_collect_to_vec(&data[6]);
+    let steps: Vec<u32> = bytemuck::pod_collect_to_vec(data[6]);
     let losses = f32s(7);
     let count = experiment.instances.len();
     let records = steps

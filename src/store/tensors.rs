@@ -88,8 +88,8 @@ impl TensorFile {
         Ok(t.shape().to_vec())
     }
 
-    /// The bytes of tensor `name`, checked to be of `dtype` and `shape`.
-    pub fn raw(&self, name: &str, dtype: Dtype, shape: &[usize]) -> anyhow::Result<Vec<u8>> {
+    /// The bytes of tensor `name`, checked to be of `dtype` and `shape`, borrowed from the file.
+    pub fn raw(&self, name: &str, dtype: Dtype, shape: &[usize]) -> anyhow::Result<&[u8]> {
         let tensors = self.tensors();
         let t = tensors
             .tensor(name)
@@ -104,7 +104,7 @@ impl TensorFile {
             "{name} has shape {:?}, not {shape:?}",
             t.shape()
         );
-        Ok(t.data().to_vec())
+        Ok(t.data())
     }
 
     /// The values and shape of f32 tensor `name`.
