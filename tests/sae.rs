@@ -205,8 +205,7 @@ fn many_saes_train_at_once_and_bad_input_is_refused() {
     }
     // An output directory another tms process holds is refused.
     let held = root.path().join("held");
-    std::fs::create_dir_all(&held).unwrap();
-    let _lock = tms::run::dir::lock(&held).unwrap();
+    let _lock = tms::run::dir::claim_new(&held, false).unwrap();
     let out = tms(&["sae", toy_arg, "--out", held.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use"));

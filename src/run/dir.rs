@@ -44,7 +44,21 @@ impl RunDir {
 /// with `force` the old run's files are removed once the lock is held, so nothing of it survives
 /// beside the new run's checkpoint.
 pub fn claim_new(dir: &Path, force: bool) -> Result<RunDir, UsageError> {
-    refuse_existing_run(dir, force)?;
+    let claimed = claim(dir, || refuse_existing_run(dir, force))?;
+    for name in RUN_FILES {
+        remove_if_present(&dir.join(name))?;
+    }
+    Ok(claimed)
+}
+
+/// Claims `dir` for new output (a run, or `tms sae`'s files): `refuse` says whether what the
+/// directory holds forbids it, before the directory is created and again under the lock, since
+/// another process may have written there meanwhile.
+pub fn claim(
+    dir: &Path,
+    refuse: impl Fn() -> Result<(), UsageError>,
+) -> Result<RunDir, UsageError> {
+    refuse()?;
     std::fs::create_dir_all(dir).map_err(|e| {
         UsageError(format!(
             "cannot create output directory {}: {e}",
@@ -52,11 +66,7 @@ pub fn claim_new(dir: &Path, force: bool) -> Result<RunDir, UsageError> {
         ))
     })?;
     let claimed = lock(dir)?;
-    // Checked again under the lock: another process may have finished a run here meanwhile.
-    refuse_existing_run(dir, force)?;
-    for name in RUN_FILES {
-        remove_if_present(&dir.join(name))?;
-    }
+    refuse()?;
     Ok(claimed)
 }
 
@@ -96,9 +106,8 @@ fn refuse_existing_run(dir: &Path, force: bool) -> Result<(), UsageError> {
     Ok(())
 }
 
-/// Takes the directory's lock, cleans up after a killed writer and checks that it can be written
-/// (also how `tms sae` holds its output directory).
-pub fn lock(dir: &Path) -> Result<RunDir, UsageError> {
+/// Takes the directory's lock, cleans up after a killed writer and checks that it can be written.
+fn lock(dir: &Path) -> Result<RunDir, UsageError> {
     let path = dir.join(".tms.lock");
     let file = File::options()
         .create(true)

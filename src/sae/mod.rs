@@ -19,7 +19,7 @@ pub mod model;
 use crate::device::{BackendChoice, Device};
 use crate::error::{one_line, UsageError};
 use crate::experiment::{Optimizer, OptimizerKind};
-use crate::run::dir::{lock, RunDir};
+use crate::run::dir::{claim, RunDir};
 use crate::store::results::{read_config, read_results};
 use crate::store::write_atomic;
 use model::{SaeKind, SaeShape};
@@ -498,7 +498,7 @@ pub fn read_sae_file(dir: &Path) -> anyhow::Result<SaeFile> {
 /// The output directory, refused if it holds an sae.json (unless `force`), created, probed and
 /// locked against other `tms` processes (as run directories are) until the returned value drops.
 fn claim_sae_dir(dir: &Path, force: bool) -> Result<RunDir, UsageError> {
-    let refuse_existing = || {
+    claim(dir, || {
         if dir.join("sae.json").exists() && !force {
             return Err(UsageError(format!(
                 "{} already holds sae.json (use --force to overwrite)",
@@ -506,16 +506,5 @@ fn claim_sae_dir(dir: &Path, force: bool) -> Result<RunDir, UsageError> {
             )));
         }
         Ok(())
-    };
-    refuse_existing()?;
-    std::fs::create_dir_all(dir).map_err(|e| {
-        UsageError(format!(
-            "cannot create output directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    let claimed = lock(dir)?;
-    // Checked again under the lock: another process may have written sae.json meanwhile.
-    refuse_existing()?;
-    Ok(claimed)
+    })
 }
