@@ -163,6 +163,14 @@ fn wgsl_sampler_reproduces_the_cpu_batches_bit_for_bit() {
         ),
         (13, 4.0 / 13.0, kinds("", paper, Values::Uniform, 4)),
         (6, 0.5, kinds("", paper, Values::Normal, 0)),
+        // The abs model's signed values, on the plain sampler, on sets and on exactly-K samples.
+        (11, 0.3, kinds("", paper, Values::Signed, 0)),
+        (
+            10,
+            0.2,
+            kinds("correlated:3,anticorrelated:4", paper, Values::Signed, 0),
+        ),
+        (9, 3.0 / 9.0, kinds("", paper, Values::Signed, 3)),
     ] {
         for eval in [false, true] {
             let spec = BatchSpec {
@@ -633,5 +641,46 @@ fn feature_sets_train_alike_on_every_kernel() {
             assert_close(&what, &gpu, &cpu, 2e-5, 1e-4);
             assert_trained(&what, &exp, &gpu.0, 0.02);
         }
+    }
+}
+
+/// The abs model's signed features on feature sets and exactly-K samples (`Values::Signed` in the
+/// shared sampler) train on the GPU as on the CPU: W₁, W₂, b and the logged losses within the
+/// trajectory tolerance after 100 steps.
+#[test]
+fn abs_model_trains_on_every_distribution() {
+    if !have_gpu() {
+        return;
+    }
+    let data = |sets: &str, exactly_k| Settings {
+        model: Some(ModelKind::Abs),
+        feature_sets: Some(sets.into()),
+        exactly_k,
+        ..Default::default()
+    };
+    for settings in [
+        data("correlated:3,anticorrelated:2", None),
+        data("", Some(2)),
+    ] {
+        let exp = Settings {
+            features: Some(7),
+            hidden: Some(4),
+            batch: Some(64),
+            steps: Some(100),
+            density: settings.exactly_k.is_none().then(|| vec![0.3, 0.1]),
+            log_every: Some(25),
+            lr: Some(3e-3),
+            ..settings
+        }
+        .resolve()
+        .unwrap();
+        let what = format!("abs {:?}", exp.data);
+        let cpu = run(
+            &mut CpuTrainer::new(&exp, TrainState::initial(&exp)),
+            exp.steps,
+        );
+        let gpu = run(&mut gpu_trainer(&exp, &GpuOptions::default()), exp.steps);
+        assert_close(&what, &gpu, &cpu, TRAJECTORY_TOLERANCE, LOSS_TOLERANCE);
+        assert_trained(&what, &exp, &gpu.0, 0.02);
     }
 }

@@ -22,8 +22,7 @@ use crate::experiment::Experiment;
 /// Refuses a model the kernels do not compute yet: the privileged-basis (`relu-hidden`) and abs
 /// models train on the GPU through the register kernel only (all their parameters, m·n + n, or
 /// 2·m·n + n for abs, ≤ [`abi::REGISTER_MAX_PARAMS`]; the tiled kernels have no hidden ReLU nor
-/// W₂); larger ones train on the CPU, as does the abs model on feature sets or exactly-K samples
-/// (its generated sampler draws independent features only).
+/// W₂); larger ones train on the CPU.
 pub fn check_model(exp: &Experiment) -> Result<(), UsageError> {
     let (model, n, params) = (exp.model, exp.features, exp.params_per_instance());
     if model.hidden_relu() && params > abi::REGISTER_MAX_PARAMS as usize {
@@ -33,11 +32,6 @@ pub fn check_model(exp: &Experiment) -> Result<(), UsageError> {
             abi::REGISTER_MAX_PARAMS,
             exp.hidden
         )));
-    }
-    if model.untied() && !exp.data.distribution().is_plain() {
-        return Err(UsageError(
-            "the GPU draws the abs model's signed features for independent features only (no --feature-sets or --exactly-k): use --backend cpu".into(),
-        ));
     }
     Ok(())
 }

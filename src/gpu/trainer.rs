@@ -254,7 +254,7 @@ impl GpuTrainer {
             },
         };
         // The register kernel's loop iterations per step, its samples' draws included.
-        let sampler = exp.data.distribution().sampler_loop_iterations(n);
+        let sampler = exp.distribution().sampler_loop_iterations(n);
         let register_iterations = |variant| {
             register::loop_iterations(n, m, batch, variant)
                 + batch.div_ceil(REGISTER_WG as usize) as u64 * sampler
@@ -422,7 +422,7 @@ impl GpuTrainer {
                 .flat_map(|i| i.importance.iter().map(|v| v.to_bits()))
                 .collect();
             words.extend(inst.iter().map(|i| presence_threshold(i.density)));
-            words.extend(exp.data.distribution().layout_words(n));
+            words.extend(exp.distribution().layout_words(n));
             let state_buffer = gpu.storage("state", &pack(&state, exp, first, len));
             let losses = gpu.storage_zeroed("losses", (LOG_SLOTS * len * 4) as u64);
             let (hidden, delta, grad, samples) = match kernel {
