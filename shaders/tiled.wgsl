@@ -2,11 +2,15 @@
 // TILE × TILE tiles (z = instance) like a textbook shared-memory matmul.
 //
 //   generate         X                   [batch × n], in features.wgsl: sampled once per step
-//   hidden_forward   H  = X Wᵀ           [batch × m]
-//   output_delta     δ  = ∂loss/∂(H W + b) [batch × n], and per-tile partial losses
-//   hidden_backward  dH = δ Wᵀ           [batch × m]
-//   gradient         ∂W = Hᵀ δ + dHᵀ X,  ∂b = Σ δ  (sums over the batch in sample order)
+//   hidden_forward   H  = X Wᵀ, or ReLU(X Wᵀ) with a hidden ReLU        [batch × m]
+//   output_delta     δ  = ∂loss/∂(H U + b) [batch × n], and per-tile partial losses
+//   hidden_backward  dH = δ Uᵀ, gated by H > 0 with a hidden ReLU       [batch × m]
+//   gradient         ∂W = Hᵀ δ + dHᵀ X (tied), or ∂W₁ = dHᵀ X and ∂U = Hᵀ δ (untied);
+//                    ∂b = Σ δ  (sums over the batch in sample order)
 //   adam_step        in tiled_adam.wgsl
+//
+// U, the output weights, is W for the tied models and W₂ᵀ (after W in the state) for the untied abs
+// model, whose target is |x| (src/model.rs states the maths).
 //
 // Every sum runs in a fixed order (no atomics), so runs are deterministic.
 
@@ -41,14 +45,37 @@ fn load_x_tile(instance: u32, first_sample: u32, first_feature: u32, lid: vec2<u
     tile_a[lid.y][lid.x] = x;
 }
 
+// Parameters per instance: W (and U when untied), then b.
+fn params_per_instance() -> u32 {
+    return (1u + shard.config.untied) * shard.config.hidden * shard.config.features + shard.config.features;
+}
+
 fn w_at(instance: u32, k: u32, j: u32) -> f32 {
     if k < shard.config.hidden && j < shard.config.features {
-        return state[instance * (shard.config.hidden * shard.config.features + shard.config.features) + k * shard.config.features + j];
+        return state[instance * params_per_instance() + k * shard.config.features + j];
     }
     return 0.0;
 }
 
-// out[s][k] = Σ_j A[s][j] W[k][j] with A = X (generated) or δ; out is H or dH.
+// U[k][j]: W's entry for a tied model, W₂ᵀ's (after W) for an untied one.
+fn u_at(instance: u32, k: u32, j: u32) -> f32 {
+    if k < shard.config.hidden && j < shard.config.features {
+        let at = instance * params_per_instance() + shard.config.untied * shard.config.hidden * shard.config.features;
+        return state[at + k * shard.config.features + j];
+    }
+    return 0.0;
+}
+
+// The training target of input feature x: x, or |x| for the abs model.
+fn target_of(x: f32) -> f32 {
+    if shard.config.untied != 0u {
+        return abs(x);
+    }
+    return x;
+}
+
+// out[s][k] = Σ_j A[s][j] V[k][j] with A = X (sampled) and V = W, or A = δ and V = U; out is H or
+// dH, with the hidden ReLU (and its gate on dH) where the model has one.
 fn hidden_tile(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
     let n = shard.config.features;
     let m = shard.config.hidden;
@@ -68,7 +95,11 @@ fn hidden_tile(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
         } else {
             load_x_tile(instance, s0, j0, lid);
         }
-        tile_b[lid.y][lid.x] = w_at(instance, k0 + lid.y, j0 + lid.x);
+        if backward {
+            tile_b[lid.y][lid.x] = u_at(instance, k0 + lid.y, j0 + lid.x);
+        } else {
+            tile_b[lid.y][lid.x] = w_at(instance, k0 + lid.y, j0 + lid.x);
+        }
         workgroupBarrier();
         for (var jj = 0u; jj < TILE; jj++) {
             acc += tile_b[lid.x][jj] * tile_a[lid.y][jj];
@@ -78,11 +109,19 @@ fn hidden_tile(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
     let s = s0 + lid.y;
     let k = k0 + lid.x;
     if s < shard.config.batch && k < m {
-        var at = (instance * shard.config.batch + s) * m + k;
+        let at = (instance * shard.config.batch + s) * m + k;
+        // ReLU and its gate as the CPU computes them: +0 unless > 0 (h > 0 iff W x > 0).
         if backward {
-            at += shard.config.instances * shard.config.batch * m;
+            if shard.config.hidden_relu != 0u && !(hidden[at] > 0.0) {
+                acc = 0.0;
+            }
+            hidden[at + shard.config.instances * shard.config.batch * m] = acc;
+        } else {
+            if shard.config.hidden_relu != 0u && !(acc > 0.0) {
+                acc = 0.0;
+            }
+            hidden[at] = acc;
         }
-        hidden[at] = acc;
     }
 }
 
@@ -96,7 +135,7 @@ fn hidden_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocat
     hidden_tile(wid, lid.xy, true);
 }
 
-// y = b + H W for a tile of samples × features, then δ and the tile's summed loss.
+// y = b + H U for a tile of samples × features, then δ and the tile's summed loss.
 @compute @workgroup_size(TILE, TILE)
 fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
     let lid = lid3.xy;
@@ -110,7 +149,7 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let inside = s < shard.config.batch && j < n;
     var y = 0.0;
     if j < n {
-        y = state[instance * (m * n + n) + m * n + j];
+        y = state[instance * params_per_instance() + (1u + shard.config.untied) * m * n + j];
     }
     for (var k0 = 0u; k0 < m; k0 += TILE) {
         var h = 0.0;
@@ -118,7 +157,7 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
             h = hidden[(instance * shard.config.batch + s) * m + k0 + lid.x];
         }
         tile_c[lid.y][lid.x] = h;
-        tile_b[lid.y][lid.x] = w_at(instance, k0 + lid.y, j);
+        tile_b[lid.y][lid.x] = u_at(instance, k0 + lid.y, j);
         workgroupBarrier();
         for (var kk = 0u; kk < TILE; kk++) {
             y += tile_b[kk][lid.x] * tile_c[lid.y][kk];
@@ -129,7 +168,7 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     workgroupBarrier();
     var loss = 0.0;
     if inside {
-        let x = tile_a[lid.y][lid.x];
+        let x = target_of(tile_a[lid.y][lid.x]);
         let importance = importance_at(instance, j);
         loss = sq_error(y, x, importance) * shard.config.scale;
         delta[(instance * shard.config.batch + s) * n + j] = delta_of(y, x, importance);
@@ -145,14 +184,14 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         }
         if t == 0u {
             let tiles = groups.x * groups.y;
-            let parts_at = shard.config.instances * (m * n + n);
+            let parts_at = shard.config.instances * params_per_instance();
             grad[parts_at + instance * tiles + wid.y * groups.x + wid.x] = red[0];
         }
     }
 }
 
-// One 16 × 16 tile of ∂W (rows k, columns j), summed over the batch 16 samples at a time; the tiles of
-// the first row also sum ∂b.
+// One 16 × 16 tile of ∂W (rows k, columns j), and of ∂U when untied, summed over the batch 16 samples
+// at a time; the tiles of the first row also sum ∂b.
 @compute @workgroup_size(TILE, TILE)
 fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let lid = lid3.xy;
@@ -165,7 +204,10 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     let k = k0 + lid.y;
     let dh_at = shard.config.instances * shard.config.batch * m;
     var acc = 0.0;
+    // Untied: acc sums dH x (∂W₁) and acc_u sums h δ (∂U); tied: acc sums both, per sample as the CPU.
+    var acc_u = 0.0;
     var acc_b = 0.0;
+    let untied = shard.config.untied != 0u;
     for (var s0 = 0u; s0 < shard.config.batch; s0 += TILE) {
         let s = s0 + lid.y;
         // tile_c[s][k] = H, tile_d[s][k] = dH, tile_b[s][j] = δ, tile_a[s][j] = X
@@ -187,8 +229,15 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         tile_b[lid.y][lid.x] = d;
         load_x_tile(instance, s0, j0, lid);
         workgroupBarrier();
-        for (var ss = 0u; ss < TILE; ss++) {
-            acc += tile_c[ss][lid.y] * tile_b[ss][lid.x] + tile_d[ss][lid.y] * tile_a[ss][lid.x];
+        if untied {
+            for (var ss = 0u; ss < TILE; ss++) {
+                acc += tile_d[ss][lid.y] * tile_a[ss][lid.x];
+                acc_u += tile_c[ss][lid.y] * tile_b[ss][lid.x];
+            }
+        } else {
+            for (var ss = 0u; ss < TILE; ss++) {
+                acc += tile_c[ss][lid.y] * tile_b[ss][lid.x] + tile_d[ss][lid.y] * tile_a[ss][lid.x];
+            }
         }
         if wid.y == 0u && lid.y == 0u {
             for (var ss = 0u; ss < TILE; ss++) {
@@ -197,11 +246,15 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         }
         workgroupBarrier();
     }
-    let base = instance * (m * n + n);
+    let base = instance * params_per_instance();
+    let weights = (1u + shard.config.untied) * m * n;
     if k < m && j < n {
         grad[base + k * n + j] = acc;
+        if untied {
+            grad[base + m * n + k * n + j] = acc_u;
+        }
     }
     if wid.y == 0u && lid.y == 0u && j < n {
-        grad[base + m * n + j] = acc_b;
+        grad[base + weights + j] = acc_b;
     }
 }

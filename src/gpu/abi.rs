@@ -121,7 +121,11 @@ interface_struct! {
         pub first_instance: u32,
         /// Workgroups per instance of the split register kernel (1 for the other kernels).
         pub slices: u32,
+        /// The model (`experiment::ModelKind`): an output ReLU, a hidden ReLU (h = ReLU(W x)), and
+        /// untied output weights (U = W₂ᵀ after W in the state; the abs model, whose target is |x|).
         pub relu: u32,
+        pub hidden_relu: u32,
+        pub untied: u32,
         pub log_every: u32,
         pub total_steps: u32,
         pub seed_lo: u32,

@@ -19,18 +19,22 @@ pub use trainer::{GpuOptions, GpuTrainer, Kernel};
 use crate::error::UsageError;
 use crate::experiment::Experiment;
 
-/// Refuses a model the kernels do not compute yet: the privileged-basis (`relu-hidden`) and abs
-/// models train on the GPU through the register kernel only (all their parameters, m·n + n, or
-/// 2·m·n + n for abs, ≤ [`abi::REGISTER_MAX_PARAMS`]; the tiled kernels have no hidden ReLU nor
-/// W₂); larger ones train on the CPU.
-pub fn check_model(exp: &Experiment) -> Result<(), UsageError> {
-    let (model, n, params) = (exp.model, exp.features, exp.params_per_instance());
-    if model.hidden_relu() && params > abi::REGISTER_MAX_PARAMS as usize {
-        return Err(UsageError(format!(
-            "the GPU trains --model {} with the register kernel only (at most {} parameters per instance); n = {n}, m = {} has {params}: use --backend cpu",
-            model.name(),
-            abi::REGISTER_MAX_PARAMS,
-            exp.hidden
+/// Refuses, before a run directory is touched, what adapter `adapter` (the best one when `None`)
+/// cannot train: on a software adapter (llvmpipe, lavapipe), a model too large for the register
+/// kernel whose tiled step needs more loop iterations per invocation than llvmpipe runs
+/// ([`trainer::LOOP_BUDGET`]). An adapter that is not there is `GpuTrainer::new`'s to report.
+pub fn check_model(exp: &Experiment, adapter: Option<&str>) -> Result<(), UsageError> {
+    let adapters = list_adapters();
+    let names: Vec<String> = adapters.iter().map(|a| a.name.clone()).collect();
+    let position = adapter.map_or(Some(0), |want| adapter_position(&names, want));
+    let software = position
+        .and_then(|p| adapters.get(p))
+        .is_some_and(|a| a.device_type == "Cpu");
+    let register = exp.params_per_instance() <= abi::REGISTER_MAX_PARAMS as usize;
+    if software && !register && trainer::tiled_loop_iterations(exp) > trainer::LOOP_BUDGET {
+        return Err(UsageError(trainer::over_budget(
+            exp,
+            &names[position.unwrap_or(0)],
         )));
     }
     Ok(())

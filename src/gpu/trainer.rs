@@ -23,7 +23,6 @@ use super::abi::{
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
-use crate::error::UsageError;
 use crate::experiment::Experiment;
 use crate::features::{presence_threshold, seed_key, Stream};
 use crate::optim::step_table;
@@ -99,17 +98,28 @@ pub fn default_kernel(
     }
 }
 
-/// An upper estimate of the loop iterations of the busiest tiled.wgsl / tiled_adam.wgsl invocation:
-/// the gradient tile's loop over the batch, the hidden tiles' loop over features, or the loss sum
-/// over output_delta's tiles.
-fn tiled_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
+/// An upper estimate of the loop iterations of the busiest invocation of the tiled path: the
+/// gradient tile's loop over the batch, the hidden tiles' loop over features, the loss sum over
+/// output_delta's tiles, or the sampler pass with the distribution's own loops (exactly-K ranks
+/// every mask word of the sample), counted as the SAE trainer counts them.
+pub(super) fn tiled_loop_iterations(exp: &Experiment) -> u64 {
+    let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
     let tile = TILE as usize;
     let per_tile = tile + 4 + 1;
     let gradient = batch.div_ceil(tile) * (2 * tile + per_tile);
     let hidden = n.div_ceil(tile) * per_tile;
     let delta = m.div_ceil(tile) * per_tile + 4 + 8;
     let losses = n.div_ceil(tile) * batch.div_ceil(tile);
-    gradient.max(hidden).max(delta).max(losses) as u64
+    let sampler = exp.distribution().sampler_loop_iterations(n) as usize + 4;
+    gradient.max(hidden).max(delta).max(losses).max(sampler) as u64
+}
+
+/// The refusal of an experiment whose tiled step is over the software adapter `adapter`'s budget.
+pub(super) fn over_budget(exp: &Experiment, adapter: &str) -> String {
+    format!(
+        "n = {}, m = {}, batch {} needs more loop iterations per invocation than the software adapter {adapter} runs; use --backend cpu",
+        exp.features, exp.hidden, exp.batch
+    )
 }
 
 /// A contiguous range of instances with its own buffers.
@@ -203,7 +213,7 @@ impl GpuTrainer {
         state: TrainState,
         options: &GpuOptions,
     ) -> anyhow::Result<GpuTrainer> {
-        super::check_model(exp)?;
+        super::check_model(exp, options.adapter.as_deref())?;
         let gpu = Gpu::open(options.adapter.as_deref())?;
         // Catch validation errors (e.g. a backend that cannot run a kernel) as errors, not panics.
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -266,12 +276,16 @@ impl GpuTrainer {
             Some(Kernel::Register) if !register_fits => {
                 bail!("the register kernel cannot train n = {n}, m = {m}, batch {batch}")
             }
-            Some(Kernel::Split { slices }) if !fits_register(n, m) || slices == 0 => {
-                bail!("the split register kernel cannot train n = {n}, m = {m} in {slices} slices")
+            Some(Kernel::Split { slices })
+                if !fits_register(n, m) || slices == 0 || exp.model.untied() =>
+            {
+                bail!("the split register kernel cannot train --model {} with n = {n}, m = {m} in {slices} slices", exp.model.name())
             }
             Some(kernel) => kernel,
-            // The abs model's U and its bias offset are the whole-instance kernel's only.
+            // The abs model's U and its bias offset are the whole-instance register kernel's, not
+            // the split one's (shaders/split_adam.wgsl knows one W).
             None if exp.model.untied() && register_fits => Kernel::Register,
+            None if exp.model.untied() => Kernel::Tiled,
             None => default_kernel(n, m, batch, instances, gpu.software, register_fits),
         };
         let slices = match kernel {
@@ -283,26 +297,10 @@ impl GpuTrainer {
             ..variant
         };
         let tiled = kernel == Kernel::Tiled;
-        if exp.model.untied() && kernel != Kernel::Register {
-            return Err(UsageError(format!(
-                "the GPU trains --model abs with the whole-instance register kernel only (2·m·n + n ≤ {}, within the adapter's loop budget); n = {n}, m = {m}: use --backend cpu",
-                super::abi::REGISTER_MAX_PARAMS
-            ))
-            .into());
-        }
-        if tiled && exp.model.hidden_relu() {
-            return Err(UsageError(format!(
-                "the GPU trains --model {} with the register kernel only (m·n + n ≤ {}, within the adapter's loop budget); n = {n}, m = {m} needs the tiled one: use --backend cpu",
-                exp.model.name(),
-                super::abi::REGISTER_MAX_PARAMS
-            ))
-            .into());
-        }
-        // The tiled path's kernels, and its sampler pass with the distribution's own loops
-        // (exactly-K ranks every mask word of the sample), counted as the SAE trainer counts them.
-        let tiled_iterations = tiled_loop_iterations(n, m, batch).max(sampler + 4);
-        if gpu.software && tiled && tiled_iterations > LOOP_BUDGET {
-            bail!("n = {n}, m = {m}, batch {batch} needs more loop iterations per invocation than the software adapter {} runs; use --backend cpu", gpu.adapter.name);
+        // `check_model` refuses this before a run starts where the register kernel cannot take the
+        // model at all; here also where it was left for its own loop budget.
+        if gpu.software && tiled && tiled_loop_iterations(exp) > LOOP_BUDGET {
+            bail!(over_budget(exp, &gpu.adapter.name));
         }
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
         let tile = TILE as usize;
@@ -405,6 +403,8 @@ impl GpuTrainer {
                 first_instance: exp.global_index(first),
                 slices,
                 relu: u32::from(exp.model.output_relu()),
+                hidden_relu: u32::from(exp.model.hidden_relu()),
+                untied: u32::from(exp.model.untied()),
                 log_every: exp.log_every,
                 total_steps: exp.steps,
                 seed_lo,
@@ -524,7 +524,8 @@ impl GpuTrainer {
                 Kernel::Tiled => {}
             }
             let tiles = |len: usize| len.div_ceil(TILE as usize) as u32;
-            let adam_groups = (shard.count * (m * n + n)).div_ceil(ADAM_WG as usize);
+            let params = self.exp.params_per_instance();
+            let adam_groups = (shard.count * params).div_ceil(ADAM_WG as usize);
             let adam_x =
                 adam_groups.min(self.gpu.limits.max_compute_workgroups_per_dimension as usize);
             let samplers = (batch * n.div_ceil(4)).div_ceil(SAMPLER_WG as usize) as u32;
