@@ -212,8 +212,11 @@ interface_constants! {
     /// largest model it takes (m·n + n: gradient accumulators per thread).
     REGISTER_WG = 64;
     REGISTER_MAX_PARAMS = 256;
-    /// Tile edge of tiled.wgsl.
-    TILE = 16;
+    /// tiled.wgsl's blocks: TILE × TILE outputs per workgroup of TILE_THREADS × TILE_THREADS
+    /// threads (4 × 4 outputs each), in rounds of TILE_DEPTH along the inner dimension.
+    TILE = 64;
+    TILE_THREADS = 16;
+    TILE_DEPTH = 16;
     /// Threads per workgroup of tiled_adam.wgsl and of the sampler kernel.
     ADAM_WG = 256;
     SAMPLER_WG = 64;

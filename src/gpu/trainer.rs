@@ -9,8 +9,8 @@
 //!   hardware GPU with fewer instances than [`SPLIT_BELOW`], each instance split over several
 //!   workgroups instead (partial sums, then `shaders/split_adam.wgsl`: two dispatches per step);
 //! - everything else: `shaders/features.wgsl`, `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, six
-//!   dispatches per step: the batch X sampled once into a device buffer, then passes over 16 × 16
-//!   tiles with H, dH and δ of the batch in device buffers.
+//!   dispatches per step: the batch X sampled once into a device buffer, then register-blocked
+//!   matrix products over 64 × 64 blocks with H, dH and δ of the batch in device buffers.
 //!
 //! Splitting: instances are cut into shards, each with its own buffers and bind group, holding as
 //! many instances as keep every buffer within one storage binding (the adapter's limit, or a smaller
@@ -19,7 +19,7 @@
 
 use super::abi::{
     dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, REGISTER_WG, SAMPLER_WG,
-    TILE,
+    TILE, TILE_DEPTH, TILE_THREADS,
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
@@ -104,11 +104,13 @@ pub fn default_kernel(
 /// every mask word of the sample), counted as the SAE trainer counts them.
 pub(super) fn tiled_loop_iterations(exp: &Experiment) -> u64 {
     let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
-    let tile = TILE as usize;
-    let per_tile = tile + 4 + 1;
-    let gradient = batch.div_ceil(tile) * (2 * tile + per_tile);
-    let hidden = n.div_ceil(tile) * per_tile;
-    let delta = m.div_ceil(tile) * per_tile + 4 + 8;
+    let (tile, depth) = (TILE as usize, TILE_DEPTH as usize);
+    // A round: its copies, the multiply-adds over its depth, and the loop's own back-edge.
+    let round = tile * depth / (TILE_THREADS * TILE_THREADS) as usize + depth + 1;
+    let epilogue = 4 + 16;
+    let gradient = 2 * batch.div_ceil(depth) * (round + depth) + epilogue + 4;
+    let hidden = n.div_ceil(depth) * round + epilogue;
+    let delta = m.div_ceil(depth) * round + 4 + epilogue + 8;
     let losses = n.div_ceil(tile) * batch.div_ceil(tile);
     let sampler = exp.distribution().sampler_loop_iterations(n) as usize + 4;
     gradient.max(hidden).max(delta).max(losses).max(sampler) as u64
@@ -534,7 +536,7 @@ impl GpuTrainer {
                 (tiles(m), tiles(batch), count),
                 (tiles(n), tiles(batch), count),
                 (tiles(m), tiles(batch), count),
-                (tiles(n), tiles(m), count),
+                (tiles(n), tiles(m) * self.exp.model.weight_rows(1) as u32, count),
                 (adam_x as u32, adam_groups.div_ceil(adam_x) as u32, 1),
             ];
             for (pipeline, (x, y, z)) in self.pipelines.iter().zip(grids) {
