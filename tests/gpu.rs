@@ -694,34 +694,35 @@ fn abs_model_trains_on_every_distribution() {
     }
 }
 
-/// On a software adapter, a model past the register kernel whose tiled step is over llvmpipe's loop
-/// budget (exactly-K at n = 460: the sampler ranks 115 groups of mask words) is refused before the
-/// run directory is claimed: exit 2 and nothing written.
+/// What the adapter cannot train is refused before the run directory is claimed (exit 2, nothing
+/// written): an instance whose δ buffer alone (batch · n floats) is over the adapter's storage
+/// binding, and on a software adapter a model past the register kernel whose tiled step is over
+/// llvmpipe's loop budget (exactly-K at n = 460: the sampler ranks 115 groups of mask words).
 #[test]
-fn over_budget_models_are_refused_before_anything_is_written() {
-    if !have_gpu() || list_adapters()[0].device_type != "Cpu" {
+fn what_the_adapter_cannot_train_is_refused_before_anything_is_written() {
+    if !have_gpu() {
         return;
     }
+    let adapter = &list_adapters()[0];
+    let batch = (adapter.max_storage_binding.min(adapter.max_buffer) / (4 * 300) + 1).to_string();
+    let mut cases = vec![(
+        vec!["--features", "300", "--hidden", "20", "--batch", &batch],
+        "storage buffer",
+    )];
+    if adapter.device_type == "Cpu" {
+        cases.push((
+            vec!["--features", "460", "--hidden", "20", "--exactly-k", "3"],
+            "loop iterations",
+        ));
+    }
     let root = tempfile::tempdir().unwrap();
-    let out = root.path().join("run");
-    let args = [
-        "train",
-        "--backend",
-        "gpu",
-        "--features",
-        "460",
-        "--hidden",
-        "20",
-        "--exactly-k",
-        "3",
-        "--steps",
-        "5",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    let run = tms(&args);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("loop iterations"), "{stderr}");
-    assert!(!out.exists(), "wrote {}", out.display());
+    for (args, needle) in cases {
+        let out = root.path().join("run");
+        let common = ["train", "--backend", "gpu", "--steps", "5", "--out"];
+        let run = tms(&[&common[..], &[out.to_str().unwrap()], &args].concat());
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!out.exists(), "{args:?}: wrote {}", out.display());
+    }
 }

@@ -20,22 +20,35 @@ use crate::error::UsageError;
 use crate::experiment::Experiment;
 
 /// Refuses, before a run directory is touched, what adapter `adapter` (the best one when `None`)
-/// cannot train: on a software adapter (llvmpipe, lavapipe), a model too large for the register
-/// kernel whose tiled step needs more loop iterations per invocation than llvmpipe runs
-/// ([`trainer::LOOP_BUDGET`]). An adapter that is not there is `GpuTrainer::new`'s to report.
+/// cannot train: an instance whose largest buffer is over the adapter's storage binding, and on a
+/// software adapter (llvmpipe, lavapipe) a model too large for the register kernel whose tiled step
+/// needs more loop iterations per invocation than llvmpipe runs ([`trainer::LOOP_BUDGET`]). An
+/// adapter that is not there is `GpuTrainer::new`'s to report.
 pub fn check_model(exp: &Experiment, adapter: Option<&str>) -> Result<(), UsageError> {
     let adapters = list_adapters();
     let names: Vec<String> = adapters.iter().map(|a| a.name.clone()).collect();
-    let position = adapter.map_or(Some(0), |want| adapter_position(&names, want));
-    let software = position
+    let Some(found) = adapter
+        .map_or(Some(0), |want| adapter_position(&names, want))
         .and_then(|p| adapters.get(p))
-        .is_some_and(|a| a.device_type == "Cpu");
+    else {
+        return Ok(());
+    };
     let register = exp.params_per_instance() <= abi::REGISTER_MAX_PARAMS as usize;
+    let kernel = if register {
+        Kernel::Register
+    } else {
+        Kernel::Tiled
+    };
+    let (per_instance, max_binding) = (
+        trainer::bytes_per_instance(exp, kernel),
+        found.max_storage_binding.min(found.max_buffer),
+    );
+    if per_instance > max_binding {
+        return Err(UsageError(trainer::too_large(per_instance, max_binding)));
+    }
+    let software = found.device_type == "Cpu";
     if software && !register && trainer::tiled_loop_iterations(exp) > trainer::LOOP_BUDGET {
-        return Err(UsageError(trainer::over_budget(
-            exp,
-            &names[position.unwrap_or(0)],
-        )));
+        return Err(UsageError(trainer::over_budget(exp, &found.name)));
     }
     Ok(())
 }
@@ -55,6 +68,8 @@ pub struct AdapterSummary {
     pub backend: String,
     pub device_type: String,
     pub max_storage_binding: u64,
+    /// The largest buffer the adapter creates (a binding is also within it).
+    pub max_buffer: u64,
     pub max_workgroup_storage: u32,
     pub max_invocations: u32,
     pub subgroups: bool,
@@ -88,6 +103,7 @@ fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         max_storage_binding: limits.max_storage_buffer_binding_size,
+        max_buffer: limits.max_buffer_size,
         max_workgroup_storage: limits.max_compute_workgroup_storage_size,
         max_invocations: limits.max_compute_invocations_per_workgroup,
         subgroups: adapter.features().contains(wgpu::Features::SUBGROUP),

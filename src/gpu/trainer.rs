@@ -116,6 +116,29 @@ pub(super) fn tiled_loop_iterations(exp: &Experiment) -> u64 {
     gradient.max(hidden).max(delta).max(losses).max(sampler) as u64
 }
 
+/// Bytes per instance of the largest storage binding `kernel` needs to train `exp`: the parameters
+/// and moments, the shard's words, the losses, and the split kernel's partial sums or the tiled
+/// path's H and dH, δ and X, and gradients and partial losses.
+pub(super) fn bytes_per_instance(exp: &Experiment, kernel: Kernel) -> u64 {
+    let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
+    let count = exp.params_per_instance();
+    let tile = TILE as usize;
+    let mut bytes = vec![3 * count * 4, (n + 1) * 4, LOG_SLOTS * 4];
+    if let Kernel::Split { slices } = kernel {
+        bytes.push(slices as usize * (count + 2) * 4);
+    }
+    if kernel == Kernel::Tiled {
+        let loss_tiles = n.div_ceil(tile) * batch.div_ceil(tile);
+        bytes.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
+    }
+    *bytes.iter().max().expect("non-empty") as u64
+}
+
+/// The refusal of an instance whose largest binding is over the adapter's `max_binding` bytes.
+pub(super) fn too_large(per_instance: u64, max_binding: u64) -> String {
+    format!("one instance needs {per_instance} bytes in one storage buffer, more than the GPU adapter's {max_binding}; use --backend cpu or a smaller --batch")
+}
+
 /// The refusal of an experiment whose tiled step is over the software adapter `adapter`'s budget.
 pub(super) fn over_budget(exp: &Experiment, adapter: &str) -> String {
     format!(
@@ -314,18 +337,9 @@ impl GpuTrainer {
             bail!("batch {batch} needs {} tiles of samples, more than the adapter's {max_groups} workgroups per dimension", batch.div_ceil(tile));
         }
 
-        // Bytes per instance of each storage binding; a shard holds as many instances as keep the
-        // largest within one binding.
+        // A shard holds as many instances as keep the largest binding within one binding.
         let loss_tiles = n.div_ceil(tile) * batch.div_ceil(tile);
-        let mut per_instance = vec![3 * count * 4, (n + 1) * 4, LOG_SLOTS * 4];
-        if let Kernel::Split { slices } = kernel {
-            per_instance.push(slices as usize * (count + 2) * 4);
-        }
-        if tiled {
-            // H and dH; δ and X; the gradients and partial losses.
-            per_instance.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
-        }
-        let per_instance = *per_instance.iter().max().expect("non-empty") as u64;
+        let per_instance = bytes_per_instance(exp, kernel);
         let max_binding = gpu
             .limits
             .max_storage_buffer_binding_size
@@ -333,7 +347,7 @@ impl GpuTrainer {
             .min(options.max_binding_bytes.unwrap_or(u64::MAX));
         let per_shard = ((max_binding / per_instance) as usize).min(max_groups);
         if per_shard == 0 {
-            bail!("one instance needs {per_instance} bytes in one storage buffer, more than the adapter's {max_binding}");
+            bail!(too_large(per_instance, max_binding));
         }
 
         let (group_layout, layout) = gpu.layout();
@@ -536,7 +550,11 @@ impl GpuTrainer {
                 (tiles(m), tiles(batch), count),
                 (tiles(n), tiles(batch), count),
                 (tiles(m), tiles(batch), count),
-                (tiles(n), tiles(m) * self.exp.model.weight_rows(1) as u32, count),
+                (
+                    tiles(n),
+                    tiles(m) * self.exp.model.weight_rows(1) as u32,
+                    count,
+                ),
                 (adam_x as u32, adam_groups.div_ceil(adam_x) as u32, 1),
             ];
             for (pipeline, (x, y, z)) in self.pipelines.iter().zip(grids) {
