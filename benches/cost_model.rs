@@ -13,7 +13,7 @@
 //! warps up to 16 per unit), plus a fixed cost per dependent dispatch.
 
 use tms::bench::{standard_workloads, Workload};
-use tms::gpu::abi::{REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH, TILE_THREADS};
+use tms::gpu::abi::{REGISTER_WG, SAMPLER_WG, TILE, TILE_COPIES, TILE_DEPTH, TILE_THREADS};
 use tms::gpu::register::fits_register;
 use tms::gpu::trainer::{default_kernel, Kernel};
 
@@ -223,7 +223,7 @@ fn tiled_step(w: &Workload) -> Step {
     // stores per thread and operand, a wavefront each along the rows and two (a 2-way bank
     // conflict) along the depth; 1.5 on average.
     let round_fmas = tile * tile * depth;
-    let copies = tile * depth / threads;
+    let copies = f64::from(TILE_COPIES);
     let round_wavefronts = warps * (depth * 4.0 + 2.0 * copies * 1.5);
     // Registers per thread: 64 accumulators, the vec4 operands, addresses: about 128, so that
     // eight workgroups of 64 threads fit a 64 K register file.

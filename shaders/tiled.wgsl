@@ -41,9 +41,6 @@ var<workgroup> tile_a: array<array<vec4<f32>, TILE / 4u + 1u>, TILE_DEPTH>;
 var<workgroup> tile_b: array<array<vec4<f32>, TILE / 4u + 1u>, TILE_DEPTH>;
 var<workgroup> red: array<f32, TILE_THREADS * TILE_THREADS>;
 
-// Elements of a round's slice each thread copies, per operand.
-const COPIES: u32 = TILE * TILE_DEPTH / (TILE_THREADS * TILE_THREADS);
-
 // A thread's 8 × 8 block of the output: row i's columns 0..3 in li, 4..7 in ri (named values, not
 // an array: llvmpipe keeps runtime-indexed private arrays in memory).
 struct Block {
@@ -213,7 +210,7 @@ fn hidden_block(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
     let live = k0 + 8u * tc < m;
     var acc = Block();
     for (var j0 = 0u; j0 < n; j0 += TILE_DEPTH) {
-        for (var q = 0u; q < COPIES; q++) {
+        for (var q = 0u; q < TILE_COPIES; q++) {
             let at = depth_fastest(t, q);
             if backward {
                 put_a(at, delta_at(instance, s0 + at.x, j0 + at.y));
@@ -288,7 +285,7 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     var acc = block_of(vec4<f32>(bias[0], bias[1], bias[2], bias[3]), vec4<f32>(bias[4], bias[5], bias[6], bias[7]));
     let live = j0 + 8u * tc < n;
     for (var k0 = 0u; k0 < m; k0 += TILE_DEPTH) {
-        for (var q = 0u; q < COPIES; q++) {
+        for (var q = 0u; q < TILE_COPIES; q++) {
             let a = depth_fastest(t, q);
             put_a(a, hidden_at(0u, instance, s0 + a.x, k0 + a.y));
             let b = depth_slowest(t, q);
@@ -367,7 +364,7 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     var bias_r = vec4<f32>(0.0);
     for (var d0 = first; d0 < last; d0 += TILE_DEPTH) {
         let second = d0 / padded;
-        for (var q = 0u; q < COPIES; q++) {
+        for (var q = 0u; q < TILE_COPIES; q++) {
             let at = depth_slowest(t, q);
             let s = d0 - second * padded + at.y;
             put_a(at, hidden_at(second, instance, s, k0 + at.x));

@@ -217,6 +217,8 @@ interface_constants! {
     TILE = 64;
     TILE_THREADS = 8;
     TILE_DEPTH = 16;
+    /// Elements of a round's slice of each operand that each thread copies.
+    TILE_COPIES = TILE * TILE_DEPTH / (TILE_THREADS * TILE_THREADS);
     /// Threads per workgroup of tiled_adam.wgsl and of the sampler kernel.
     ADAM_WG = 256;
     SAMPLER_WG = 64;

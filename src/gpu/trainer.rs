@@ -19,7 +19,7 @@
 
 use super::abi::{
     dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, REGISTER_WG, SAMPLER_WG,
-    TILE, TILE_DEPTH, TILE_THREADS,
+    TILE, TILE_COPIES, TILE_DEPTH,
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
@@ -106,7 +106,7 @@ pub(super) fn tiled_loop_iterations(exp: &Experiment) -> u64 {
     let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
     let (tile, depth) = (TILE as usize, TILE_DEPTH as usize);
     // A round: its copies, the multiply-adds over its depth, and the loop's own back-edge.
-    let round = tile * depth / (TILE_THREADS * TILE_THREADS) as usize + depth + 1;
+    let round = TILE_COPIES as usize + depth + 1;
     // The epilogue's loops over a thread's 8 × 8 outputs.
     let epilogue = 8 + 64;
     let gradient = 2 * batch.div_ceil(depth) * (round + depth) + epilogue + 4;
