@@ -217,17 +217,17 @@ fn tiled_step(w: &Workload) -> Step {
     let count = w.densities.len() as f64;
     let threads = f64::from(TILE_THREADS * TILE_THREADS);
     let warps = threads / 32.0;
-    // One round: TILE² × TILE_DEPTH multiply-adds, each thread an 8 × 8 block per depth step from
-    // four vec4 reads; a warp (8 rows × 4 columns of threads) reads 8 distinct vec4 of tile_a and 4
-    // of tile_b per read, one wavefront each. Copying the slices: TILE · TILE_DEPTH / threads scalar
-    // stores per thread and operand, a wavefront each along the rows and two (a 2-way bank
-    // conflict) along the depth; 1.5 on average.
+    // One round: TILE² × TILE_DEPTH multiply-adds, each thread a 4 × 4 block per depth step from two
+    // vec4 reads: tile_a's is one vec4 per 16 lanes (two per warp: one wavefront), tile_b's sixteen
+    // distinct vec4 (two wavefronts). Copying the slices: TILE · TILE_DEPTH / threads scalar stores
+    // per thread and operand, a wavefront each along the rows and two (a 2-way bank conflict) along
+    // the depth; 1.5 on average.
     let round_fmas = tile * tile * depth;
     let copies = f64::from(TILE_COPIES);
-    let round_wavefronts = warps * (depth * 4.0 + 2.0 * copies * 1.5);
-    // Registers per thread: 64 accumulators, the vec4 operands, addresses: about 128, so that
-    // eight workgroups of 64 threads fit a 64 K register file.
-    let resident = (REGISTER_FILE / (128.0 * threads)).floor();
+    let round_wavefronts = warps * (depth * 3.0 + 2.0 * copies * 1.5);
+    // Registers per thread: 16 accumulators, the vec4 operands, addresses: about 64, so that four
+    // workgroups of 256 threads fit a 64 K register file.
+    let resident = (REGISTER_FILE / (64.0 * threads)).floor();
     // Each round loads two TILE × TILE_DEPTH slices from device memory (X, δ, H, W: L2-resident
     // mostly; counted as DRAM traffic to stay on the safe side).
     let gemm = |workgroups: f64, rounds: f64| Launch {

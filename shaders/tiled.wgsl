@@ -14,13 +14,11 @@
 //
 // Each product runs in rounds of TILE_DEPTH along its inner dimension: the workgroup's
 // TILE_THREADS² threads copy a TILE_DEPTH-deep slice of both operands into workgroup memory, then
-// every thread multiplies an 8 × 8 block of the output in registers (four vec4 reads per 64
+// every thread multiplies a 4 × 4 block of the output in registers (two vec4 reads per 16
 // multiply-adds, against two scalar reads per multiply-add of a thread per output). Workgroup memory
 // is what software adapters pay for most (llvmpipe turns every access into a loop over its SIMD
 // lanes), and a GPU's shared-memory bandwidth is what bounded the one-output-per-thread kernels.
-// Threads whose outputs are all padding (m = 30 in a block of 64) skip the multiply-adds; the
-// threads of one llvmpipe SIMD group (consecutive lid.x) share the padded dimension's block, so
-// that the whole group skips.
+// Threads whose outputs are all padding (m = 30 in a block of 64) skip the multiply-adds.
 //
 // Every sum runs in a fixed order (no atomics), so runs are deterministic.
 
@@ -34,29 +32,19 @@
 // [instances][batch][n]: this step's X, written by features.wgsl's generate.
 @group(0) @binding(BATCH_BINDING) var<storage, read_write> batch: array<f32>;
 
-// One round's slices of the two operands: tile_a[d][r] holds rows 4r..4r + 3 of the left operand
-// at depth d, tile_b[d][c] columns 4c..4c + 3 of the right one. Rows of TILE / 4 + 1 vec4: the padding
+// One round's slices of the two operands: a[d][r] holds rows 4r..4r + 3 of the left operand at
+// depth d, b[d][c] columns 4c..4c + 3 of the right one. Rows of TILE / 4 + 1 vec4: the padding
 // vec4 spreads the transposing stores over the banks of a GPU's shared memory.
 var<workgroup> tile_a: array<array<vec4<f32>, TILE / 4u + 1u>, TILE_DEPTH>;
 var<workgroup> tile_b: array<array<vec4<f32>, TILE / 4u + 1u>, TILE_DEPTH>;
 var<workgroup> red: array<f32, TILE_THREADS * TILE_THREADS>;
 
-// A thread's 8 × 8 block of the output: row i's columns 0..3 in li, 4..7 in ri (named values, not
-// an array: llvmpipe keeps runtime-indexed private arrays in memory).
+// A thread's 4 × 4 block of the output: rows r0..r3, four columns each.
 struct Block {
-    l0: vec4<f32>, r0: vec4<f32>,
-    l1: vec4<f32>, r1: vec4<f32>,
-    l2: vec4<f32>, r2: vec4<f32>,
-    l3: vec4<f32>, r3: vec4<f32>,
-    l4: vec4<f32>, r4: vec4<f32>,
-    l5: vec4<f32>, r5: vec4<f32>,
-    l6: vec4<f32>, r6: vec4<f32>,
-    l7: vec4<f32>, r7: vec4<f32>,
-}
-
-// A block whose every row is (left, right).
-fn block_of(left: vec4<f32>, right: vec4<f32>) -> Block {
-    return Block(left, right, left, right, left, right, left, right, left, right, left, right, left, right, left, right);
+    r0: vec4<f32>,
+    r1: vec4<f32>,
+    r2: vec4<f32>,
+    r3: vec4<f32>,
 }
 
 // Parameters per instance: W (and U when untied), then b.
@@ -132,67 +120,28 @@ fn put_b(at: vec2<u32>, value: f32) {
     tile_b[at.y][at.x / 4u][at.x % 4u] = value;
 }
 
-// acc + this round's products for the thread's rows 8·tr.. and columns 8·tc.., in depth order.
+// acc + this round's products for the thread's rows 4·tr.. and columns 4·tc.., in depth order.
 fn multiply(acc: Block, tr: u32, tc: u32) -> Block {
-    var o = acc;
+    var out = acc;
     for (var d = 0u; d < TILE_DEPTH; d++) {
-        let a = tile_a[d][2u * tr];
-        let e = tile_a[d][2u * tr + 1u];
-        let bl = tile_b[d][2u * tc];
-        let br = tile_b[d][2u * tc + 1u];
-        o.l0 += a.x * bl;
-        o.r0 += a.x * br;
-        o.l1 += a.y * bl;
-        o.r1 += a.y * br;
-        o.l2 += a.z * bl;
-        o.r2 += a.z * br;
-        o.l3 += a.w * bl;
-        o.r3 += a.w * br;
-        o.l4 += e.x * bl;
-        o.r4 += e.x * br;
-        o.l5 += e.y * bl;
-        o.r5 += e.y * br;
-        o.l6 += e.z * bl;
-        o.r6 += e.z * br;
-        o.l7 += e.w * bl;
-        o.r7 += e.w * br;
+        let a = tile_a[d][tr];
+        let b = tile_b[d][tc];
+        out.r0 += a.x * b;
+        out.r1 += a.y * b;
+        out.r2 += a.z * b;
+        out.r3 += a.w * b;
     }
-    return o;
+    return out;
 }
 
-// Columns 0..3 and 4..7 of row i of a block.
-fn left_of(acc: Block, i: u32) -> vec4<f32> {
-    switch i {
-        case 0u: { return acc.l0; }
-        case 1u: { return acc.l1; }
-        case 2u: { return acc.l2; }
-        case 3u: { return acc.l3; }
-        case 4u: { return acc.l4; }
-        case 5u: { return acc.l5; }
-        case 6u: { return acc.l6; }
-        default: { return acc.l7; }
-    }
-}
-
-fn right_of(acc: Block, i: u32) -> vec4<f32> {
+// Row i of a block.
+fn row_of(acc: Block, i: u32) -> vec4<f32> {
     switch i {
         case 0u: { return acc.r0; }
         case 1u: { return acc.r1; }
         case 2u: { return acc.r2; }
-        case 3u: { return acc.r3; }
-        case 4u: { return acc.r4; }
-        case 5u: { return acc.r5; }
-        case 6u: { return acc.r6; }
-        default: { return acc.r7; }
+        default: { return acc.r3; }
     }
-}
-
-// Entry (i, c) of a block.
-fn entry(acc: Block, i: u32, c: u32) -> f32 {
-    if c < 4u {
-        return left_of(acc, i)[c];
-    }
-    return right_of(acc, i)[c - 4u];
 }
 
 // out[s][k] = Σ_j A[s][j] V[k][j] with A = X and V = W (H), or A = δ and V = U (dH), with the
@@ -204,10 +153,7 @@ fn hidden_block(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
     let s0 = wid.y * TILE;
     let k0 = wid.x * TILE;
     let t = lid.y * TILE_THREADS + lid.x;
-    // Rows (samples) vary along lid.x, so that an llvmpipe SIMD group shares its hidden units.
-    let tr = lid.x;
-    let tc = lid.y;
-    let live = k0 + 8u * tc < m;
+    let live = k0 + 4u * lid.x < m;
     var acc = Block();
     for (var j0 = 0u; j0 < n; j0 += TILE_DEPTH) {
         for (var q = 0u; q < TILE_COPIES; q++) {
@@ -222,19 +168,20 @@ fn hidden_block(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
         }
         workgroupBarrier();
         if live {
-            acc = multiply(acc, tr, tc);
+            acc = multiply(acc, lid.y, lid.x);
         }
         workgroupBarrier();
     }
     let gated = shard.config.hidden_relu != 0u;
-    for (var i = 0u; i < 8u; i++) {
-        let s = s0 + 8u * tr + i;
-        for (var c = 0u; c < 8u; c++) {
-            let k = k0 + 8u * tc + c;
+    for (var i = 0u; i < 4u; i++) {
+        let s = s0 + 4u * lid.y + i;
+        let row = row_of(acc, i);
+        for (var c = 0u; c < 4u; c++) {
+            let k = k0 + 4u * lid.x + c;
             if s < shard.config.batch && k < m {
                 let at = (instance * shard.config.batch + s) * m + k;
                 // ReLU and its gate as the CPU computes them: +0 unless > 0 (h > 0 iff W x > 0).
-                var value = entry(acc, i, c);
+                var value = row[c];
                 if backward {
                     if gated && !(hidden[at] > 0.0) {
                         value = 0.0;
@@ -272,18 +219,15 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     let s0 = wid.y * TILE;
     let j0 = wid.x * TILE;
     let t = lid.y * TILE_THREADS + lid.x;
-    // Rows (samples) vary along lid.x, so that an llvmpipe SIMD group shares its features.
-    let tr = lid.x;
-    let tc = lid.y;
-    var bias = array<f32, 8>();
-    for (var c = 0u; c < 8u; c++) {
-        let j = j0 + 8u * tc + c;
+    var bias = vec4<f32>(0.0);
+    for (var c = 0u; c < 4u; c++) {
+        let j = j0 + 4u * lid.x + c;
         if j < n {
             bias[c] = state[instance * params_per_instance() + (1u + shard.config.untied) * m * n + j];
         }
     }
-    var acc = block_of(vec4<f32>(bias[0], bias[1], bias[2], bias[3]), vec4<f32>(bias[4], bias[5], bias[6], bias[7]));
-    let live = j0 + 8u * tc < n;
+    var acc = Block(bias, bias, bias, bias);
+    let live = j0 + 4u * lid.x < n;
     for (var k0 = 0u; k0 < m; k0 += TILE_DEPTH) {
         for (var q = 0u; q < TILE_COPIES; q++) {
             let a = depth_fastest(t, q);
@@ -293,21 +237,21 @@ fn output_delta(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
         }
         workgroupBarrier();
         if live {
-            acc = multiply(acc, tr, tc);
+            acc = multiply(acc, lid.y, lid.x);
         }
         workgroupBarrier();
     }
     var loss = 0.0;
-    for (var i = 0u; i < 8u; i++) {
-        let s = s0 + 8u * tr + i;
-        for (var c = 0u; c < 8u; c++) {
-            let j = j0 + 8u * tc + c;
+    for (var i = 0u; i < 4u; i++) {
+        let s = s0 + 4u * lid.y + i;
+        let y = row_of(acc, i);
+        for (var c = 0u; c < 4u; c++) {
+            let j = j0 + 4u * lid.x + c;
             if s < shard.config.batch && j < n {
-                let y = entry(acc, i, c);
                 let x = target_of(x_at(instance, s, j));
                 let importance = importance_at(instance, j);
-                loss += sq_error(y, x, importance) * shard.config.scale;
-                delta[(instance * shard.config.batch + s) * n + j] = delta_of(y, x, importance);
+                loss += sq_error(y[c], x, importance) * shard.config.scale;
+                delta[(instance * shard.config.batch + s) * n + j] = delta_of(y[c], x, importance);
             }
         }
     }
@@ -353,15 +297,10 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     } else if untied {
         last = padded;
     }
-    // Rows (hidden units) vary along lid.y, columns (features) along lid.x: an llvmpipe SIMD group
-    // shares its hidden units, the dimension padded to a block.
-    let tr = lid.y;
-    let tc = lid.x;
-    let sums_bias = k0 == 0u && tr == 0u && first == 0u;
-    let live = k0 + 8u * tr < m && j0 + 8u * tc < n;
+    let sums_bias = k0 == 0u && lid.y == 0u && first == 0u;
+    let live = k0 + 4u * lid.y < m && j0 + 4u * lid.x < n;
     var acc = Block();
-    var bias_l = vec4<f32>(0.0);
-    var bias_r = vec4<f32>(0.0);
+    var bias = vec4<f32>(0.0);
     for (var d0 = first; d0 < last; d0 += TILE_DEPTH) {
         let second = d0 / padded;
         for (var q = 0u; q < TILE_COPIES; q++) {
@@ -376,12 +315,11 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
         }
         workgroupBarrier();
         if live {
-            acc = multiply(acc, tr, tc);
+            acc = multiply(acc, lid.y, lid.x);
         }
         if sums_bias && second == 0u {
             for (var d = 0u; d < TILE_DEPTH; d++) {
-                bias_l += tile_b[d][2u * tc];
-                bias_r += tile_b[d][2u * tc + 1u];
+                bias += tile_b[d][lid.x];
             }
         }
         workgroupBarrier();
@@ -391,24 +329,21 @@ fn gradient(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id)
     if untied && part == 1u {
         dest += m * n;
     }
-    for (var i = 0u; i < 8u; i++) {
-        let k = k0 + 8u * tr + i;
-        for (var c = 0u; c < 8u; c++) {
-            let j = j0 + 8u * tc + c;
+    for (var i = 0u; i < 4u; i++) {
+        let k = k0 + 4u * lid.y + i;
+        let row = row_of(acc, i);
+        for (var c = 0u; c < 4u; c++) {
+            let j = j0 + 4u * lid.x + c;
             if k < m && j < n {
-                grad[dest + k * n + j] = entry(acc, i, c);
+                grad[dest + k * n + j] = row[c];
             }
         }
     }
     if sums_bias {
-        for (var c = 0u; c < 8u; c++) {
-            let j = j0 + 8u * tc + c;
+        for (var c = 0u; c < 4u; c++) {
+            let j = j0 + 4u * lid.x + c;
             if j < n {
-                var b = bias_r[c % 4u];
-                if c < 4u {
-                    b = bias_l[c];
-                }
-                grad[base + (1u + shard.config.untied) * m * n + j] = b;
+                grad[base + (1u + shard.config.untied) * m * n + j] = bias[c];
             }
         }
     }

@@ -213,9 +213,9 @@ interface_constants! {
     REGISTER_WG = 64;
     REGISTER_MAX_PARAMS = 256;
     /// tiled.wgsl's blocks: TILE × TILE outputs per workgroup of TILE_THREADS × TILE_THREADS
-    /// threads (8 × 8 outputs each), in rounds of TILE_DEPTH along the inner dimension.
+    /// threads (4 × 4 outputs each), in rounds of TILE_DEPTH along the inner dimension.
     TILE = 64;
-    TILE_THREADS = 8;
+    TILE_THREADS = 16;
     TILE_DEPTH = 16;
     /// Elements of a round's slice of each operand that each thread copies.
     TILE_COPIES = TILE * TILE_DEPTH / (TILE_THREADS * TILE_THREADS);

@@ -107,8 +107,8 @@ pub(super) fn tiled_loop_iterations(exp: &Experiment) -> u64 {
     let (tile, depth) = (TILE as usize, TILE_DEPTH as usize);
     // A round: its copies, the multiply-adds over its depth, and the loop's own back-edge.
     let round = TILE_COPIES as usize + depth + 1;
-    // The epilogue's loops over a thread's 8 × 8 outputs.
-    let epilogue = 8 + 64;
+    // The epilogue's loops over a thread's 4 × 4 outputs.
+    let epilogue = 4 + 16;
     let gradient = 2 * batch.div_ceil(depth) * (round + depth) + epilogue + 4;
     let hidden = n.div_ceil(depth) * round + epilogue;
     let delta = m.div_ceil(depth) * round + 4 + epilogue + 8;
