@@ -283,7 +283,8 @@ fn one_step_matches_the_cpu() {
 /// multiple of the 64-thread workgroup, at its largest model (m·n + n = 256) with a batch below one
 /// workgroup, and at density 1e-4 (nearly every sample all-zero: the closed-form path, with a dozen
 /// present features in the whole run); the tiled kernels just past the register threshold, at sizes
-/// that are not multiples of the 16 × 16 tile and at a larger size. Every model kind: the abs model
+/// that are not multiples of the 64 × 64 block nor the batch of its 16-deep rounds, and at a larger
+/// size. Every model kind: the abs model
 /// (twice the weights) on the register kernel at n = 13, m = 3 and on the tiled ones just past the
 /// threshold (n = 20, m = 8: 340 parameters) and at n = 37, m = 11.
 #[test]
