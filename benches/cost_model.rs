@@ -6,14 +6,14 @@
 //!
 //! Counts come from the same shapes the host uses: the workloads of `tms::bench`, the kernel the
 //! trainer picks (`tms::gpu::trainer::default_kernel`, on a hardware adapter), the register kernel's
-//! workgroup size and reduction, the tiled kernels' tile. Per kernel launch it counts integer ops
+//! workgroup size and reduction, the tiled kernels' blocks. Per kernel launch it counts integer ops
 //! (Philox4x32-10 without a native mulhi: about 420 per call), flops, workgroup-memory wavefronts
 //! (32 lanes × 4 bytes), barriers and DRAM bytes, and takes per compute unit the slowest resource
 //! at the occupancy the grid gives (few warps cannot hide latency: throughput scales with resident
 //! warps up to 16 per unit), plus a fixed cost per dependent dispatch.
 
 use tms::bench::{standard_workloads, Workload};
-use tms::gpu::abi::{REGISTER_WG, SAMPLER_WG, TILE};
+use tms::gpu::abi::{REGISTER_WG, SAMPLER_WG, TILE, TILE_COPIES, TILE_DEPTH, TILE_THREADS};
 use tms::gpu::register::fits_register;
 use tms::gpu::trainer::{default_kernel, Kernel};
 
@@ -112,7 +112,8 @@ impl Launch {
         let warps = resident * (self.threads / 32.0).ceil();
         let efficiency = (warps / WARPS_TO_HIDE_LATENCY).min(1.0);
         let busiest = (self.int_ops / gpu.int_lanes)
-            .max(self.flops / gpu.fp32_lanes)
+            // Flops are multiply-adds almost all, two flops per lane and clock.
+            .max(self.flops / (2.0 * gpu.fp32_lanes))
             .max(self.shared_wavefronts / gpu.shared_wavefronts);
         let cycles = per_unit * busiest / efficiency
             + (per_unit / resident).ceil() * self.barriers * BARRIER_CYCLES;
@@ -205,26 +206,38 @@ fn register_step(w: &Workload, slices: usize, kernel: Kernel) -> Step {
 }
 
 /// The tiled kernels: generate (features.wgsl), hidden_forward, output_delta, hidden_backward,
-/// gradient, adam_step.
+/// gradient, adam_step. The four products run over TILE × TILE output blocks in rounds of
+/// TILE_DEPTH; a GPU computes the blocks' padding too (m = 30 fills half a block: its warps mix live
+/// and padding lanes).
 fn tiled_step(w: &Workload) -> Step {
-    let tile = TILE as f64;
-    let tiles = |len: usize| (len as f64 / tile).ceil();
-    let (n, m, b) = (tiles(w.features), tiles(w.hidden), tiles(BATCH));
+    let (tile, depth) = (TILE as f64, TILE_DEPTH as f64);
+    let blocks = |len: usize| (len as f64 / tile).ceil();
+    let rounds = |len: usize| (len as f64 / depth).ceil();
+    let (n, m, b) = (blocks(w.features), blocks(w.hidden), blocks(BATCH));
     let count = w.densities.len() as f64;
-    let threads = tile * tile;
-    // A 16 × 16 × 16 tile product: 4096 FMAs = 128 warp-FMAs reading two shared values each.
-    let tile_fmas = tile * tile * tile;
-    let warp_fmas = tile_fmas / 32.0;
-    // Each K step loads two 16 × 16 tiles from device memory (X, δ, H, W: L2-resident mostly; counted
-    // as DRAM traffic to stay on the safe side).
-    let gemm = |workgroups: f64, depth: f64, wavefronts_per_warp_fma: f64| Launch {
+    let threads = f64::from(TILE_THREADS * TILE_THREADS);
+    let warps = threads / 32.0;
+    // One round: TILE² × TILE_DEPTH multiply-adds, each thread a 4 × 4 block per depth step from two
+    // vec4 reads: tile_a's is one vec4 per 16 lanes (two per warp: one wavefront), tile_b's sixteen
+    // distinct vec4 (two wavefronts). Copying the slices: TILE · TILE_DEPTH / threads scalar stores
+    // per thread and operand, a wavefront each along the rows and two (a 2-way bank conflict) along
+    // the depth; 1.5 on average.
+    let round_fmas = tile * tile * depth;
+    let copies = f64::from(TILE_COPIES);
+    let round_wavefronts = warps * (depth * 3.0 + 2.0 * copies * 1.5);
+    // Registers per thread: 16 accumulators, the vec4 operands, addresses: about 64, so that four
+    // workgroups of 256 threads fit a 64 K register file.
+    let resident = (REGISTER_FILE / (64.0 * threads)).floor();
+    // Each round loads two TILE × TILE_DEPTH slices from device memory (X, δ, H, W: L2-resident
+    // mostly; counted as DRAM traffic to stay on the safe side).
+    let gemm = |workgroups: f64, rounds: f64| Launch {
         workgroups,
         threads,
-        resident: 8.0,
-        flops: depth * 2.0 * tile_fmas,
-        shared_wavefronts: depth * warp_fmas * wavefronts_per_warp_fma,
-        barriers: 2.0 * depth,
-        dram_bytes: depth * 2.0 * tile * tile * 4.0,
+        resident,
+        flops: rounds * 2.0 * round_fmas,
+        shared_wavefronts: rounds * round_wavefronts,
+        barriers: 2.0 * rounds,
+        dram_bytes: rounds * 2.0 * tile * depth * 4.0,
         ..Default::default()
     };
     // The batch, sampled once per step by features.wgsl: one thread per group of four features.
@@ -246,15 +259,14 @@ fn tiled_step(w: &Workload) -> Step {
     };
     let launches = vec![
         sample,
-        // H = X Wᵀ: two shared reads per warp-FMA, conflict-free (tile_b's rows are padded to
-        // TILE + 1 floats).
-        gemm(m * b * count, n, 2.0),
-        // δ = f(H W + b).
-        gemm(n * b * count, m, 2.0),
+        // H = X Wᵀ.
+        gemm(m * b * count, rounds(w.features)),
+        // Y = b + H W, with δ and the loss in its epilogue.
+        gemm(n * b * count, rounds(w.hidden)),
         // dH = δ Wᵀ.
-        gemm(m * b * count, n, 2.0),
-        // ∂W = Hᵀδ + dHᵀX over the batch: two products.
-        gemm(n * m * count, 2.0 * b, 2.0),
+        gemm(m * b * count, rounds(w.features)),
+        // ∂W = [H | dH]ᵀ [δ ; X]: one product over twice the batch.
+        gemm(n * m * count, 2.0 * rounds(BATCH)),
         // Adam: one thread per parameter.
         Launch {
             workgroups: (count * (w.features * w.hidden + w.features) as f64 / 256.0).ceil(),

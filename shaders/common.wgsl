@@ -6,8 +6,8 @@
 
 // One shard's run constants, then its instances' importances (f32 bits, [instances][features]),
 // presence thresholds ([instances]) and the feature distribution's layout words
-// (features::Distribution::layout_words: values, exactly-K, anticorrelated mode, plain; then per
-// feature its set's first feature and size | kind << 30).
+// (features::Distribution::layout_words: values (0 uniform, 1 binary, 2 normal, 3 signed), exactly-K,
+// anticorrelated mode, plain; then per feature its set's first feature and size | kind << 30).
 struct Shard {
     config: Config,
     words: array<u32>,
@@ -71,6 +71,9 @@ fn sample_group(instance: u32, step: u32, sample: u32, group: u32, threshold: u3
         x = vec4<f32>(1.0);
     } else if values == 2u {
         x = vec4<f32>(normal_value(value.x), normal_value(value.y), normal_value(value.z), normal_value(value.w));
+    } else if values == 3u {
+        // Signed (the abs model's): features::signed_float, 2⁻²³ · (word >> 8) − 1.
+        x = vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 8388608.0) - vec4<f32>(1.0);
     }
     return select(vec4<f32>(0.0), x, on);
 }

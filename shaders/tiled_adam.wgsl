@@ -8,7 +8,7 @@
 
 @compute @workgroup_size(ADAM_WG)
 fn adam_step(@builtin(global_invocation_id) id: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    let count = shard.config.hidden * shard.config.features + shard.config.features;
+    let count = (1u + shard.config.untied) * shard.config.hidden * shard.config.features + shard.config.features;
     let total = shard.config.instances * count;
     let index = id.y * groups.x * ADAM_WG + id.x;
     if index >= total {

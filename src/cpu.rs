@@ -251,8 +251,7 @@ impl<L: Lanes> Chunk<L> {
             exp.instances[instance].density,
             n,
         )
-        .with(&exp.data.distribution())
-        .signed(exp.model.computes_abs());
+        .with(&exp.distribution());
         let words = source.presence_words();
         let drawn = if source.is_plain() || matrix { 0 } else { n };
         Chunk {
@@ -504,7 +503,7 @@ impl CpuTrainer {
     pub fn host_bytes(exp: &Experiment) -> u64 {
         let (full, rest) = (exp.batch / CHUNK_SAMPLES, exp.batch % CHUNK_SAMPLES);
         let (n, m, matrix) = (exp.features, exp.hidden, matrix_path(exp));
-        let plain = exp.data.distribution().is_plain();
+        let plain = exp.distribution().is_plain();
         let rows = exp.model.weight_rows(m);
         let per_instance = full as u64
             * Chunk::<F32x8>::bytes(n, m, rows, CHUNK_SAMPLES, matrix, plain)
@@ -716,7 +715,7 @@ mod tests {
                 .collect();
             let (mut gw, mut gb, mut loss) = (vec![0.0; state.w.len()], vec![0.0; n], 0.0);
             let mut scratch = Scratch::new(n, m);
-            let source = FeatureSource::train(exp.seed, 0, density, n).signed(kind.computes_abs());
+            let source = FeatureSource::train(exp.seed, 0, density, n).with(&exp.distribution());
             let mut x32 = vec![0.0f32; n];
             for s in 0..exp.batch as u32 {
                 source.sample(step, s, &mut x32);

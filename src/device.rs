@@ -119,11 +119,11 @@ impl Device {
         devices
     }
 
-    /// Refuses an experiment this device cannot train (a model kind the GPU kernels lack), before
-    /// a run directory is touched; `auto` falls back to the CPU instead.
+    /// Refuses an experiment this device cannot train (on a software adapter, a model past its loop
+    /// budget), before a run directory is touched; `auto` falls back to the CPU instead.
     pub fn check(&self, exp: &Experiment) -> Result<(), UsageError> {
         match self {
-            Device::Gpu { .. } => crate::gpu::check_model(exp),
+            Device::Gpu { adapter } => crate::gpu::check_model(exp, adapter.as_deref()),
             Device::Many(devices) => devices.iter().try_for_each(|d| d.check(exp)),
             Device::Cpu | Device::Auto { .. } => Ok(()),
         }

@@ -44,9 +44,11 @@
 //!   the standardised sum of the value word's four bytes (Irwin–Hall of four uniforms: mean and
 //!   variance exact, support ±3.46σ, a grid step of 0.00135 in the value), computed in integers
 //!   so that the WGSL gives the same bits as the CPU (WGSL's `log` and `cos` are not correctly
-//!   rounded, so Box–Muller could not match).
+//!   rounded, so Box–Muller could not match); `signed` (the abs model's, not a `--values`
+//!   choice): 2u − 1 of the uniform value u, exactly uniform on the multiples of 2⁻²³ in [−1, 1).
 //!
-//! The CPU trainer takes its batched path only for the default distribution and draws every other
+//! The CPU trainer takes its batched path only for the default distribution (uniform or signed
+//! values) and draws every other
 //! sample with [`FeatureSource::sample`]; the kernels branch the same way on the shard's layout
 //! words ([`Distribution::layout_words`]).
 
@@ -181,7 +183,7 @@ pub enum SetKind {
     Anticorrelated,
 }
 
-/// The magnitude of a present feature: U[0, 1), always 1, or clip(0.5 + 0.2·N(0, 1), 0, 1).
+/// The value of a present feature: U[0, 1), always 1, clip(0.5 + 0.2·N(0, 1), 0, 1), or U[−1, 1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Values {
@@ -189,6 +191,11 @@ pub enum Values {
     Uniform,
     Binary,
     Normal,
+    /// The abs model's signed features, [`signed_float`] of the value word: not a `--values`
+    /// choice, but what `Experiment::distribution` gives that model in place of `uniform`.
+    #[value(skip)]
+    #[serde(skip)]
+    Signed,
 }
 
 /// How an anticorrelated set is drawn: `paper` (active with probability 1 − S, then one member
@@ -303,9 +310,10 @@ impl Distribution {
         &self.sets[..self.set_count]
     }
 
-    /// Whether this is the default distribution, which both trainers draw on their fast path.
+    /// Whether this is the default distribution, which both trainers draw on their fast path
+    /// (with uniform values, or signed ones: the same words, mapped by [`Distribution::value`]).
     pub fn is_plain(&self) -> bool {
-        self.values == Values::Uniform
+        matches!(self.values, Values::Uniform | Values::Signed)
             && self.exactly_k == 0
             && self.sets().iter().all(|s| s.kind == SetKind::Independent)
     }
@@ -339,10 +347,11 @@ impl Distribution {
                 let fixed = (0x80_0000 + (sum - 510) * 22_703).clamp(0, 0x100_0000);
                 fixed as f32 * (1.0 / 16_777_216.0)
             }
+            Values::Signed => signed_float(word),
         }
     }
 
-    /// The words the kernels read after the shard's thresholds: a header (values kind 0/1/2,
+    /// The words the kernels read after the shard's thresholds: a header (values kind 0/1/2/3,
     /// exactly-K, anticorrelated mode 0/1, whether the distribution is the plain one), then per
     /// feature of `features` the first feature of its set and (size | kind << 30), kind 0 for
     /// independent, 1 correlated, 2 anticorrelated.
@@ -393,8 +402,6 @@ pub struct FeatureSource {
     mask_stream: Stream,
     value_stream: Stream,
     distribution: Distribution,
-    /// Present features are [`signed_float`] of their value word, not [`unit_float`].
-    signed: bool,
 }
 
 impl FeatureSource {
@@ -451,24 +458,13 @@ impl FeatureSource {
             mask_stream,
             value_stream,
             distribution: Distribution::default(),
-            signed: false,
         }
-    }
-
-    /// This source with signed values (uniform on [−1, 1) when present) if `signed`: the same
-    /// presence and value words, mapped by [`signed_float`].
-    pub fn signed(self, signed: bool) -> Self {
-        FeatureSource { signed, ..self }
     }
 
     /// The value of a present feature whose value word is `word`.
     #[inline(always)]
     pub fn value(&self, word: u32) -> f32 {
-        if self.signed {
-            signed_float(word)
-        } else {
-            self.distribution.value(word)
-        }
+        self.distribution.value(word)
     }
 
     /// The same source drawing from `distribution` instead of the default one.

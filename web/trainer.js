@@ -99,7 +99,7 @@ export class WebTrainer {
     const o = exp.optimizer;
     writeStruct(view, 0, cfg, {
       features: n, hidden: m, batch, instances: I, first_instance: 0, slices: 1,
-      relu: exp.model === "relu" ? 1 : 0, log_every: exp.log_every, total_steps: exp.steps,
+      relu: exp.model === "relu" ? 1 : 0, hidden_relu: 0, untied: 0, log_every: exp.log_every, total_steps: exp.steps,
       seed_lo: seedLo, seed_hi: seedHi, mask_stream: abi.streams.TrainMask, value_stream: abi.streams.TrainValue,
       beta1: o.beta1, beta2: o.beta2, eps: o.eps, scale: 1 / (batch * n),
     });

@@ -527,6 +527,16 @@ impl Experiment {
     pub fn weights_per_instance(&self) -> usize {
         self.model.weight_rows(self.hidden) * self.features
     }
+
+    /// The distribution every instance's features are drawn from: the settings' ([`FeatureData`]),
+    /// with signed values for the abs model (which refuses any `--values` but uniform).
+    pub fn distribution(&self) -> Distribution {
+        let mut distribution = self.data.distribution();
+        if self.model.computes_abs() {
+            distribution.values = Values::Signed;
+        }
+        distribution
+    }
 }
 
 /// `count` values spaced evenly in log from `lo` to `hi` (just `lo` when `count` is 1): density and

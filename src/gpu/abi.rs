@@ -121,7 +121,11 @@ interface_struct! {
         pub first_instance: u32,
         /// Workgroups per instance of the split register kernel (1 for the other kernels).
         pub slices: u32,
+        /// The model (`experiment::ModelKind`): an output ReLU, a hidden ReLU (h = ReLU(W x)), and
+        /// untied output weights (U = W₂ᵀ after W in the state; the abs model, whose target is |x|).
         pub relu: u32,
+        pub hidden_relu: u32,
+        pub untied: u32,
         pub log_every: u32,
         pub total_steps: u32,
         pub seed_lo: u32,
@@ -208,8 +212,13 @@ interface_constants! {
     /// largest model it takes (m·n + n: gradient accumulators per thread).
     REGISTER_WG = 64;
     REGISTER_MAX_PARAMS = 256;
-    /// Tile edge of tiled.wgsl.
-    TILE = 16;
+    /// tiled.wgsl's blocks: TILE × TILE outputs per workgroup of TILE_THREADS × TILE_THREADS
+    /// threads (4 × 4 outputs each), in rounds of TILE_DEPTH along the inner dimension.
+    TILE = 64;
+    TILE_THREADS = 16;
+    TILE_DEPTH = 16;
+    /// Elements of a round's slice of each operand that each thread copies.
+    TILE_COPIES = TILE * TILE_DEPTH / (TILE_THREADS * TILE_THREADS);
     /// Threads per workgroup of tiled_adam.wgsl and of the sampler kernel.
     ADAM_WG = 256;
     SAMPLER_WG = 64;

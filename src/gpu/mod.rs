@@ -19,25 +19,36 @@ pub use trainer::{GpuOptions, GpuTrainer, Kernel};
 use crate::error::UsageError;
 use crate::experiment::Experiment;
 
-/// Refuses a model the kernels do not compute yet: the privileged-basis (`relu-hidden`) and abs
-/// models train on the GPU through the register kernel only (all their parameters, m·n + n, or
-/// 2·m·n + n for abs, ≤ [`abi::REGISTER_MAX_PARAMS`]; the tiled kernels have no hidden ReLU nor
-/// W₂); larger ones train on the CPU, as does the abs model on feature sets or exactly-K samples
-/// (its generated sampler draws independent features only).
-pub fn check_model(exp: &Experiment) -> Result<(), UsageError> {
-    let (model, n, params) = (exp.model, exp.features, exp.params_per_instance());
-    if model.hidden_relu() && params > abi::REGISTER_MAX_PARAMS as usize {
-        return Err(UsageError(format!(
-            "the GPU trains --model {} with the register kernel only (at most {} parameters per instance); n = {n}, m = {} has {params}: use --backend cpu",
-            model.name(),
-            abi::REGISTER_MAX_PARAMS,
-            exp.hidden
-        )));
+/// Refuses, before a run directory is touched, what adapter `adapter` (the best one when `None`)
+/// cannot train: an instance whose largest buffer is over the adapter's storage binding, and on a
+/// software adapter (llvmpipe, lavapipe) a model too large for the register kernel whose tiled step
+/// needs more loop iterations per invocation than llvmpipe runs ([`trainer::LOOP_BUDGET`]). An
+/// adapter that is not there is `GpuTrainer::new`'s to report.
+pub fn check_model(exp: &Experiment, adapter: Option<&str>) -> Result<(), UsageError> {
+    let adapters = list_adapters();
+    let names: Vec<String> = adapters.iter().map(|a| a.name.clone()).collect();
+    let Some(found) = adapter
+        .map_or(Some(0), |want| adapter_position(&names, want))
+        .and_then(|p| adapters.get(p))
+    else {
+        return Ok(());
+    };
+    let register = exp.params_per_instance() <= abi::REGISTER_MAX_PARAMS as usize;
+    let kernel = if register {
+        Kernel::Register
+    } else {
+        Kernel::Tiled
+    };
+    let (per_instance, max_binding) = (
+        trainer::bytes_per_instance(exp, kernel),
+        found.max_storage_binding.min(found.max_buffer),
+    );
+    if per_instance > max_binding {
+        return Err(UsageError(trainer::too_large(per_instance, max_binding)));
     }
-    if model.untied() && !exp.data.distribution().is_plain() {
-        return Err(UsageError(
-            "the GPU draws the abs model's signed features for independent features only (no --feature-sets or --exactly-k): use --backend cpu".into(),
-        ));
+    let software = found.device_type == "Cpu";
+    if software && !register && trainer::tiled_loop_iterations(exp) > trainer::LOOP_BUDGET {
+        return Err(UsageError(trainer::over_budget(exp, &found.name)));
     }
     Ok(())
 }
@@ -57,6 +68,8 @@ pub struct AdapterSummary {
     pub backend: String,
     pub device_type: String,
     pub max_storage_binding: u64,
+    /// The largest buffer the adapter creates (a binding is also within it).
+    pub max_buffer: u64,
     pub max_workgroup_storage: u32,
     pub max_invocations: u32,
     pub subgroups: bool,
@@ -90,6 +103,7 @@ fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         max_storage_binding: limits.max_storage_buffer_binding_size,
+        max_buffer: limits.max_buffer_size,
         max_workgroup_storage: limits.max_compute_workgroup_storage_size,
         max_invocations: limits.max_compute_invocations_per_workgroup,
         subgroups: adapter.features().contains(wgpu::Features::SUBGROUP),

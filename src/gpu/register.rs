@@ -46,7 +46,8 @@ pub struct Variant {
     /// h = ReLU(W x), the privileged-basis model (`relu-hidden`): h and the gradient through it gated
     /// by h > 0, as `crate::model` computes them.
     pub hidden_relu: bool,
-    /// The untied abs model: W₁ then U = W₂ᵀ (m × n each) before b, signed features, target |x|
+    /// The untied abs model: W₁ then U = W₂ᵀ (m × n each) before b, target |x| of signed features
+    /// (`features::Values::Signed`, drawn by `sample_group`)
     /// (with `hidden_relu`); whole instances only (`split` and `shaders/split_adam.wgsl` know one W).
     pub abs: bool,
 }
@@ -168,9 +169,6 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         o.line("// [instances][slices][values]: each slice's sums (split_adam.wgsl adds them up).");
         o.line("@group(0) @binding(GRAD_BINDING) var<storage, read_write> partials: array<f32>;");
     }
-    if variant.abs {
-        signed_sampler(&mut o);
-    }
     o.line("@compute @workgroup_size(REGISTER_WG)");
     let subgroup_inputs = match variant.subgroup_min_size {
         Some(_) => ", @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) subgroup: u32, @builtin(num_subgroups) subgroups: u32",
@@ -250,14 +248,9 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         o.line("        for (var s = tid; s < shard.config.batch; s += REGISTER_WG) {");
     }
     let groups = n.div_ceil(4);
-    let sampler = if variant.abs {
-        "signed_group"
-    } else {
-        "sample_group"
-    };
     for g in 0..groups {
         o.line(format!(
-            "            let xg{g} = {sampler}(global_instance, step, s, {g}u, threshold);"
+            "            let xg{g} = sample_group(global_instance, step, s, {g}u, threshold);"
         ));
     }
     let present = (0..groups)
@@ -343,28 +336,6 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         adam_epilogue(&mut o, n, wn);
     }
     o.0
-}
-
-/// `signed_group`, the abs model's features: `sample_group` (shaders/common.wgsl) with present
-/// values mapped to [−1, 1) as `features::signed_float` maps them, 2⁻²³ · (word >> 8) − 1.
-fn signed_sampler(o: &mut Text) {
-    o.line("fn signed_group(instance: u32, step: u32, sample: u32, group: u32, threshold: u32) -> vec4<f32> {");
-    o.line("    let index = sample * ((shard.config.features + 3u) / 4u) + group;");
-    o.line("    let key = vec2<u32>(shard.config.seed_lo, shard.config.seed_hi);");
-    o.line("    let mask = philox4x32_10(vec4<u32>(index, step, instance, shard.config.mask_stream), key);");
-    o.line("    let lanes = vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(group * 4u);");
-    o.line(
-        "    let on = (mask <= vec4<u32>(threshold)) & (lanes < vec4<u32>(shard.config.features));",
-    );
-    o.line("    if !any(on) {");
-    o.line("        return vec4<f32>(0.0);");
-    o.line("    }");
-    o.line("    let value = philox4x32_10(vec4<u32>(index, step, instance, shard.config.value_stream), key);");
-    o.line(
-        "    let signed = vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 8388608.0) - vec4<f32>(1.0);",
-    );
-    o.line("    return select(vec4<f32>(0.0), signed, on);");
-    o.line("}");
 }
 
 /// The loss of a log step into `total` (unscaled): every all-zero sample has the loss of y = b;

@@ -9,8 +9,8 @@
 //!   hardware GPU with fewer instances than [`SPLIT_BELOW`], each instance split over several
 //!   workgroups instead (partial sums, then `shaders/split_adam.wgsl`: two dispatches per step);
 //! - everything else: `shaders/features.wgsl`, `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, six
-//!   dispatches per step: the batch X sampled once into a device buffer, then passes over 16 × 16
-//!   tiles with H, dH and δ of the batch in device buffers.
+//!   dispatches per step: the batch X sampled once into a device buffer, then register-blocked
+//!   matrix products over 64 × 64 blocks with H, dH and δ of the batch in device buffers.
 //!
 //! Splitting: instances are cut into shards, each with its own buffers and bind group, holding as
 //! many instances as keep every buffer within one storage binding (the adapter's limit, or a smaller
@@ -19,11 +19,10 @@
 
 use super::abi::{
     dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, REGISTER_WG, SAMPLER_WG,
-    TILE,
+    TILE, TILE_COPIES, TILE_DEPTH,
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
-use crate::error::UsageError;
 use crate::experiment::Experiment;
 use crate::features::{presence_threshold, seed_key, Stream};
 use crate::optim::step_table;
@@ -99,17 +98,54 @@ pub fn default_kernel(
     }
 }
 
-/// An upper estimate of the loop iterations of the busiest tiled.wgsl / tiled_adam.wgsl invocation:
-/// the gradient tile's loop over the batch, the hidden tiles' loop over features, or the loss sum
-/// over output_delta's tiles.
-fn tiled_loop_iterations(n: usize, m: usize, batch: usize) -> u64 {
-    let tile = TILE as usize;
-    let per_tile = tile + 4 + 1;
-    let gradient = batch.div_ceil(tile) * (2 * tile + per_tile);
-    let hidden = n.div_ceil(tile) * per_tile;
-    let delta = m.div_ceil(tile) * per_tile + 4 + 8;
+/// An upper estimate of the loop iterations of the busiest invocation of the tiled path: the
+/// gradient tile's loop over the batch, the hidden tiles' loop over features, the loss sum over
+/// output_delta's tiles, or the sampler pass with the distribution's own loops (exactly-K ranks
+/// every mask word of the sample), counted as the SAE trainer counts them.
+pub(super) fn tiled_loop_iterations(exp: &Experiment) -> u64 {
+    let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
+    let (tile, depth) = (TILE as usize, TILE_DEPTH as usize);
+    // A round: its copies, the multiply-adds over its depth, and the loop's own back-edge.
+    let round = TILE_COPIES as usize + depth + 1;
+    // The epilogue's loops over a thread's 4 × 4 outputs.
+    let epilogue = 4 + 16;
+    let gradient = 2 * batch.div_ceil(depth) * (round + depth) + epilogue + 4;
+    let hidden = n.div_ceil(depth) * round + epilogue;
+    let delta = m.div_ceil(depth) * round + 4 + epilogue + 8;
     let losses = n.div_ceil(tile) * batch.div_ceil(tile);
-    gradient.max(hidden).max(delta).max(losses) as u64
+    let sampler = exp.distribution().sampler_loop_iterations(n) as usize + 4;
+    gradient.max(hidden).max(delta).max(losses).max(sampler) as u64
+}
+
+/// Bytes per instance of the largest storage binding `kernel` needs to train `exp`: the parameters
+/// and moments, the shard's words, the losses, and the split kernel's partial sums or the tiled
+/// path's H and dH, δ and X, and gradients and partial losses.
+pub(super) fn bytes_per_instance(exp: &Experiment, kernel: Kernel) -> u64 {
+    let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
+    let count = exp.params_per_instance();
+    let tile = TILE as usize;
+    let mut bytes = vec![3 * count * 4, (n + 1) * 4, LOG_SLOTS * 4];
+    if let Kernel::Split { slices } = kernel {
+        bytes.push(slices as usize * (count + 2) * 4);
+    }
+    if kernel == Kernel::Tiled {
+        let loss_tiles = n.div_ceil(tile) * batch.div_ceil(tile);
+        bytes.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
+    }
+    *bytes.iter().max().expect("non-empty") as u64
+}
+
+/// The refusal of an instance whose largest binding is over the adapter's `max_binding` bytes.
+pub(super) fn too_large(per_instance: u64, max_binding: u64) -> String {
+    format!("one instance needs {per_instance} bytes in one storage buffer, more than the GPU adapter's {max_binding}; use --backend cpu or a smaller --batch")
+}
+
+/// The refusal of an experiment whose tiled step is over the software adapter `adapter`'s budget.
+pub(super) fn over_budget(exp: &Experiment, adapter: &str) -> String {
+    format!(
+        "n = {}, m = {}, batch {} needs more loop iterations per invocation than the software adapter {adapter} runs; use --backend cpu",
+        exp.features, exp.hidden, exp.batch
+    )
 }
 
 /// A contiguous range of instances with its own buffers.
@@ -203,7 +239,7 @@ impl GpuTrainer {
         state: TrainState,
         options: &GpuOptions,
     ) -> anyhow::Result<GpuTrainer> {
-        super::check_model(exp)?;
+        super::check_model(exp, options.adapter.as_deref())?;
         let gpu = Gpu::open(options.adapter.as_deref())?;
         // Catch validation errors (e.g. a backend that cannot run a kernel) as errors, not panics.
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -254,7 +290,7 @@ impl GpuTrainer {
             },
         };
         // The register kernel's loop iterations per step, its samples' draws included.
-        let sampler = exp.data.distribution().sampler_loop_iterations(n);
+        let sampler = exp.distribution().sampler_loop_iterations(n);
         let register_iterations = |variant| {
             register::loop_iterations(n, m, batch, variant)
                 + batch.div_ceil(REGISTER_WG as usize) as u64 * sampler
@@ -266,12 +302,16 @@ impl GpuTrainer {
             Some(Kernel::Register) if !register_fits => {
                 bail!("the register kernel cannot train n = {n}, m = {m}, batch {batch}")
             }
-            Some(Kernel::Split { slices }) if !fits_register(n, m) || slices == 0 => {
-                bail!("the split register kernel cannot train n = {n}, m = {m} in {slices} slices")
+            Some(Kernel::Split { slices })
+                if !fits_register(n, m) || slices == 0 || exp.model.untied() =>
+            {
+                bail!("the split register kernel cannot train --model {} with n = {n}, m = {m} in {slices} slices", exp.model.name())
             }
             Some(kernel) => kernel,
-            // The abs model's U and its bias offset are the whole-instance kernel's only.
+            // The abs model's U and its bias offset are the whole-instance register kernel's, not
+            // the split one's (shaders/split_adam.wgsl knows one W).
             None if exp.model.untied() && register_fits => Kernel::Register,
+            None if exp.model.untied() => Kernel::Tiled,
             None => default_kernel(n, m, batch, instances, gpu.software, register_fits),
         };
         let slices = match kernel {
@@ -283,26 +323,10 @@ impl GpuTrainer {
             ..variant
         };
         let tiled = kernel == Kernel::Tiled;
-        if exp.model.untied() && kernel != Kernel::Register {
-            return Err(UsageError(format!(
-                "the GPU trains --model abs with the whole-instance register kernel only (2·m·n + n ≤ {}, within the adapter's loop budget); n = {n}, m = {m}: use --backend cpu",
-                super::abi::REGISTER_MAX_PARAMS
-            ))
-            .into());
-        }
-        if tiled && exp.model.hidden_relu() {
-            return Err(UsageError(format!(
-                "the GPU trains --model {} with the register kernel only (m·n + n ≤ {}, within the adapter's loop budget); n = {n}, m = {m} needs the tiled one: use --backend cpu",
-                exp.model.name(),
-                super::abi::REGISTER_MAX_PARAMS
-            ))
-            .into());
-        }
-        // The tiled path's kernels, and its sampler pass with the distribution's own loops
-        // (exactly-K ranks every mask word of the sample), counted as the SAE trainer counts them.
-        let tiled_iterations = tiled_loop_iterations(n, m, batch).max(sampler + 4);
-        if gpu.software && tiled && tiled_iterations > LOOP_BUDGET {
-            bail!("n = {n}, m = {m}, batch {batch} needs more loop iterations per invocation than the software adapter {} runs; use --backend cpu", gpu.adapter.name);
+        // `check_model` refuses this before a run starts where the register kernel cannot take the
+        // model at all; here also where it was left for its own loop budget.
+        if gpu.software && tiled && tiled_loop_iterations(exp) > LOOP_BUDGET {
+            bail!(over_budget(exp, &gpu.adapter.name));
         }
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
         let tile = TILE as usize;
@@ -314,18 +338,9 @@ impl GpuTrainer {
             bail!("batch {batch} needs {} tiles of samples, more than the adapter's {max_groups} workgroups per dimension", batch.div_ceil(tile));
         }
 
-        // Bytes per instance of each storage binding; a shard holds as many instances as keep the
-        // largest within one binding.
+        // A shard holds as many instances as keep the largest binding within one binding.
         let loss_tiles = n.div_ceil(tile) * batch.div_ceil(tile);
-        let mut per_instance = vec![3 * count * 4, (n + 1) * 4, LOG_SLOTS * 4];
-        if let Kernel::Split { slices } = kernel {
-            per_instance.push(slices as usize * (count + 2) * 4);
-        }
-        if tiled {
-            // H and dH; δ and X; the gradients and partial losses.
-            per_instance.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
-        }
-        let per_instance = *per_instance.iter().max().expect("non-empty") as u64;
+        let per_instance = bytes_per_instance(exp, kernel);
         let max_binding = gpu
             .limits
             .max_storage_buffer_binding_size
@@ -333,7 +348,7 @@ impl GpuTrainer {
             .min(options.max_binding_bytes.unwrap_or(u64::MAX));
         let per_shard = ((max_binding / per_instance) as usize).min(max_groups);
         if per_shard == 0 {
-            bail!("one instance needs {per_instance} bytes in one storage buffer, more than the adapter's {max_binding}");
+            bail!(too_large(per_instance, max_binding));
         }
 
         let (group_layout, layout) = gpu.layout();
@@ -405,6 +420,8 @@ impl GpuTrainer {
                 first_instance: exp.global_index(first),
                 slices,
                 relu: u32::from(exp.model.output_relu()),
+                hidden_relu: u32::from(exp.model.hidden_relu()),
+                untied: u32::from(exp.model.untied()),
                 log_every: exp.log_every,
                 total_steps: exp.steps,
                 seed_lo,
@@ -422,7 +439,7 @@ impl GpuTrainer {
                 .flat_map(|i| i.importance.iter().map(|v| v.to_bits()))
                 .collect();
             words.extend(inst.iter().map(|i| presence_threshold(i.density)));
-            words.extend(exp.data.distribution().layout_words(n));
+            words.extend(exp.distribution().layout_words(n));
             let state_buffer = gpu.storage("state", &pack(&state, exp, first, len));
             let losses = gpu.storage_zeroed("losses", (LOG_SLOTS * len * 4) as u64);
             let (hidden, delta, grad, samples) = match kernel {
@@ -524,7 +541,8 @@ impl GpuTrainer {
                 Kernel::Tiled => {}
             }
             let tiles = |len: usize| len.div_ceil(TILE as usize) as u32;
-            let adam_groups = (shard.count * (m * n + n)).div_ceil(ADAM_WG as usize);
+            let params = self.exp.params_per_instance();
+            let adam_groups = (shard.count * params).div_ceil(ADAM_WG as usize);
             let adam_x =
                 adam_groups.min(self.gpu.limits.max_compute_workgroups_per_dimension as usize);
             let samplers = (batch * n.div_ceil(4)).div_ceil(SAMPLER_WG as usize) as u32;
@@ -533,7 +551,11 @@ impl GpuTrainer {
                 (tiles(m), tiles(batch), count),
                 (tiles(n), tiles(batch), count),
                 (tiles(m), tiles(batch), count),
-                (tiles(n), tiles(m), count),
+                (
+                    tiles(n),
+                    tiles(m) * self.exp.model.weight_rows(1) as u32,
+                    count,
+                ),
                 (adam_x as u32, adam_groups.div_ceil(adam_x) as u32, 1),
             ];
             for (pipeline, (x, y, z)) in self.pipelines.iter().zip(grids) {

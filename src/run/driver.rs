@@ -204,8 +204,7 @@ pub fn evaluate(exp: &Experiment, state: &TrainState) -> Vec<f64> {
             let b: Vec<f64> = state.b_of(i, exp).iter().map(|&v| f64::from(v)).collect();
             let imp: Vec<f64> = inst.importance.iter().map(|&v| f64::from(v)).collect();
             let source = FeatureSource::eval(exp.seed, exp.global_index(i), inst.density, n)
-                .with(&exp.data.distribution())
-                .signed(exp.model.computes_abs());
+                .with(&exp.distribution());
             let mut scratch = Scratch::new(n, m);
             let (mut x32, mut x) = (vec![0.0f32; n], vec![0.0f64; n]);
             let mut delta = vec![0.0; n];

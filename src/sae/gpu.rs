@@ -249,7 +249,6 @@ impl<'a> SaeGpuTrainer<'a> {
             instances: span as u32,
             first_instance: first,
             slices: 1,
-            relu: 0,
             log_every: exp.log_every,
             total_steps: exp.steps,
             seed_lo,
@@ -260,6 +259,7 @@ impl<'a> SaeGpuTrainer<'a> {
             beta2: o.beta2 as f32,
             eps: o.eps as f32,
             scale: 1.0 / b as f32,
+            ..Default::default()
         };
         // Shard words: (unused) importances, presence thresholds, the layout of the toy run's
         // feature distribution, W of every toy slot; slots of instances no SAE reads stay empty.
