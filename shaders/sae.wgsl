@@ -97,12 +97,17 @@ fn sae_hidden(@builtin(global_invocation_id) id: vec3<u32>) {
     if s >= shard.config.batch {
         return;
     }
-    // model::hidden: h_k = Σ_j W[k][j] x_j in feature order.
+    // SaeExperiment::toy_hidden: h_k = Σ_j W[k][j] x_j in feature order, then the ReLU of the toy
+    // models with a privileged hidden basis.
     let w = toy_weights_at() + (toy * d + k) * n;
     let x = (toy * shard.config.batch + s) * n;
     var acc = 0.0;
     for (var j = 0u; j < n; j++) {
         acc += bitcast<f32>(shard.words[w + j]) * batch[x + j];
+    }
+    if shard.config.hidden_relu != 0u {
+        // Real::relu: +0 for anything not > 0.
+        acc = select(0.0, acc, acc > 0.0);
     }
     batch[h_at(toy, s, k)] = acc;
 }

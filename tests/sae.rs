@@ -278,6 +278,7 @@ fn experiment(steps: u32, resample_every: Option<u32>) -> SaeExperiment {
         eval_samples: 256,
         seed: 2,
         toy_data: Distribution::default(),
+        toy_hidden_relu: false,
     }
 }
 
@@ -300,6 +301,15 @@ fn the_gpu_draws_the_cpu_sae_data_bit_for_bit() {
         };
         sae_batches_agree(&exp);
     }
+    // An abs toy: signed features, and h = ReLU(W x), which the signs make differ from W x.
+    let mut signed = Distribution::default();
+    signed.values = Values::Signed;
+    let exp = SaeExperiment {
+        toy_data: signed,
+        toy_hidden_relu: true,
+        ..experiment(1, None)
+    };
+    sae_batches_agree(&exp);
 }
 
 fn sae_batches_agree(exp: &SaeExperiment) {
@@ -315,7 +325,7 @@ fn sae_batches_agree(exp: &SaeExperiment) {
             let mut present = 0;
             for s in 0..b {
                 present += source.sample(step, s as u32, &mut x);
-                tms::model::hidden(&toy.w, &x, 0..n, &mut h);
+                exp.toy_hidden(toy, &x, &mut h);
                 let row = slot * b + s;
                 let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
                 assert_eq!(

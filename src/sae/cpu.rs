@@ -7,7 +7,6 @@
 use super::model::{backward, forward, SaeParams, SaeScratch};
 use super::{SaeExperiment, SaeSpec};
 use crate::features::{normal_of, philox4x32_10, seed_key, unit_float, FeatureSource, Stream};
-use crate::model::hidden;
 use crate::optim::{adam_update, optimizer_constants, AdamHyper};
 use rayon::prelude::*;
 
@@ -86,7 +85,7 @@ fn train_one(exp: &SaeExperiment, q: usize) -> SaeState {
         let mut total = 0.0f64;
         for s in 0..exp.batch {
             source.sample(step, s as u32, &mut x);
-            hidden(&toy.w, &x, 0..n, &mut h);
+            exp.toy_hidden(toy, &x, &mut h);
             let (recon, penalty) = forward(&shape, &state.params, &h, &mut scratch);
             backward(&shape, &state.params, &scratch, scale, &mut grad);
             total += f64::from(recon + penalty);
@@ -246,7 +245,7 @@ pub fn evaluate(exp: &SaeExperiment, spec: &SaeSpec, params: &SaeParams) -> supe
     let (mut sum, mut sum_sq) = (vec![0.0f64; d], vec![0.0f64; d]);
     for s in 0..exp.eval_samples {
         source.sample(0, s as u32, &mut x);
-        hidden(&toy.w, &x, 0..n, &mut h);
+        exp.toy_hidden(toy, &x, &mut h);
         forward(&shape, params, &h, &mut scratch);
         squared_error += scratch.error.iter().map(|&e| f64::from(e * e)).sum::<f64>();
         for (j, &a) in scratch.a.iter().enumerate() {

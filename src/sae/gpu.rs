@@ -259,6 +259,7 @@ impl<'a> SaeGpuTrainer<'a> {
             beta2: o.beta2 as f32,
             eps: o.eps as f32,
             scale: 1.0 / b as f32,
+            hidden_relu: u32::from(exp.toy_hidden_relu),
             ..Default::default()
         };
         // Shard words: (unused) importances, presence thresholds, the layout of the toy run's

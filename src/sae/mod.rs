@@ -123,8 +123,12 @@ pub struct SaeSpec {
 pub struct SaeExperiment {
     pub features: usize,
     pub toy_seed: u64,
-    /// The toy run's feature distribution besides density (its sets, values, exactly-K).
+    /// The toy run's feature distribution besides density (its sets, values, exactly-K; signed
+    /// values for the abs model).
     pub toy_data: crate::features::Distribution,
+    /// Whether the toy model's hidden layer has a ReLU (relu-hidden, abs): the SAE then reads
+    /// h = ReLU(W x), the activations the model computes with, not W x.
+    pub toy_hidden_relu: bool,
     pub toys: Vec<ToyInstance>,
     pub saes: Vec<SaeSpec>,
     pub steps: u32,
@@ -137,6 +141,15 @@ pub struct SaeExperiment {
 }
 
 impl SaeExperiment {
+    /// The toy model's hidden vector h of sample `x` on instance `toy`, as the SAE reads it.
+    #[inline]
+    pub fn toy_hidden(&self, toy: &ToyInstance, x: &[f32], h: &mut [f32]) {
+        crate::model::hidden(&toy.w, x, 0..x.len(), h);
+        if self.toy_hidden_relu {
+            h.iter_mut().for_each(|v| *v = crate::model::Real::relu(*v));
+        }
+    }
+
     /// The shape of SAE `spec`.
     pub fn shape(&self, spec: &SaeSpec) -> SaeShape {
         SaeShape {
@@ -268,7 +281,8 @@ impl SaeOptions {
         Ok(SaeExperiment {
             features: exp.features,
             toy_seed: exp.seed,
-            toy_data: exp.data.distribution(),
+            toy_data: exp.distribution(),
+            toy_hidden_relu: exp.model.hidden_relu(),
             toys,
             saes,
             steps: self.steps,
