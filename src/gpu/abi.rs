@@ -14,7 +14,7 @@
 //! the generated struct and a runtime-sized array; the host lays them out with [`shard_bytes`] and
 //! [`dispatch_bytes`].
 
-use crate::features::{PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1};
+use crate::features::{Distribution, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1};
 use crate::optim::StepConstants;
 use bytemuck::{Pod, Zeroable};
 
@@ -257,6 +257,23 @@ pub fn prelude() -> String {
         );
     }
     out
+}
+
+/// The shard's instance words, in the order common.wgsl reads them: every instance's n
+/// importances (f32 bits), then every instance's presence threshold, then the layout words of the
+/// feature distribution ([`Distribution::layout_words`]). `instances` are (importances, threshold).
+pub fn shard_words<'a>(
+    instances: impl Iterator<Item = (&'a [f32], u32)> + Clone,
+    distribution: &Distribution,
+    n: usize,
+) -> Vec<u32> {
+    let mut words: Vec<u32> = instances
+        .clone()
+        .flat_map(|(importance, _)| importance.iter().map(|v| v.to_bits()))
+        .collect();
+    words.extend(instances.map(|(_, threshold)| threshold));
+    words.extend(distribution.layout_words(n));
+    words
 }
 
 /// The shard buffer: `config`, then `words` (see [`SHARD_BINDING`]).

@@ -18,8 +18,8 @@
 //! Shards never interact; each dispatch runs over one shard.
 
 use super::abi::{
-    dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, ADAM_WG, REGISTER_WG, SAMPLER_WG,
-    TILE, TILE_COPIES, TILE_DEPTH,
+    dispatch_bytes, dispatch_stride, shard_bytes, shard_words, Config, Params, ADAM_WG,
+    REGISTER_WG, SAMPLER_WG, TILE, TILE_COPIES, TILE_DEPTH,
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
@@ -434,12 +434,12 @@ impl GpuTrainer {
                 scale: 1.0 / (batch * n) as f32,
             };
             let inst = &exp.instances[first..first + len];
-            let mut words: Vec<u32> = inst
-                .iter()
-                .flat_map(|i| i.importance.iter().map(|v| v.to_bits()))
-                .collect();
-            words.extend(inst.iter().map(|i| presence_threshold(i.density)));
-            words.extend(exp.distribution().layout_words(n));
+            let words = shard_words(
+                inst.iter()
+                    .map(|i| (&i.importance[..], presence_threshold(i.density))),
+                &exp.distribution(),
+                n,
+            );
             let state_buffer = gpu.storage("state", &pack(&state, exp, first, len));
             let losses = gpu.storage_zeroed("losses", (LOG_SLOTS * len * 4) as u64);
             let (hidden, delta, grad, samples) = match kernel {

@@ -25,8 +25,8 @@ use super::model::{SaeKind, SaeParams, SaeShape, JUMP_BANDWIDTH};
 use super::SaeExperiment;
 use crate::features::{presence_threshold, seed_key, Stream};
 use crate::gpu::abi::{
-    dispatch_bytes, dispatch_stride, shard_bytes, Config, Params, SaeEntry, SAE_JUMPRELU, SAE_L1,
-    SAE_TOPK, SAE_WG, SAMPLER_WG,
+    dispatch_bytes, dispatch_stride, shard_bytes, shard_words, Config, Params, SaeEntry,
+    SAE_JUMPRELU, SAE_L1, SAE_TOPK, SAE_WG, SAMPLER_WG,
 };
 use crate::gpu::trainer::LOOP_BUDGET;
 use crate::gpu::{Bindings, Gpu};
@@ -262,15 +262,23 @@ impl<'a> SaeGpuTrainer<'a> {
             hidden_relu: u32::from(exp.toy_hidden_relu),
             ..Default::default()
         };
-        // Shard words: (unused) importances, presence thresholds, the layout of the toy run's
-        // feature distribution, W of every toy slot; slots of instances no SAE reads stay empty.
-        let layout = exp.toy_data.layout_words(n);
-        let weights_at = span * (n + 1) + layout.len();
-        let mut words = vec![0u32; weights_at + span * d * n];
-        words[span * (n + 1)..weights_at].copy_from_slice(&layout);
+        // Shard words: (unused, zero) importances, presence thresholds, the layout of the toy run's
+        // feature distribution, then W of every toy slot; slots of instances no SAE reads stay
+        // empty (threshold 0, W zero).
+        let mut thresholds = vec![0u32; span];
+        for toy in &exp.toys {
+            thresholds[(toy.global_index - first) as usize] = presence_threshold(toy.density);
+        }
+        let no_importance = vec![0.0f32; n];
+        let mut words = shard_words(
+            thresholds.iter().map(|&t| (&no_importance[..], t)),
+            &exp.toy_data,
+            n,
+        );
+        let weights_at = words.len();
+        words.resize(weights_at + span * d * n, 0);
         for toy in &exp.toys {
             let slot = (toy.global_index - first) as usize;
-            words[span * n + slot] = presence_threshold(toy.density);
             let w = &mut words[weights_at + slot * d * n..][..d * n];
             for (word, v) in w.iter_mut().zip(&toy.w) {
                 *word = v.to_bits();
