@@ -44,8 +44,9 @@
 //!   the standardised sum of the value word's four bytes (Irwin–Hall of four uniforms: mean and
 //!   variance exact, support ±3.46σ, a grid step of 0.00135 in the value), computed in integers
 //!   so that the WGSL gives the same bits as the CPU (WGSL's `log` and `cos` are not correctly
-//!   rounded, so Box–Muller could not match); `signed` (the abs model's, not a `--values`
-//!   choice): 2u − 1 of the uniform value u, exactly uniform on the multiples of 2⁻²³ in [−1, 1).
+//!   rounded, so Box–Muller could not match); `signed` (the abs model's, and a choice
+//!   for any model): 2u − 1 of the uniform value u, exactly uniform on the multiples of 2⁻²³ in
+//!   [−1, 1).
 //!
 //! The CPU trainer takes its batched path only for the default distribution (uniform or signed
 //! values) and draws every other
@@ -191,10 +192,8 @@ pub enum Values {
     Uniform,
     Binary,
     Normal,
-    /// The abs model's signed features, [`signed_float`] of the value word: not a `--values`
-    /// choice, but what `Experiment::distribution` gives that model in place of `uniform`.
-    #[value(skip)]
-    #[serde(skip)]
+    /// [`signed_float`] of the value word: uniform on [−1, 1). The abs model's features (what
+    /// `Experiment::distribution` gives that model for `uniform`), and a choice for any model.
     Signed,
 }
 

@@ -339,11 +339,13 @@ impl Experiment {
     pub fn validate(&self) -> Result<(), UsageError> {
         check_sizes(self.features, self.hidden)?;
         self.data.validate(self.features, &self.instances)?;
-        if self.model.computes_abs() && self.data.values != Values::Uniform {
+        if self.model.computes_abs()
+            && !matches!(self.data.values, Values::Uniform | Values::Signed)
+        {
             return Err(UsageError::invalid(
                 "values",
                 format!("{:?}", self.data.values).to_lowercase(),
-                "the abs model draws its own signed values (uniform on [-1, 1)): leave --values at uniform",
+                "the abs model's features are signed (uniform on [-1, 1)): use --values signed or leave it at uniform",
             ));
         }
         if self.instances.is_empty() {
@@ -529,7 +531,7 @@ impl Experiment {
     }
 
     /// The distribution every instance's features are drawn from: the settings' ([`FeatureData`]),
-    /// with signed values for the abs model (which refuses any `--values` but uniform).
+    /// with signed values for the abs model (which refuses any `--values` but uniform and signed).
     pub fn distribution(&self) -> Distribution {
         let mut distribution = self.data.distribution();
         if self.model.computes_abs() {

@@ -615,6 +615,37 @@ mod tests {
     }
 
     #[test]
+    fn signed_values_for_any_model_and_the_abs_models_own() {
+        let with = |model, values| {
+            Settings {
+                model: Some(model),
+                values,
+                ..Default::default()
+            }
+            .resolve()
+        };
+        // The abs model draws signed values, whether --values is left at uniform or says signed.
+        for values in [None, Some(Values::Uniform), Some(Values::Signed)] {
+            let e = with(ModelKind::Abs, values).unwrap();
+            assert_eq!(e.distribution().values, Values::Signed, "{values:?}");
+        }
+        for values in [Values::Binary, Values::Normal] {
+            let error = with(ModelKind::Abs, Some(values)).unwrap_err();
+            assert!(error.0.contains("values"), "{}", error.0);
+        }
+        // Any other model takes signed values when asked, and records them in config.json.
+        let e = with(ModelKind::Linear, Some(Values::Signed)).unwrap();
+        assert_eq!(e.distribution().values, Values::Signed);
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.contains("\"signed\""), "{json}");
+        assert_eq!(serde_json::from_str::<Experiment>(&json).unwrap(), e);
+        assert_eq!(
+            with(ModelKind::Relu, None).unwrap().distribution().values,
+            Values::Uniform
+        );
+    }
+
+    #[test]
     fn feature_distributions_from_toml_and_their_refusals() {
         let text = "features = 6\nhidden = 2\nfeature_sets = \"correlated:2, anticorrelated:3\"\nanticorrelated_mode = \"marginal\"\nvalues = \"normal\"\ndensity = [0.3, 0.1]\n";
         let e = Settings::from_toml_str(text).unwrap().resolve().unwrap();
