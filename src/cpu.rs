@@ -37,6 +37,8 @@ fn matrix_path(exp: &Experiment) -> bool {
 
 mod dense;
 mod lanes;
+#[cfg(target_arch = "x86_64")]
+mod philox;
 
 use dense::Dense;
 #[cfg(target_arch = "x86_64")]
@@ -315,10 +317,10 @@ impl<L: Lanes> Chunk<L> {
         // Phase 1: presence bits (the default distribution's; the others are drawn whole).
         if self.source.is_plain() {
             self.source
-                .presence(step, self.samples.clone(), &mut self.present);
+                .presence::<L::Philox>(step, self.samples.clone(), &mut self.present);
         }
         if let Some(dense) = &mut self.dense {
-            self.loss = dense.compute(
+            self.loss = dense.compute::<L::Philox>(
                 &self.source,
                 self.samples.clone(),
                 &self.present,
@@ -423,7 +425,7 @@ impl<L: Lanes> Chunk<L> {
         if pending.count == 0 {
             return;
         }
-        let values = self.source.value_lanes(step, pending.indices);
+        let values = self.source.value_lanes::<L::Philox>(step, pending.indices);
         for (call, &(lane, group, nibble)) in pending.targets[..pending.count].iter().enumerate() {
             for (w, word) in values.iter().enumerate() {
                 if nibble >> w & 1 != 0 {

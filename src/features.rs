@@ -137,6 +137,41 @@ pub fn philox4x32_10_lanes(
     [lanes(c0), lanes(c1), lanes(c2), lanes(c3)]
 }
 
+/// How a caller computes the batched generator: [`Portable`] ([`philox4x32_10_lanes`] itself), or
+/// an implementation with one instruction set's intrinsics that the CPU trainer picks with its lane
+/// type. Every implementation returns the very same words.
+pub trait PhiloxLanes {
+    /// [`philox4x32_10_lanes`].
+    fn words(first: [u32; LANES], rest: [u32; 3], key: [u32; 2]) -> [[u32; LANES]; 4];
+
+    /// The presence bits of the call's eight groups as [`FeatureSource::presence`] packs them:
+    /// bit 4·lane + word is set iff `words(..)[word][lane]` ≤ `threshold`.
+    #[inline(always)]
+    fn presence_bits(first: [u32; LANES], rest: [u32; 3], key: [u32; 2], threshold: u32) -> u32 {
+        let mask = Self::words(first, rest, key);
+        let mut nibbles = [0u32; LANES];
+        for (w, words) in mask.iter().enumerate() {
+            for (nibble, &word) in nibbles.iter_mut().zip(words) {
+                *nibble |= u32::from(word <= threshold) << w;
+            }
+        }
+        for (l, nibble) in nibbles.iter_mut().enumerate() {
+            *nibble <<= 4 * l;
+        }
+        nibbles.iter().fold(0, |bits, &nibble| bits | nibble)
+    }
+}
+
+/// [`philox4x32_10_lanes`] as the compiler vectorizes it, for any instruction set.
+pub struct Portable;
+
+impl PhiloxLanes for Portable {
+    #[inline(always)]
+    fn words(first: [u32; LANES], rest: [u32; 3], key: [u32; 2]) -> [[u32; LANES]; 4] {
+        philox4x32_10_lanes(first, rest, key)
+    }
+}
+
 /// Which independent stream of random numbers a counter belongs to (the fourth counter word).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
@@ -506,8 +541,14 @@ impl FeatureSource {
     /// is present, where first = samples.start · groups. As the counter first word is
     /// sample · groups + group, the bits of one sample are contiguous: feature f of local sample s is
     /// bit 4·groups·s + f. One call's eight groups are one word of the stream, packed in vector registers.
+    /// `P` computes the Philox calls (the same bits whichever it is).
     #[inline(always)]
-    pub fn presence(&self, step: u32, samples: std::ops::Range<u32>, stream: &mut [u32]) {
+    pub fn presence<P: PhiloxLanes>(
+        &self,
+        step: u32,
+        samples: std::ops::Range<u32>,
+        stream: &mut [u32],
+    ) {
         let groups = self.groups() as u32;
         let (start, end) = (samples.start * groups, samples.end * groups);
         let calls = (end - start).div_ceil(LANES as u32) as usize;
@@ -516,21 +557,12 @@ impl FeatureSource {
             *f += l as u32;
         }
         for word in &mut stream[..calls] {
-            let mask = philox4x32_10_lanes(
+            *word = P::presence_bits(
                 first,
                 [step, self.instance, self.mask_stream as u32],
                 self.key,
+                self.threshold,
             );
-            let mut nibbles = [0u32; LANES];
-            for (w, words) in mask.iter().enumerate() {
-                for (nibble, &word) in nibbles.iter_mut().zip(words) {
-                    *nibble |= u32::from(word <= self.threshold) << w;
-                }
-            }
-            for (l, nibble) in nibbles.iter_mut().enumerate() {
-                *nibble <<= 4 * l;
-            }
-            *word = nibbles.iter().fold(0, |bits, &nibble| bits | nibble);
             for f in &mut first {
                 *f += LANES as u32;
             }
@@ -554,10 +586,14 @@ impl FeatureSource {
     }
 
     /// The value words of [`LANES`] groups at `step` whose counter first words (sample · groups +
-    /// group) are `indices`: words[word][lane] for feature 4 · group + word.
+    /// group) are `indices`: words[word][lane] for feature 4 · group + word, computed by `P`.
     #[inline(always)]
-    pub fn value_lanes(&self, step: u32, indices: [u32; LANES]) -> [[u32; LANES]; 4] {
-        philox4x32_10_lanes(
+    pub fn value_lanes<P: PhiloxLanes>(
+        &self,
+        step: u32,
+        indices: [u32; LANES],
+    ) -> [[u32; LANES]; 4] {
+        P::words(
             indices,
             [step, self.instance, self.value_stream as u32],
             self.key,
@@ -796,7 +832,7 @@ mod tests {
         let (n, samples) = (9, 3..14u32);
         let source = FeatureSource::train(3, 1, 0.4, n);
         let mut present = vec![0u32; source.presence_stream_len(samples.len())];
-        source.presence(2, samples.clone(), &mut present);
+        source.presence::<Portable>(2, samples.clone(), &mut present);
         let mut x = vec![0.0; n];
         for (k, s) in samples.enumerate() {
             source.sample(2, s, &mut x);
@@ -806,7 +842,7 @@ mod tests {
                 .fold(0u64, |bits, (f, &v)| bits | u64::from(v != 0.0) << f);
             assert_eq!(source.presence_word(&present, k, 0), want, "sample {s}");
             let indices = std::array::from_fn(|g| s * 3 + (g as u32).min(2));
-            let words = source.value_lanes(2, indices);
+            let words = source.value_lanes::<Portable>(2, indices);
             for (f, &v) in x.iter().enumerate() {
                 if v != 0.0 {
                     assert_eq!(unit_float(words[f % 4][f / 4]), v);

@@ -15,7 +15,7 @@
 //! pass in the last bits: the tests hold the two within the GPU trainer's tolerance of the reference.
 
 use super::StepInputs;
-use crate::features::{FeatureSource, LANES};
+use crate::features::{FeatureSource, PhiloxLanes, LANES};
 use crate::model::loss_and_delta;
 
 /// The buffers of one chunk's matrix path, allocated once.
@@ -45,8 +45,9 @@ impl Dense {
     }
 
     /// Loss and gradient of the chunk's samples `samples` (their presence bits in `present`, as
-    /// [`FeatureSource::presence`] packs them), written into `grad_w` and `grad_b`.
-    pub fn compute(
+    /// [`FeatureSource::presence`] packs them), written into `grad_w` and `grad_b`; value words
+    /// drawn by `P`.
+    pub fn compute<P: PhiloxLanes>(
         &mut self,
         source: &FeatureSource,
         samples: std::ops::Range<u32>,
@@ -57,7 +58,7 @@ impl Dense {
     ) -> f64 {
         let (n, m) = (at.b.len(), at.w.len() / at.b.len());
         let rows = samples.len();
-        self.fill_samples(source, samples, present, at.step);
+        self.fill_samples::<P>(source, samples, present, at.step);
         let w = at.w;
         // H = X Wᵀ; Y = H W + b.
         product(rows, n, m, &self.x, (n, 1), w, (1, n), 0.0, &mut self.h);
@@ -108,7 +109,7 @@ impl Dense {
 
     /// Writes the samples into the rows of X: zero, then the value of every present feature, the
     /// value words drawn [`LANES`] groups at a time.
-    fn fill_samples(
+    fn fill_samples<P: PhiloxLanes>(
         &mut self,
         source: &FeatureSource,
         samples: std::ops::Range<u32>,
@@ -127,7 +128,7 @@ impl Dense {
         let mut targets = [(0usize, 0u64); LANES];
         let mut count = 0;
         let draw = |x: &mut [f32], indices: &[u32; LANES], targets: &[(usize, u64)]| {
-            let values = source.value_lanes(step, *indices);
+            let values = source.value_lanes::<P>(step, *indices);
             for (call, &(at, nibble)) in targets.iter().enumerate() {
                 for (w, word) in values.iter().enumerate() {
                     if nibble >> w & 1 != 0 {
