@@ -35,6 +35,21 @@ fn matrix_path(exp: &Experiment) -> bool {
         && exp.features * exp.hidden * std::mem::size_of::<F32x8>() > MATRIX_PATH_ABOVE_BYTES
 }
 
+/// Whether `instance`'s chunks on the matrix path skip absent features in the products with X
+/// (sparse instances of the default distribution, whose presence bits the chunks keep).
+fn sparse_products(exp: &Experiment, instance: usize) -> bool {
+    exp.data.distribution().is_plain() && exp.instances[instance].density <= dense::SPARSE_BELOW
+}
+
+/// Which buffers a chunk has: the block pass's, or the matrix path's, with or without those of
+/// the sparse products.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Path {
+    Block,
+    Matrix,
+    SparseMatrix,
+}
+
 mod dense;
 mod lanes;
 #[cfg(target_arch = "x86_64")]
@@ -245,7 +260,7 @@ impl<L: Lanes> Chunk<L> {
     ) -> Chunk<L> {
         let (n, m, len) = (exp.features, exp.hidden, samples.len());
         let rows = exp.model.weight_rows(m);
-        let dense = matrix.then(|| Dense::new(len, n, m));
+        let dense = matrix.then(|| Dense::new(len, n, m, sparse_products(exp, instance)));
         let (bn, bm, brows) = if matrix { (0, 0, 0) } else { (n, m, rows) };
         let source = FeatureSource::train(
             exp.seed,
@@ -280,9 +295,14 @@ impl<L: Lanes> Chunk<L> {
     /// The bytes of the buffers [`Chunk::new`] allocates for `len` samples of a model whose weights
     /// are `rows` rows of n, one term per buffer in the same order, so that a new buffer is counted
     /// where it is added.
-    fn bytes(n: usize, m: usize, rows: usize, len: usize, matrix: bool, plain: bool) -> u64 {
+    fn bytes(n: usize, m: usize, rows: usize, len: usize, path: Path, plain: bool) -> u64 {
         let words = n.div_ceil(64);
-        let dense = if matrix { Dense::bytes(len, n, m) } else { 0 };
+        let matrix = path != Path::Block;
+        let dense = if matrix {
+            Dense::bytes(len, n, m, path == Path::SparseMatrix)
+        } else {
+            0
+        };
         let (bn, bm, brows) = if matrix { (0, 0, 0) } else { (n, m, rows) };
         let (f32s, u32s, u64s, usizes, lanes) = (4, 4, 8, 8, std::mem::size_of::<F32x8>());
         let bytes = rows * n * f32s // grad_w
@@ -320,7 +340,7 @@ impl<L: Lanes> Chunk<L> {
                 .presence::<L::Philox>(step, self.samples.clone(), &mut self.present);
         }
         if let Some(dense) = &mut self.dense {
-            self.loss = dense.compute::<L::Philox>(
+            self.loss = dense.compute::<L>(
                 &self.source,
                 self.samples.clone(),
                 &self.present,
@@ -508,14 +528,21 @@ impl CpuTrainer {
         let (n, m, matrix) = (exp.features, exp.hidden, matrix_path(exp));
         let plain = exp.data.distribution().is_plain();
         let rows = exp.model.weight_rows(m);
-        let per_instance = full as u64
-            * Chunk::<F32x8>::bytes(n, m, rows, CHUNK_SAMPLES, matrix, plain)
-            + if rest > 0 {
-                Chunk::<F32x8>::bytes(n, m, rows, rest, matrix, plain)
-            } else {
-                0
-            };
-        exp.instances.len() as u64 * per_instance
+        let per_instance = |path| {
+            full as u64 * Chunk::<F32x8>::bytes(n, m, rows, CHUNK_SAMPLES, path, plain)
+                + if rest > 0 {
+                    Chunk::<F32x8>::bytes(n, m, rows, rest, path, plain)
+                } else {
+                    0
+                }
+        };
+        (0..exp.instances.len())
+            .map(|i| match (matrix, sparse_products(exp, i)) {
+                (false, _) => per_instance(Path::Block),
+                (true, false) => per_instance(Path::Matrix),
+                (true, true) => per_instance(Path::SparseMatrix),
+            })
+            .sum()
     }
 
     /// One training step of every instance. Allocates nothing: the batch losses stay in the first
