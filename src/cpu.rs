@@ -445,12 +445,15 @@ impl<L: Lanes> Chunk<L> {
         if pending.count == 0 {
             return;
         }
-        let values = self.source.value_lanes::<L::Philox>(step, pending.indices);
+        // Every word to its value first (branch-free, so vectorized), then the present ones in place.
+        let words = self.source.value_lanes::<L::Philox>(step, pending.indices);
+        let values = words.map(|word| word.map(|word| self.source.value(word)));
         for (call, &(lane, group, nibble)) in pending.targets[..pending.count].iter().enumerate() {
-            for (w, word) in values.iter().enumerate() {
-                if nibble >> w & 1 != 0 {
-                    self.x[4 * group + w].set(lane, self.source.value(word[call]));
-                }
+            let mut rest = nibble;
+            while rest != 0 {
+                let w = rest.trailing_zeros() as usize;
+                self.x[4 * group + w].set(lane, values[w][call]);
+                rest &= rest - 1;
             }
         }
         pending.count = 0;
