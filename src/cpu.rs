@@ -35,21 +35,6 @@ fn matrix_path(exp: &Experiment) -> bool {
         && exp.features * exp.hidden * std::mem::size_of::<F32x8>() > MATRIX_PATH_ABOVE_BYTES
 }
 
-/// Whether `instance`'s chunks on the matrix path skip absent features in the products with X
-/// (sparse instances of the default distribution, whose presence bits the chunks keep).
-fn sparse_products(exp: &Experiment, instance: usize) -> bool {
-    exp.data.distribution().is_plain() && exp.instances[instance].density <= dense::SPARSE_BELOW
-}
-
-/// Which buffers a chunk has: the block pass's, or the matrix path's, with or without those of
-/// the sparse products.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Path {
-    Block,
-    Matrix,
-    SparseMatrix,
-}
-
 mod dense;
 mod lanes;
 #[cfg(target_arch = "x86_64")]
@@ -210,11 +195,13 @@ struct PendingValues {
 }
 
 /// What a chunk's step reads: the step, and the instance's model kind, weights, bias and importance;
-/// `c` = 1 / (batch · n).
+/// `c` = 1 / (batch · n); `log`: whether the step's loss is read (a log step; the matrix path sums
+/// the loss only then).
 #[derive(Clone, Copy)]
 struct StepInputs<'a> {
     kind: ModelKind,
     step: u32,
+    log: bool,
     w: &'a [f32],
     b: &'a [f32],
     importance: &'a [f32],
@@ -260,7 +247,7 @@ impl<L: Lanes> Chunk<L> {
     ) -> Chunk<L> {
         let (n, m, len) = (exp.features, exp.hidden, samples.len());
         let rows = exp.model.weight_rows(m);
-        let dense = matrix.then(|| Dense::new(len, n, m, sparse_products(exp, instance)));
+        let dense = matrix.then(|| Dense::new(len, n, m));
         let (bn, bm, brows) = if matrix { (0, 0, 0) } else { (n, m, rows) };
         let source = FeatureSource::train(
             exp.seed,
@@ -295,14 +282,9 @@ impl<L: Lanes> Chunk<L> {
     /// The bytes of the buffers [`Chunk::new`] allocates for `len` samples of a model whose weights
     /// are `rows` rows of n, one term per buffer in the same order, so that a new buffer is counted
     /// where it is added.
-    fn bytes(n: usize, m: usize, rows: usize, len: usize, path: Path, plain: bool) -> u64 {
+    fn bytes(n: usize, m: usize, rows: usize, len: usize, matrix: bool, plain: bool) -> u64 {
         let words = n.div_ceil(64);
-        let matrix = path != Path::Block;
-        let dense = if matrix {
-            Dense::bytes(len, n, m, path == Path::SparseMatrix)
-        } else {
-            0
-        };
+        let dense = if matrix { Dense::bytes(len, n, m) } else { 0 };
         let (bn, bm, brows) = if matrix { (0, 0, 0) } else { (n, m, rows) };
         let (f32s, u32s, u64s, usizes, lanes) = (4, 4, 8, 8, std::mem::size_of::<F32x8>());
         let bytes = rows * n * f32s // grad_w
@@ -531,21 +513,14 @@ impl CpuTrainer {
         let (n, m, matrix) = (exp.features, exp.hidden, matrix_path(exp));
         let plain = exp.data.distribution().is_plain();
         let rows = exp.model.weight_rows(m);
-        let per_instance = |path| {
-            full as u64 * Chunk::<F32x8>::bytes(n, m, rows, CHUNK_SAMPLES, path, plain)
-                + if rest > 0 {
-                    Chunk::<F32x8>::bytes(n, m, rows, rest, path, plain)
-                } else {
-                    0
-                }
-        };
-        (0..exp.instances.len())
-            .map(|i| match (matrix, sparse_products(exp, i)) {
-                (false, _) => per_instance(Path::Block),
-                (true, false) => per_instance(Path::Matrix),
-                (true, true) => per_instance(Path::SparseMatrix),
-            })
-            .sum()
+        let per_instance = full as u64
+            * Chunk::<F32x8>::bytes(n, m, rows, CHUNK_SAMPLES, matrix, plain)
+            + if rest > 0 {
+                Chunk::<F32x8>::bytes(n, m, rows, rest, matrix, plain)
+            } else {
+                0
+            };
+        exp.instances.len() as u64 * per_instance
     }
 
     /// One training step of every instance. Allocates nothing: the batch losses stay in the first
@@ -555,12 +530,14 @@ impl CpuTrainer {
         let (n, mn) = (exp.features, exp.weights_per_instance());
         let c = 1.0 / (exp.batch * n) as f32;
         let step = self.state.step;
+        let log = is_log_step(exp, step);
         let state = &mut self.state;
         {
             let (w, b) = (&state.w, &state.b);
             self.chunks.compute(|i| StepInputs {
                 kind: exp.model,
                 step,
+                log,
                 w: &w[i * mn..(i + 1) * mn],
                 b: &b[i * n..(i + 1) * n],
                 importance: &exp.instances[i].importance,
@@ -660,6 +637,7 @@ mod tests {
         let inputs = |i: usize| StepInputs {
             kind: exp.model,
             step: 3,
+            log: true,
             w: &state.w[i * mn..(i + 1) * mn],
             b: &state.b[i * n..(i + 1) * n],
             importance: &exp.instances[i].importance,
@@ -733,6 +711,7 @@ mod tests {
             chunk.compute(StepInputs {
                 kind,
                 step,
+                log: true,
                 w: &state.w,
                 b: &state.b,
                 importance: &exp.instances[0].importance,

@@ -7,28 +7,17 @@
 //!
 //! ```text
 //! H  = X Wᵀ          (B × m)        Y = H W + b     (B × n)
-//! Δ  = ∂loss/∂Y      (row by row, model::output_term eight features at a time)
+//! Δ  = ∂loss/∂Y      (row by row: model::loss_and_delta, eight features at a time if no loss is read)
 //! dH = Δ Wᵀ          (B × m)        ∂W = Hᵀ Δ + dHᵀ X,  ∂b = Σ rows of Δ
 //! ```
 //!
 //! The sums run in another order, and with fused multiply-adds, so results differ from the block
 //! pass in the last bits: the tests hold the two within the GPU trainer's tolerance of the reference.
-//!
-//! Sparse instances (density at most [`SPARSE_BELOW`], default distribution) skip the absent
-//! features in the two products with X: H = X Wᵀ is summed over each sample's present features
-//! (rows of Wᵀ, transposed once per step), and ∂W's term dHᵀ X is added entry by entry into ∂Wᵀ
-//! (after ∂Wᵀ = Δᵀ H as a matrix product), then transposed into ∂W. GEMMs multiply X's zeros too:
-//! at density 0.1 these two products do a tenth of the work.
 
 use super::lanes::Lanes;
 use super::StepInputs;
 use crate::features::{FeatureSource, PhiloxLanes, LANES};
 use crate::model::{loss_and_delta, output_term};
-
-/// Instances at most this dense skip absent features in the products with X (see the module
-/// notes). Chosen from `large` (densities 1, 0.46, 0.22, 0.1): sampled with perf, the naive
-/// sparse loops (no fused multiply-add) beat the GEMM at 0.22 and 0.1 but not at 0.46.
-pub const SPARSE_BELOW: f64 = 0.3;
 
 /// The buffers of one chunk's matrix path, allocated once.
 pub struct Dense {
@@ -38,35 +27,27 @@ pub struct Dense {
     delta: Vec<f32>,
     h: Vec<f32>,
     dh: Vec<f32>,
-    /// Sparse instances only (else empty): Wᵀ and ∂Wᵀ (n × m).
-    wt: Vec<f32>,
-    grad_wt: Vec<f32>,
 }
 
 impl Dense {
-    /// The buffers for `samples` samples, with those of the sparse products if `sparse`.
-    pub fn new(samples: usize, n: usize, m: usize, sparse: bool) -> Dense {
-        let transposed = if sparse { n * m } else { 0 };
+    pub fn new(samples: usize, n: usize, m: usize) -> Dense {
         Dense {
             x: vec![0.0; samples * n],
             y: vec![0.0; samples * n],
             delta: vec![0.0; samples * n],
             h: vec![0.0; samples * m],
             dh: vec![0.0; samples * m],
-            wt: vec![0.0; transposed],
-            grad_wt: vec![0.0; transposed],
         }
     }
 
     /// The bytes [`Dense::new`] allocates.
-    pub fn bytes(samples: usize, n: usize, m: usize, sparse: bool) -> usize {
-        let transposed = if sparse { 2 * n * m } else { 0 };
-        (3 * samples * n + 2 * samples * m + transposed) * std::mem::size_of::<f32>()
+    pub fn bytes(samples: usize, n: usize, m: usize) -> usize {
+        (3 * samples * n + 2 * samples * m) * std::mem::size_of::<f32>()
     }
 
     /// Loss and gradient of the chunk's samples `samples` (their presence bits in `present`, as
     /// [`FeatureSource::presence`] packs them), written into `grad_w` and `grad_b`; value words
-    /// drawn by `L`'s generator, Δ computed in `L`'s lanes.
+    /// drawn by `L`'s generator. Returns the loss at log steps (`at.log`), else 0.
     #[inline(always)]
     pub fn compute<L: Lanes>(
         &mut self,
@@ -81,20 +62,8 @@ impl Dense {
         let rows = samples.len();
         self.fill_samples::<L::Philox>(source, samples, present, at.step);
         let w = at.w;
-        let sparse = !self.wt.is_empty();
         // H = X Wᵀ; Y = H W + b.
-        if sparse {
-            transpose(w, m, n, &mut self.wt);
-            self.h.fill(0.0);
-            for (s, h) in self.h.chunks_exact_mut(m).enumerate() {
-                let x = &self.x[s * n..(s + 1) * n];
-                for_each_present(source, present, s, |j| {
-                    add_scaled(h, x[j], &self.wt[j * m..(j + 1) * m]);
-                });
-            }
-        } else {
-            product(rows, n, m, &self.x, (n, 1), w, (1, n), 0.0, &mut self.h);
-        }
+        product(rows, n, m, &self.x, (n, 1), w, (1, n), 0.0, &mut self.h);
         for row in self.y.chunks_exact_mut(n) {
             row.copy_from_slice(at.b);
         }
@@ -107,14 +76,11 @@ impl Dense {
             .zip(self.y.chunks_exact(n))
             .zip(self.delta.chunks_exact_mut(n))
         {
-            loss += f64::from(row_loss_and_delta::<L>(
-                at.kind,
-                at.importance,
-                x,
-                y,
-                at.c,
-                delta,
-            ));
+            if at.log {
+                loss += f64::from(loss_and_delta(at.kind, at.importance, x, y, at.c, delta));
+            } else {
+                row_delta::<L>(at.kind, at.importance, x, y, at.c, delta);
+            }
         }
         // dH = Δ Wᵀ; ∂W = Hᵀ Δ + dHᵀ X; ∂b = Σ Δ.
         product(
@@ -128,41 +94,18 @@ impl Dense {
             0.0,
             &mut self.dh,
         );
-        if sparse {
-            // ∂Wᵀ = Δᵀ H + Xᵀ dH, the second term over the present features; then ∂W.
-            let grad_wt = &mut self.grad_wt;
-            product(
-                n,
-                rows,
-                m,
-                &self.delta,
-                (1, n),
-                &self.h,
-                (m, 1),
-                0.0,
-                grad_wt,
-            );
-            for (s, dh) in self.dh.chunks_exact(m).enumerate() {
-                let x = &self.x[s * n..(s + 1) * n];
-                for_each_present(source, present, s, |j| {
-                    add_scaled(&mut grad_wt[j * m..(j + 1) * m], x[j], dh);
-                });
-            }
-            transpose(grad_wt, n, m, grad_w);
-        } else {
-            product(
-                m,
-                rows,
-                n,
-                &self.h,
-                (1, m),
-                &self.delta,
-                (n, 1),
-                0.0,
-                grad_w,
-            );
-            product(m, rows, n, &self.dh, (1, m), &self.x, (n, 1), 1.0, grad_w);
-        }
+        product(
+            m,
+            rows,
+            n,
+            &self.h,
+            (1, m),
+            &self.delta,
+            (n, 1),
+            0.0,
+            grad_w,
+        );
+        product(m, rows, n, &self.dh, (1, m), &self.x, (n, 1), 1.0, grad_w);
         grad_b.fill(0.0);
         for delta in self.delta.chunks_exact(n) {
             grad_b.iter_mut().zip(delta).for_each(|(g, d)| *g += d);
@@ -231,61 +174,28 @@ impl Dense {
     }
 }
 
-/// [`loss_and_delta`] of one sample, eight features at a time in the lanes of `L` (the same terms,
-/// summed in another order), the last n mod 8 one by one.
+/// The Δ row of [`loss_and_delta`] without the loss (what steps whose loss nobody reads need),
+/// eight features at a time in the lanes of `L`, the last n mod 8 one by one: the same bits, in
+/// a loop the compiler cannot vectorize when it also sums the loss in order.
 #[inline(always)]
-fn row_loss_and_delta<L: Lanes>(
+fn row_delta<L: Lanes>(
     kind: crate::experiment::ModelKind,
     importance: &[f32],
     x: &[f32],
     y: &[f32],
     c: f32,
     delta: &mut [f32],
-) -> f32 {
+) {
     let wide = x.len() / LANES * LANES;
     let lanes =
         |v: &[f32], i: usize| L::from_array(v[i..i + LANES].try_into().expect("eight features"));
-    let (two_c, mut loss) = (L::splat(c + c), L::ZERO);
+    let two_c = L::splat(c + c);
     for i in (0..wide).step_by(LANES) {
-        let (term, d) = output_term(kind, lanes(y, i), lanes(x, i), lanes(importance, i), two_c);
-        loss += term;
+        let (_, d) = output_term(kind, lanes(y, i), lanes(x, i), lanes(importance, i), two_c);
         delta[i..i + LANES].copy_from_slice(&d.to_array());
     }
     let rest = (&importance[wide..], &x[wide..], &y[wide..]);
-    loss.sum() * c + loss_and_delta(kind, rest.0, rest.1, rest.2, c, &mut delta[wide..])
-}
-
-/// Calls `f` with every present feature of local sample `s` (its presence bits in `present`).
-#[inline(always)]
-fn for_each_present(source: &FeatureSource, present: &[u32], s: usize, mut f: impl FnMut(usize)) {
-    for k in 0..source.presence_words() {
-        let mut rest = source.presence_word(present, s, k);
-        while rest != 0 {
-            f(64 * k + rest.trailing_zeros() as usize);
-            rest &= rest - 1;
-        }
-    }
-}
-
-/// `to` += `scale` · `from`, element by element.
-#[inline(always)]
-fn add_scaled(to: &mut [f32], scale: f32, from: &[f32]) {
-    to.iter_mut().zip(from).for_each(|(t, f)| *t += scale * f);
-}
-
-/// Writes the transpose of `a` (rows × cols, row-major) into `t` (cols × rows), in tiles that stay
-/// in cache.
-fn transpose(a: &[f32], rows: usize, cols: usize, t: &mut [f32]) {
-    const TILE: usize = 32;
-    for r0 in (0..rows).step_by(TILE) {
-        for c0 in (0..cols).step_by(TILE) {
-            for r in r0..(r0 + TILE).min(rows) {
-                for c in c0..(c0 + TILE).min(cols) {
-                    t[c * rows + r] = a[r * cols + c];
-                }
-            }
-        }
-    }
+    loss_and_delta(kind, rest.0, rest.1, rest.2, c, &mut delta[wide..]);
 }
 
 /// C = A B + beta · C for row-major C (rows × cols), A (rows × inner) and B (inner × cols) given
@@ -325,5 +235,34 @@ fn product(
             cols as isize,
             1,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::lanes::F32x8;
+    use crate::experiment::ModelKind;
+
+    /// The Δ rows of the steps without a read loss are those of `loss_and_delta`, bit for bit
+    /// (n = 21: two rows of eight lanes and five features one by one).
+    #[test]
+    fn delta_without_the_loss_is_the_same_bits() {
+        let n = 21;
+        let value = |i: usize, scale: f32| ((i * 7919 % 23) as f32 - 11.0) * scale;
+        let importance: Vec<f32> = (0..n).map(|i| 0.9f32.powi(i as i32)).collect();
+        let x: Vec<f32> = (0..n).map(|i| value(i, 0.05).max(0.0)).collect();
+        let y: Vec<f32> = (0..n).map(|i| value(i + 5, 0.031)).collect();
+        for kind in [ModelKind::Relu, ModelKind::Linear] {
+            let (mut want, mut got) = (vec![0.0; n], vec![0.0; n]);
+            loss_and_delta(kind, &importance, &x, &y, 1e-3, &mut want);
+            row_delta::<F32x8>(kind, &importance, &x, &y, 1e-3, &mut got);
+            assert!(want.iter().any(|&d| d != 0.0), "{kind:?}");
+            assert_eq!(
+                want.iter().map(|d| d.to_bits()).collect::<Vec<_>>(),
+                got.iter().map(|d| d.to_bits()).collect::<Vec<_>>(),
+                "{kind:?}"
+            );
+        }
     }
 }
