@@ -178,9 +178,9 @@ struct Chunk<L> {
     acc_w: Vec<L>,
     acc_b: Vec<L>,
     zero_delta: Vec<f32>,
-    /// One whole sample, for distributions other than the default (then empty): drawn by
-    /// [`FeatureSource::sample`] instead of phase 1's bits.
-    drawn: Vec<f32>,
+    /// One sample's mask words, for distributions other than the default (then empty): phase 1
+    /// applies the distribution's rules to them ([`FeatureSource::presence_general`]).
+    mask_words: Vec<u32>,
     /// The matrix path's buffers, for large models (then the block pass's buffers are empty).
     dense: Option<Dense>,
 }
@@ -258,7 +258,11 @@ impl<L: Lanes> Chunk<L> {
         .with(&exp.data.distribution())
         .signed(exp.model.computes_abs());
         let words = source.presence_words();
-        let drawn = if source.is_plain() || matrix { 0 } else { n };
+        let mask_words = if source.is_plain() {
+            0
+        } else {
+            4 * source.groups()
+        };
         Chunk {
             instance,
             source,
@@ -274,7 +278,7 @@ impl<L: Lanes> Chunk<L> {
             acc_w: vec![L::ZERO; brows * bn],
             acc_b: vec![L::ZERO; bn],
             zero_delta: vec![0.0; bn],
-            drawn: vec![0.0; drawn],
+            mask_words: vec![0; mask_words],
             dense,
         }
     }
@@ -297,7 +301,7 @@ impl<L: Lanes> Chunk<L> {
             + brows * bn * lanes // acc_w
             + bn * lanes // acc_b
             + bn * f32s // zero_delta
-            + if plain { 0 } else { bn * f32s } // drawn
+            + if plain { 0 } else { 4 * n.div_ceil(4) * u32s } // mask_words
             + dense; // dense
         bytes as u64
     }
@@ -316,10 +320,17 @@ impl<L: Lanes> Chunk<L> {
         } = at;
         let n = b.len();
         let (groups, words) = (self.source.groups(), self.source.presence_words());
-        // Phase 1: presence bits (the default distribution's; the others are drawn whole).
+        // Phase 1: presence bits (any other distribution's by its rules, from the same mask words).
         if self.source.is_plain() {
             self.source
                 .presence::<L::Philox>(step, self.samples.clone(), &mut self.present);
+        } else {
+            self.source.presence_general::<L::Philox>(
+                step,
+                self.samples.clone(),
+                &mut self.present,
+                &mut self.mask_words,
+            );
         }
         if let Some(dense) = &mut self.dense {
             self.loss = dense.compute::<L>(
@@ -338,12 +349,7 @@ impl<L: Lanes> Chunk<L> {
         let mut loss = 0.0f64;
         let (mut live, mut lane) = (0usize, 0usize);
         let mut pending = PendingValues::default();
-        // The default distribution's samples from the bits; every other one drawn whole below.
-        let (batched, drawn) = match self.drawn.is_empty() {
-            true => (0..self.samples.len(), 0..0),
-            false => (0..0, self.samples.clone()),
-        };
-        for s in batched {
+        for s in 0..self.samples.len() {
             let source = &self.source;
             let word = |k| source.presence_word(&self.present, s, k);
             if (0..words).all(|k| word(k) == 0) {
@@ -370,21 +376,6 @@ impl<L: Lanes> Chunk<L> {
             lane += 1;
             if lane == LANES {
                 self.draw_values(step, &mut pending);
-                loss += self.block(&at, lane);
-                lane = 0;
-            }
-        }
-        for sample in drawn {
-            if self.source.sample(step, sample, &mut self.drawn) == 0 {
-                continue;
-            }
-            live += 1;
-            for (j, &v) in self.drawn.iter().enumerate().filter(|(_, v)| **v != 0.0) {
-                self.x[j].set(lane, v);
-                self.block_bits[j / 64] |= 1 << (j % 64);
-            }
-            lane += 1;
-            if lane == LANES {
                 loss += self.block(&at, lane);
                 lane = 0;
             }

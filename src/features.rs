@@ -652,48 +652,14 @@ impl FeatureSource {
     /// rules; `shaders/common.wgsl` follows this function): presence into `x` as 1/0 first, then
     /// the values of the present features, one value call per group with a present feature.
     fn sample_general(&self, step: u32, sample: u32, x: &mut [f32]) -> usize {
-        let dist = &self.distribution;
         let n = self.features;
-        let words = |group: usize| self.mask_words(step, sample, group);
-        if dist.exactly_k > 0 {
-            for (group, chunk) in x.chunks_mut(4).enumerate() {
-                let own = words(group);
-                let ranks = self.ranks(step, sample, group, own);
-                for (lane, out) in chunk.iter_mut().enumerate() {
-                    *out = f32::from(u8::from(ranks[lane] < dist.exactly_k));
-                }
-            }
-        } else {
-            for (group, chunk) in x.chunks_mut(4).enumerate() {
-                let own = words(group);
-                for (lane, out) in chunk.iter_mut().enumerate() {
-                    *out = f32::from(u8::from(own[lane] <= self.threshold));
-                }
-            }
-            let word = |feature: usize| words(feature / 4)[feature % 4];
-            for (start, kind, size) in dist.dependent_sets() {
-                let members = &mut x[start..start + size];
-                members.fill(0.0);
-                let first = word(start);
-                let chosen = match (kind, dist.anticorrelated) {
-                    (SetKind::Correlated, _) => {
-                        if first <= self.threshold {
-                            members.fill(1.0);
-                        }
-                        None
-                    }
-                    (_, AnticorrelatedMode::Paper) => (first <= self.threshold)
-                        .then(|| ((u64::from(word(start + 1)) * size as u64) >> 32) as usize),
-                    (_, AnticorrelatedMode::Marginal) => {
-                        let cut = u64::from(self.threshold) + 1;
-                        Some((u64::from(first) / cut) as usize).filter(|&c| c < size)
-                    }
-                };
-                if let Some(c) = chosen {
-                    members[c] = 1.0;
-                }
-            }
-        }
+        let words: Vec<u32> = (0..self.groups())
+            .flat_map(|group| self.mask_words(step, sample, group))
+            .collect();
+        x.fill(0.0);
+        self.present_features(&words, |feature, present| {
+            x[feature] = f32::from(u8::from(present));
+        });
         let mut present = 0;
         for (group, chunk) in x.chunks_mut(4).enumerate() {
             if chunk.iter().all(|&v| v == 0.0) {
@@ -715,28 +681,80 @@ impl FeatureSource {
         present
     }
 
-    /// For each feature of group `group` (mask words `own`), how many features of the sample have
-    /// a smaller (mask word, index): its rank among the sample's random keys.
-    fn ranks(&self, step: u32, sample: u32, group: usize, own: [u32; 4]) -> [u32; 4] {
-        let mut ranks = [0u32; 4];
-        for other in 0..self.groups() {
-            let keys = if other == group {
-                own
-            } else {
-                self.mask_words(step, sample, other)
-            };
-            for (j, &key) in keys.iter().enumerate() {
-                let feature = 4 * other + j;
-                if feature >= self.features {
-                    break;
+    /// The distribution's presence rules (see the module documentation) for one sample whose mask
+    /// words are `words` (4 per group, word f for feature f): calls `mark(feature, present)` for
+    /// every feature, in order, then again for the members of each dependent set (the later call
+    /// wins). Shared by [`FeatureSource::sample`] and the CPU trainer's batched
+    /// [`FeatureSource::presence_general`].
+    #[inline]
+    fn present_features(&self, words: &[u32], mut mark: impl FnMut(usize, bool)) {
+        let dist = &self.distribution;
+        let n = self.features;
+        if dist.exactly_k > 0 {
+            // Present iff fewer than K features have a smaller (mask word, index): the K smallest.
+            for feature in 0..n {
+                let mine = (words[feature], feature);
+                let rank = (0..n).filter(|&j| (words[j], j) < mine).count();
+                mark(feature, rank < dist.exactly_k as usize);
+            }
+            return;
+        }
+        for (feature, &word) in words[..n].iter().enumerate() {
+            mark(feature, word <= self.threshold);
+        }
+        for (start, kind, size) in dist.dependent_sets() {
+            let first = words[start];
+            let chosen = match (kind, dist.anticorrelated) {
+                (SetKind::Correlated, _) => {
+                    let all = first <= self.threshold;
+                    (start..start + size).for_each(|f| mark(f, all));
+                    continue;
                 }
-                for (lane, rank) in ranks.iter_mut().enumerate() {
-                    let mine = (own[lane], 4 * group + lane);
-                    *rank += u32::from((key, feature) < mine);
+                (_, AnticorrelatedMode::Paper) => (first <= self.threshold)
+                    .then(|| ((u64::from(words[start + 1]) * size as u64) >> 32) as usize),
+                (_, AnticorrelatedMode::Marginal) => {
+                    let cut = u64::from(self.threshold) + 1;
+                    Some((u64::from(first) / cut) as usize).filter(|&c| c < size)
+                }
+            };
+            (0..size).for_each(|c| mark(start + c, chosen == Some(c)));
+        }
+    }
+
+    /// [`FeatureSource::presence`] for any distribution: the mask words of each sample drawn
+    /// [`LANES`] groups per call by `P` into `words` (4 · groups of them), then the
+    /// distribution's rules, packed the same way (bit 4·groups·s + f of the stream for feature f of
+    /// local sample s).
+    #[inline(always)]
+    pub fn presence_general<P: PhiloxLanes>(
+        &self,
+        step: u32,
+        samples: std::ops::Range<u32>,
+        stream: &mut [u32],
+        words: &mut [u32],
+    ) {
+        let groups = self.groups();
+        let rest = [step, self.instance, self.mask_stream as u32];
+        stream.fill(0);
+        for (local, sample) in samples.enumerate() {
+            let first_index = sample * groups as u32;
+            for call in (0..groups).step_by(LANES) {
+                // Lanes past the sample's last group repeat it; their words are not kept.
+                let indices =
+                    std::array::from_fn(|l| first_index + (call + l).min(groups - 1) as u32);
+                let out = P::words(indices, rest, self.key);
+                for l in 0..LANES.min(groups - call) {
+                    for (w, word) in out.iter().enumerate() {
+                        words[4 * (call + l) + w] = word[l];
+                    }
                 }
             }
+            let first_bit = 4 * groups * local;
+            self.present_features(words, |feature, present| {
+                let (i, bit) = ((first_bit + feature) / 32, (first_bit + feature) % 32);
+                stream[i] = stream[i] & !(1 << bit) | u32::from(present) << bit;
+            });
         }
-        ranks
     }
 }
 
@@ -846,6 +864,57 @@ mod tests {
             for (f, &v) in x.iter().enumerate() {
                 if v != 0.0 {
                     assert_eq!(unit_float(words[f % 4][f / 4]), v);
+                }
+            }
+        }
+    }
+
+    /// The batched presence of every distribution marks exactly the features that
+    /// [`FeatureSource::sample`] draws (normal values can be clipped to 0 while present).
+    #[test]
+    fn batched_presence_of_every_distribution_equals_the_samples() {
+        let set = |text: &str| FeatureSet::parse_list(text).unwrap();
+        let (n, samples) = (21, 5..70u32);
+        for (sets, mode, values, k) in [
+            (
+                set("correlated:3,independent:2,correlated:5"),
+                AnticorrelatedMode::Paper,
+                Values::Uniform,
+                0,
+            ),
+            (
+                set("anticorrelated:4,anticorrelated:2"),
+                AnticorrelatedMode::Paper,
+                Values::Binary,
+                0,
+            ),
+            (
+                set("anticorrelated:3,correlated:2"),
+                AnticorrelatedMode::Marginal,
+                Values::Uniform,
+                0,
+            ),
+            (vec![], AnticorrelatedMode::Paper, Values::Uniform, 4),
+            (vec![], AnticorrelatedMode::Paper, Values::Normal, 0),
+        ] {
+            let dist = Distribution::new(&sets, mode, values, k).unwrap();
+            let density = if k > 0 { f64::from(k) / n as f64 } else { 0.3 };
+            let source = FeatureSource::train(3, 1, density, n).with(&dist);
+            let mut present = vec![0u32; source.presence_stream_len(samples.len())];
+            let mut words = vec![0u32; 4 * source.groups()];
+            source.presence_general::<Portable>(2, samples.clone(), &mut present, &mut words);
+            let mut x = vec![0.0; n];
+            for (local, s) in samples.clone().enumerate() {
+                let count = source.sample(2, s, &mut x);
+                let bits = source.presence_word(&present, local, 0);
+                let drawn = x
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |b, (f, &v)| b | u64::from(v != 0.0) << f);
+                assert_eq!(bits.count_ones() as usize, count, "{dist:?} sample {s}");
+                assert_eq!(bits & drawn, drawn, "{dist:?} sample {s}");
+                if values != Values::Normal {
+                    assert_eq!(bits, drawn, "{dist:?} sample {s}");
                 }
             }
         }

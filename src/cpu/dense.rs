@@ -124,12 +124,6 @@ impl Dense {
         step: u32,
     ) {
         let (n, groups) = (self.x.len() / samples.len(), source.groups());
-        if !source.is_plain() {
-            for (row, s) in self.x.chunks_exact_mut(n).zip(samples) {
-                source.sample(step, s, row);
-            }
-            return;
-        }
         self.x.fill(0.0);
         let mut indices = [0u32; LANES];
         let mut targets = [(0usize, 0u64); LANES];
