@@ -46,9 +46,10 @@
 //!   so that the WGSL gives the same bits as the CPU (WGSL's `log` and `cos` are not correctly
 //!   rounded, so Box–Muller could not match).
 //!
-//! The CPU trainer takes its batched path only for the default distribution and draws every other
-//! sample with [`FeatureSource::sample`]; the kernels branch the same way on the shard's layout
-//! words ([`Distribution::layout_words`]).
+//! The CPU trainer draws the mask words of every distribution batched, applies the rules above to
+//! them sample by sample ([`FeatureSource::presence_general`], the rules being the very function
+//! [`FeatureSource::sample`] uses), then draws the values batched as for the default one; the
+//! kernels branch on the shard's layout words ([`Distribution::layout_words`]).
 
 use serde::{Deserialize, Serialize};
 
