@@ -37,6 +37,8 @@ fn matrix_path(exp: &Experiment) -> bool {
 
 mod dense;
 mod lanes;
+#[cfg(target_arch = "x86_64")]
+mod philox;
 
 use dense::Dense;
 #[cfg(target_arch = "x86_64")]
@@ -176,9 +178,9 @@ struct Chunk<L> {
     acc_w: Vec<L>,
     acc_b: Vec<L>,
     zero_delta: Vec<f32>,
-    /// One whole sample, for distributions other than the default (then empty): drawn by
-    /// [`FeatureSource::sample`] instead of phase 1's bits.
-    drawn: Vec<f32>,
+    /// One sample's mask words, for distributions other than the default (then empty): phase 1
+    /// applies the distribution's rules to them ([`FeatureSource::presence_general`]).
+    mask_words: Vec<u32>,
     /// The matrix path's buffers, for large models (then the block pass's buffers are empty).
     dense: Option<Dense>,
 }
@@ -193,11 +195,13 @@ struct PendingValues {
 }
 
 /// What a chunk's step reads: the step, and the instance's model kind, weights, bias and importance;
-/// `c` = 1 / (batch · n).
+/// `c` = 1 / (batch · n); `log`: whether the step's loss is read (a log step; the matrix path sums
+/// the loss only then).
 #[derive(Clone, Copy)]
 struct StepInputs<'a> {
     kind: ModelKind,
     step: u32,
+    log: bool,
     w: &'a [f32],
     b: &'a [f32],
     importance: &'a [f32],
@@ -253,7 +257,11 @@ impl<L: Lanes> Chunk<L> {
         )
         .with(&exp.distribution());
         let words = source.presence_words();
-        let drawn = if source.is_plain() || matrix { 0 } else { n };
+        let mask_words = if source.is_plain() {
+            0
+        } else {
+            4 * source.groups()
+        };
         Chunk {
             instance,
             source,
@@ -269,7 +277,7 @@ impl<L: Lanes> Chunk<L> {
             acc_w: vec![L::ZERO; brows * bn],
             acc_b: vec![L::ZERO; bn],
             zero_delta: vec![0.0; bn],
-            drawn: vec![0.0; drawn],
+            mask_words: vec![0; mask_words],
             dense,
         }
     }
@@ -292,7 +300,7 @@ impl<L: Lanes> Chunk<L> {
             + brows * bn * lanes // acc_w
             + bn * lanes // acc_b
             + bn * f32s // zero_delta
-            + if plain { 0 } else { bn * f32s } // drawn
+            + if plain { 0 } else { 4 * n.div_ceil(4) * u32s } // mask_words
             + dense; // dense
         bytes as u64
     }
@@ -311,13 +319,20 @@ impl<L: Lanes> Chunk<L> {
         } = at;
         let n = b.len();
         let (groups, words) = (self.source.groups(), self.source.presence_words());
-        // Phase 1: presence bits (the default distribution's; the others are drawn whole).
+        // Phase 1: presence bits (any other distribution's by its rules, from the same mask words).
         if self.source.is_plain() {
             self.source
-                .presence(step, self.samples.clone(), &mut self.present);
+                .presence::<L::Philox>(step, self.samples.clone(), &mut self.present);
+        } else {
+            self.source.presence_general::<L::Philox>(
+                step,
+                self.samples.clone(),
+                &mut self.present,
+                &mut self.mask_words,
+            );
         }
         if let Some(dense) = &mut self.dense {
-            self.loss = dense.compute(
+            self.loss = dense.compute::<L>(
                 &self.source,
                 self.samples.clone(),
                 &self.present,
@@ -333,12 +348,7 @@ impl<L: Lanes> Chunk<L> {
         let mut loss = 0.0f64;
         let (mut live, mut lane) = (0usize, 0usize);
         let mut pending = PendingValues::default();
-        // The default distribution's samples from the bits; every other one drawn whole below.
-        let (batched, drawn) = match self.drawn.is_empty() {
-            true => (0..self.samples.len(), 0..0),
-            false => (0..0, self.samples.clone()),
-        };
-        for s in batched {
+        for s in 0..self.samples.len() {
             let source = &self.source;
             let word = |k| source.presence_word(&self.present, s, k);
             if (0..words).all(|k| word(k) == 0) {
@@ -365,21 +375,6 @@ impl<L: Lanes> Chunk<L> {
             lane += 1;
             if lane == LANES {
                 self.draw_values(step, &mut pending);
-                loss += self.block(&at, lane);
-                lane = 0;
-            }
-        }
-        for sample in drawn {
-            if self.source.sample(step, sample, &mut self.drawn) == 0 {
-                continue;
-            }
-            live += 1;
-            for (j, &v) in self.drawn.iter().enumerate().filter(|(_, v)| **v != 0.0) {
-                self.x[j].set(lane, v);
-                self.block_bits[j / 64] |= 1 << (j % 64);
-            }
-            lane += 1;
-            if lane == LANES {
                 loss += self.block(&at, lane);
                 lane = 0;
             }
@@ -422,12 +417,15 @@ impl<L: Lanes> Chunk<L> {
         if pending.count == 0 {
             return;
         }
-        let values = self.source.value_lanes(step, pending.indices);
+        // Every word to its value first (branch-free, so vectorized), then the present ones in place.
+        let words = self.source.value_lanes::<L::Philox>(step, pending.indices);
+        let values = words.map(|word| word.map(|word| self.source.value(word)));
         for (call, &(lane, group, nibble)) in pending.targets[..pending.count].iter().enumerate() {
-            for (w, word) in values.iter().enumerate() {
-                if nibble >> w & 1 != 0 {
-                    self.x[4 * group + w].set(lane, self.source.value(word[call]));
-                }
+            let mut rest = nibble;
+            while rest != 0 {
+                let w = rest.trailing_zeros() as usize;
+                self.x[4 * group + w].set(lane, values[w][call]);
+                rest &= rest - 1;
             }
         }
         pending.count = 0;
@@ -522,12 +520,14 @@ impl CpuTrainer {
         let (n, mn) = (exp.features, exp.weights_per_instance());
         let c = 1.0 / (exp.batch * n) as f32;
         let step = self.state.step;
+        let log = is_log_step(exp, step);
         let state = &mut self.state;
         {
             let (w, b) = (&state.w, &state.b);
             self.chunks.compute(|i| StepInputs {
                 kind: exp.model,
                 step,
+                log,
                 w: &w[i * mn..(i + 1) * mn],
                 b: &b[i * n..(i + 1) * n],
                 importance: &exp.instances[i].importance,
@@ -627,6 +627,7 @@ mod tests {
         let inputs = |i: usize| StepInputs {
             kind: exp.model,
             step: 3,
+            log: true,
             w: &state.w[i * mn..(i + 1) * mn],
             b: &state.b[i * n..(i + 1) * n],
             importance: &exp.instances[i].importance,
@@ -700,6 +701,7 @@ mod tests {
             chunk.compute(StepInputs {
                 kind,
                 step,
+                log: true,
                 w: &state.w,
                 b: &state.b,
                 importance: &exp.instances[0].importance,

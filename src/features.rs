@@ -48,10 +48,10 @@
 //!   for any model): 2u − 1 of the uniform value u, exactly uniform on the multiples of 2⁻²³ in
 //!   [−1, 1).
 //!
-//! The CPU trainer takes its batched path only for the default distribution (uniform or signed
-//! values) and draws every other
-//! sample with [`FeatureSource::sample`]; the kernels branch the same way on the shard's layout
-//! words ([`Distribution::layout_words`]).
+//! The CPU trainer draws the mask words of every distribution batched, applies the rules above to
+//! them sample by sample ([`FeatureSource::presence_general`], the rules being the very function
+//! [`FeatureSource::sample`] uses), then draws the values batched as for the default one; the
+//! kernels branch on the shard's layout words ([`Distribution::layout_words`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -138,6 +138,41 @@ pub fn philox4x32_10_lanes(
     let lanes =
         |c: Pairs| -> [u32; LANES] { std::array::from_fn(|l| (c[l / 2] >> (32 * (l % 2))) as u32) };
     [lanes(c0), lanes(c1), lanes(c2), lanes(c3)]
+}
+
+/// How a caller computes the batched generator: [`Portable`] ([`philox4x32_10_lanes`] itself), or
+/// an implementation with one instruction set's intrinsics that the CPU trainer picks with its lane
+/// type. Every implementation returns the very same words.
+pub trait PhiloxLanes {
+    /// [`philox4x32_10_lanes`].
+    fn words(first: [u32; LANES], rest: [u32; 3], key: [u32; 2]) -> [[u32; LANES]; 4];
+
+    /// The presence bits of the call's eight groups as [`FeatureSource::presence`] packs them:
+    /// bit 4·lane + word is set iff `words(..)[word][lane]` ≤ `threshold`.
+    #[inline(always)]
+    fn presence_bits(first: [u32; LANES], rest: [u32; 3], key: [u32; 2], threshold: u32) -> u32 {
+        let mask = Self::words(first, rest, key);
+        let mut nibbles = [0u32; LANES];
+        for (w, words) in mask.iter().enumerate() {
+            for (nibble, &word) in nibbles.iter_mut().zip(words) {
+                *nibble |= u32::from(word <= threshold) << w;
+            }
+        }
+        for (l, nibble) in nibbles.iter_mut().enumerate() {
+            *nibble <<= 4 * l;
+        }
+        nibbles.iter().fold(0, |bits, &nibble| bits | nibble)
+    }
+}
+
+/// [`philox4x32_10_lanes`] as the compiler vectorizes it, for any instruction set.
+pub struct Portable;
+
+impl PhiloxLanes for Portable {
+    #[inline(always)]
+    fn words(first: [u32; LANES], rest: [u32; 3], key: [u32; 2]) -> [[u32; LANES]; 4] {
+        philox4x32_10_lanes(first, rest, key)
+    }
 }
 
 /// Which independent stream of random numbers a counter belongs to (the fourth counter word).
@@ -501,8 +536,14 @@ impl FeatureSource {
     /// is present, where first = samples.start · groups. As the counter first word is
     /// sample · groups + group, the bits of one sample are contiguous: feature f of local sample s is
     /// bit 4·groups·s + f. One call's eight groups are one word of the stream, packed in vector registers.
+    /// `P` computes the Philox calls (the same bits whichever it is).
     #[inline(always)]
-    pub fn presence(&self, step: u32, samples: std::ops::Range<u32>, stream: &mut [u32]) {
+    pub fn presence<P: PhiloxLanes>(
+        &self,
+        step: u32,
+        samples: std::ops::Range<u32>,
+        stream: &mut [u32],
+    ) {
         let groups = self.groups() as u32;
         let (start, end) = (samples.start * groups, samples.end * groups);
         let calls = (end - start).div_ceil(LANES as u32) as usize;
@@ -511,21 +552,12 @@ impl FeatureSource {
             *f += l as u32;
         }
         for word in &mut stream[..calls] {
-            let mask = philox4x32_10_lanes(
+            *word = P::presence_bits(
                 first,
                 [step, self.instance, self.mask_stream as u32],
                 self.key,
+                self.threshold,
             );
-            let mut nibbles = [0u32; LANES];
-            for (w, words) in mask.iter().enumerate() {
-                for (nibble, &word) in nibbles.iter_mut().zip(words) {
-                    *nibble |= u32::from(word <= self.threshold) << w;
-                }
-            }
-            for (l, nibble) in nibbles.iter_mut().enumerate() {
-                *nibble <<= 4 * l;
-            }
-            *word = nibbles.iter().fold(0, |bits, &nibble| bits | nibble);
             for f in &mut first {
                 *f += LANES as u32;
             }
@@ -549,10 +581,14 @@ impl FeatureSource {
     }
 
     /// The value words of [`LANES`] groups at `step` whose counter first words (sample · groups +
-    /// group) are `indices`: words[word][lane] for feature 4 · group + word.
+    /// group) are `indices`: words[word][lane] for feature 4 · group + word, computed by `P`.
     #[inline(always)]
-    pub fn value_lanes(&self, step: u32, indices: [u32; LANES]) -> [[u32; LANES]; 4] {
-        philox4x32_10_lanes(
+    pub fn value_lanes<P: PhiloxLanes>(
+        &self,
+        step: u32,
+        indices: [u32; LANES],
+    ) -> [[u32; LANES]; 4] {
+        P::words(
             indices,
             [step, self.instance, self.value_stream as u32],
             self.key,
@@ -611,48 +647,14 @@ impl FeatureSource {
     /// rules; `shaders/common.wgsl` follows this function): presence into `x` as 1/0 first, then
     /// the values of the present features, one value call per group with a present feature.
     fn sample_general(&self, step: u32, sample: u32, x: &mut [f32]) -> usize {
-        let dist = &self.distribution;
         let n = self.features;
-        let words = |group: usize| self.mask_words(step, sample, group);
-        if dist.exactly_k > 0 {
-            for (group, chunk) in x.chunks_mut(4).enumerate() {
-                let own = words(group);
-                let ranks = self.ranks(step, sample, group, own);
-                for (lane, out) in chunk.iter_mut().enumerate() {
-                    *out = f32::from(u8::from(ranks[lane] < dist.exactly_k));
-                }
-            }
-        } else {
-            for (group, chunk) in x.chunks_mut(4).enumerate() {
-                let own = words(group);
-                for (lane, out) in chunk.iter_mut().enumerate() {
-                    *out = f32::from(u8::from(own[lane] <= self.threshold));
-                }
-            }
-            let word = |feature: usize| words(feature / 4)[feature % 4];
-            for (start, kind, size) in dist.dependent_sets() {
-                let members = &mut x[start..start + size];
-                members.fill(0.0);
-                let first = word(start);
-                let chosen = match (kind, dist.anticorrelated) {
-                    (SetKind::Correlated, _) => {
-                        if first <= self.threshold {
-                            members.fill(1.0);
-                        }
-                        None
-                    }
-                    (_, AnticorrelatedMode::Paper) => (first <= self.threshold)
-                        .then(|| ((u64::from(word(start + 1)) * size as u64) >> 32) as usize),
-                    (_, AnticorrelatedMode::Marginal) => {
-                        let cut = u64::from(self.threshold) + 1;
-                        Some((u64::from(first) / cut) as usize).filter(|&c| c < size)
-                    }
-                };
-                if let Some(c) = chosen {
-                    members[c] = 1.0;
-                }
-            }
-        }
+        let words: Vec<u32> = (0..self.groups())
+            .flat_map(|group| self.mask_words(step, sample, group))
+            .collect();
+        x.fill(0.0);
+        self.present_features(&words, |feature, present| {
+            x[feature] = f32::from(u8::from(present));
+        });
         let mut present = 0;
         for (group, chunk) in x.chunks_mut(4).enumerate() {
             if chunk.iter().all(|&v| v == 0.0) {
@@ -674,28 +676,80 @@ impl FeatureSource {
         present
     }
 
-    /// For each feature of group `group` (mask words `own`), how many features of the sample have
-    /// a smaller (mask word, index): its rank among the sample's random keys.
-    fn ranks(&self, step: u32, sample: u32, group: usize, own: [u32; 4]) -> [u32; 4] {
-        let mut ranks = [0u32; 4];
-        for other in 0..self.groups() {
-            let keys = if other == group {
-                own
-            } else {
-                self.mask_words(step, sample, other)
-            };
-            for (j, &key) in keys.iter().enumerate() {
-                let feature = 4 * other + j;
-                if feature >= self.features {
-                    break;
+    /// The distribution's presence rules (see the module documentation) for one sample whose mask
+    /// words are `words` (4 per group, word f for feature f): calls `mark(feature, present)` for
+    /// every feature, in order, then again for the members of each dependent set (the later call
+    /// wins). Shared by [`FeatureSource::sample`] and the CPU trainer's batched
+    /// [`FeatureSource::presence_general`].
+    #[inline]
+    fn present_features(&self, words: &[u32], mut mark: impl FnMut(usize, bool)) {
+        let dist = &self.distribution;
+        let n = self.features;
+        if dist.exactly_k > 0 {
+            // Present iff fewer than K features have a smaller (mask word, index): the K smallest.
+            for feature in 0..n {
+                let mine = (words[feature], feature);
+                let rank = (0..n).filter(|&j| (words[j], j) < mine).count();
+                mark(feature, rank < dist.exactly_k as usize);
+            }
+            return;
+        }
+        for (feature, &word) in words[..n].iter().enumerate() {
+            mark(feature, word <= self.threshold);
+        }
+        for (start, kind, size) in dist.dependent_sets() {
+            let first = words[start];
+            let chosen = match (kind, dist.anticorrelated) {
+                (SetKind::Correlated, _) => {
+                    let all = first <= self.threshold;
+                    (start..start + size).for_each(|f| mark(f, all));
+                    continue;
                 }
-                for (lane, rank) in ranks.iter_mut().enumerate() {
-                    let mine = (own[lane], 4 * group + lane);
-                    *rank += u32::from((key, feature) < mine);
+                (_, AnticorrelatedMode::Paper) => (first <= self.threshold)
+                    .then(|| ((u64::from(words[start + 1]) * size as u64) >> 32) as usize),
+                (_, AnticorrelatedMode::Marginal) => {
+                    let cut = u64::from(self.threshold) + 1;
+                    Some((u64::from(first) / cut) as usize).filter(|&c| c < size)
+                }
+            };
+            (0..size).for_each(|c| mark(start + c, chosen == Some(c)));
+        }
+    }
+
+    /// [`FeatureSource::presence`] for any distribution: the mask words of each sample drawn
+    /// [`LANES`] groups per call by `P` into `words` (4 · groups of them), then the
+    /// distribution's rules, packed the same way (bit 4·groups·s + f of the stream for feature f of
+    /// local sample s).
+    #[inline(always)]
+    pub fn presence_general<P: PhiloxLanes>(
+        &self,
+        step: u32,
+        samples: std::ops::Range<u32>,
+        stream: &mut [u32],
+        words: &mut [u32],
+    ) {
+        let groups = self.groups();
+        let rest = [step, self.instance, self.mask_stream as u32];
+        stream.fill(0);
+        for (local, sample) in samples.enumerate() {
+            let first_index = sample * groups as u32;
+            for call in (0..groups).step_by(LANES) {
+                // Lanes past the sample's last group repeat it; their words are not kept.
+                let indices =
+                    std::array::from_fn(|l| first_index + (call + l).min(groups - 1) as u32);
+                let out = P::words(indices, rest, self.key);
+                for l in 0..LANES.min(groups - call) {
+                    for (w, word) in out.iter().enumerate() {
+                        words[4 * (call + l) + w] = word[l];
+                    }
                 }
             }
+            let first_bit = 4 * groups * local;
+            self.present_features(words, |feature, present| {
+                let (i, bit) = ((first_bit + feature) / 32, (first_bit + feature) % 32);
+                stream[i] = stream[i] & !(1 << bit) | u32::from(present) << bit;
+            });
         }
-        ranks
     }
 }
 
@@ -791,7 +845,7 @@ mod tests {
         let (n, samples) = (9, 3..14u32);
         let source = FeatureSource::train(3, 1, 0.4, n);
         let mut present = vec![0u32; source.presence_stream_len(samples.len())];
-        source.presence(2, samples.clone(), &mut present);
+        source.presence::<Portable>(2, samples.clone(), &mut present);
         let mut x = vec![0.0; n];
         for (k, s) in samples.enumerate() {
             source.sample(2, s, &mut x);
@@ -801,10 +855,61 @@ mod tests {
                 .fold(0u64, |bits, (f, &v)| bits | u64::from(v != 0.0) << f);
             assert_eq!(source.presence_word(&present, k, 0), want, "sample {s}");
             let indices = std::array::from_fn(|g| s * 3 + (g as u32).min(2));
-            let words = source.value_lanes(2, indices);
+            let words = source.value_lanes::<Portable>(2, indices);
             for (f, &v) in x.iter().enumerate() {
                 if v != 0.0 {
                     assert_eq!(unit_float(words[f % 4][f / 4]), v);
+                }
+            }
+        }
+    }
+
+    /// The batched presence of every distribution marks exactly the features that
+    /// [`FeatureSource::sample`] draws (normal values can be clipped to 0 while present).
+    #[test]
+    fn batched_presence_of_every_distribution_equals_the_samples() {
+        let set = |text: &str| FeatureSet::parse_list(text).unwrap();
+        let (n, samples) = (21, 5..70u32);
+        for (sets, mode, values, k) in [
+            (
+                set("correlated:3,independent:2,correlated:5"),
+                AnticorrelatedMode::Paper,
+                Values::Uniform,
+                0,
+            ),
+            (
+                set("anticorrelated:4,anticorrelated:2"),
+                AnticorrelatedMode::Paper,
+                Values::Binary,
+                0,
+            ),
+            (
+                set("anticorrelated:3,correlated:2"),
+                AnticorrelatedMode::Marginal,
+                Values::Uniform,
+                0,
+            ),
+            (vec![], AnticorrelatedMode::Paper, Values::Uniform, 4),
+            (vec![], AnticorrelatedMode::Paper, Values::Normal, 0),
+        ] {
+            let dist = Distribution::new(&sets, mode, values, k).unwrap();
+            let density = if k > 0 { f64::from(k) / n as f64 } else { 0.3 };
+            let source = FeatureSource::train(3, 1, density, n).with(&dist);
+            let mut present = vec![0u32; source.presence_stream_len(samples.len())];
+            let mut words = vec![0u32; 4 * source.groups()];
+            source.presence_general::<Portable>(2, samples.clone(), &mut present, &mut words);
+            let mut x = vec![0.0; n];
+            for (local, s) in samples.clone().enumerate() {
+                let count = source.sample(2, s, &mut x);
+                let bits = source.presence_word(&present, local, 0);
+                let drawn = x
+                    .iter()
+                    .enumerate()
+                    .fold(0u64, |b, (f, &v)| b | u64::from(v != 0.0) << f);
+                assert_eq!(bits.count_ones() as usize, count, "{dist:?} sample {s}");
+                assert_eq!(bits & drawn, drawn, "{dist:?} sample {s}");
+                if values != Values::Normal {
+                    assert_eq!(bits, drawn, "{dist:?} sample {s}");
                 }
             }
         }

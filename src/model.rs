@@ -200,9 +200,10 @@ pub fn target<T: Real>(kind: ModelKind, x: T) -> T {
 }
 
 /// One output's contribution to the loss (before the factor c) and its ∂loss/∂y, for pre-activation
-/// y, input feature x and importance; `two_c` = 2c. Shared by [`output_delta`] and [`zero_sample`].
+/// y, input feature x and importance; `two_c` = 2c. Shared by [`output_delta`], [`zero_sample`]
+/// and the CPU trainer's matrix path (which holds eight features of one sample in its lanes).
 #[inline(always)]
-fn output_term<T: Real>(kind: ModelKind, y: T, x: T, importance: T, two_c: T) -> (T, T) {
+pub fn output_term<T: Real>(kind: ModelKind, y: T, x: T, importance: T, two_c: T) -> (T, T) {
     let err = activate(kind, y) - target(kind, x);
     (
         importance * err * err,

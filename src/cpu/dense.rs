@@ -7,16 +7,17 @@
 //!
 //! ```text
 //! H  = X Wᵀ          (B × m)        Y = H W + b     (B × n)
-//! Δ  = ∂loss/∂Y      (row by row, model::loss_and_delta)
+//! Δ  = ∂loss/∂Y      (row by row: model::loss_and_delta, eight features at a time if no loss is read)
 //! dH = Δ Wᵀ          (B × m)        ∂W = Hᵀ Δ + dHᵀ X,  ∂b = Σ rows of Δ
 //! ```
 //!
 //! The sums run in another order, and with fused multiply-adds, so results differ from the block
 //! pass in the last bits: the tests hold the two within the GPU trainer's tolerance of the reference.
 
+use super::lanes::Lanes;
 use super::StepInputs;
-use crate::features::{FeatureSource, LANES};
-use crate::model::loss_and_delta;
+use crate::features::{FeatureSource, PhiloxLanes, LANES};
+use crate::model::{loss_and_delta, output_term};
 
 /// The buffers of one chunk's matrix path, allocated once.
 pub struct Dense {
@@ -45,8 +46,10 @@ impl Dense {
     }
 
     /// Loss and gradient of the chunk's samples `samples` (their presence bits in `present`, as
-    /// [`FeatureSource::presence`] packs them), written into `grad_w` and `grad_b`.
-    pub fn compute(
+    /// [`FeatureSource::presence`] packs them), written into `grad_w` and `grad_b`; value words
+    /// drawn by `L`'s generator. Returns the loss at log steps (`at.log`), else 0.
+    #[inline(always)]
+    pub fn compute<L: Lanes>(
         &mut self,
         source: &FeatureSource,
         samples: std::ops::Range<u32>,
@@ -57,7 +60,7 @@ impl Dense {
     ) -> f64 {
         let (n, m) = (at.b.len(), at.w.len() / at.b.len());
         let rows = samples.len();
-        self.fill_samples(source, samples, present, at.step);
+        self.fill_samples::<L::Philox>(source, samples, present, at.step);
         let w = at.w;
         // H = X Wᵀ; Y = H W + b.
         product(rows, n, m, &self.x, (n, 1), w, (1, n), 0.0, &mut self.h);
@@ -73,7 +76,11 @@ impl Dense {
             .zip(self.y.chunks_exact(n))
             .zip(self.delta.chunks_exact_mut(n))
         {
-            loss += f64::from(loss_and_delta(at.kind, at.importance, x, y, at.c, delta));
+            if at.log {
+                loss += f64::from(loss_and_delta(at.kind, at.importance, x, y, at.c, delta));
+            } else {
+                row_delta::<L>(at.kind, at.importance, x, y, at.c, delta);
+            }
         }
         // dH = Δ Wᵀ; ∂W = Hᵀ Δ + dHᵀ X; ∂b = Σ Δ.
         product(
@@ -108,7 +115,8 @@ impl Dense {
 
     /// Writes the samples into the rows of X: zero, then the value of every present feature, the
     /// value words drawn [`LANES`] groups at a time.
-    fn fill_samples(
+    #[inline(always)]
+    fn fill_samples<P: PhiloxLanes>(
         &mut self,
         source: &FeatureSource,
         samples: std::ops::Range<u32>,
@@ -116,18 +124,20 @@ impl Dense {
         step: u32,
     ) {
         let (n, groups) = (self.x.len() / samples.len(), source.groups());
-        if !source.is_plain() {
-            for (row, s) in self.x.chunks_exact_mut(n).zip(samples) {
-                source.sample(step, s, row);
-            }
-            return;
-        }
         self.x.fill(0.0);
         let mut indices = [0u32; LANES];
         let mut targets = [(0usize, 0u64); LANES];
         let mut count = 0;
-        let draw = |x: &mut [f32], indices: &[u32; LANES], targets: &[(usize, u64)]| {
-            let values = source.value_lanes(step, *indices);
+        // Inlined, like the whole chunk, so that `P`'s intrinsics compile with its instruction set.
+        #[inline(always)]
+        fn draw<P: PhiloxLanes>(
+            source: &FeatureSource,
+            step: u32,
+            x: &mut [f32],
+            indices: &[u32; LANES],
+            targets: &[(usize, u64)],
+        ) {
+            let values = source.value_lanes::<P>(step, *indices);
             for (call, &(at, nibble)) in targets.iter().enumerate() {
                 for (w, word) in values.iter().enumerate() {
                     if nibble >> w & 1 != 0 {
@@ -135,7 +145,7 @@ impl Dense {
                     }
                 }
             }
-        };
+        }
         for s in 0..samples.len() {
             let first_index = (samples.start + s as u32) * groups as u32;
             for k in 0..n.div_ceil(64) {
@@ -148,14 +158,38 @@ impl Dense {
                     rest &= !(0xF << shift);
                     count += 1;
                     if count == LANES {
-                        draw(&mut self.x, &indices, &targets);
+                        draw::<P>(source, step, &mut self.x, &indices, &targets);
                         count = 0;
                     }
                 }
             }
         }
-        draw(&mut self.x, &indices, &targets[..count]);
+        draw::<P>(source, step, &mut self.x, &indices, &targets[..count]);
     }
+}
+
+/// The Δ row of [`loss_and_delta`] without the loss (what steps whose loss nobody reads need),
+/// eight features at a time in the lanes of `L`, the last n mod 8 one by one: the same bits, in
+/// a loop the compiler cannot vectorize when it also sums the loss in order.
+#[inline(always)]
+fn row_delta<L: Lanes>(
+    kind: crate::experiment::ModelKind,
+    importance: &[f32],
+    x: &[f32],
+    y: &[f32],
+    c: f32,
+    delta: &mut [f32],
+) {
+    let wide = x.len() / LANES * LANES;
+    let lanes =
+        |v: &[f32], i: usize| L::from_array(v[i..i + LANES].try_into().expect("eight features"));
+    let two_c = L::splat(c + c);
+    for i in (0..wide).step_by(LANES) {
+        let (_, d) = output_term(kind, lanes(y, i), lanes(x, i), lanes(importance, i), two_c);
+        delta[i..i + LANES].copy_from_slice(&d.to_array());
+    }
+    let rest = (&importance[wide..], &x[wide..], &y[wide..]);
+    loss_and_delta(kind, rest.0, rest.1, rest.2, c, &mut delta[wide..]);
 }
 
 /// C = A B + beta · C for row-major C (rows × cols), A (rows × inner) and B (inner × cols) given
@@ -195,5 +229,34 @@ fn product(
             cols as isize,
             1,
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::lanes::F32x8;
+    use crate::experiment::ModelKind;
+
+    /// The Δ rows of the steps without a read loss are those of `loss_and_delta`, bit for bit
+    /// (n = 21: two rows of eight lanes and five features one by one).
+    #[test]
+    fn delta_without_the_loss_is_the_same_bits() {
+        let n = 21;
+        let value = |i: usize, scale: f32| ((i * 7919 % 23) as f32 - 11.0) * scale;
+        let importance: Vec<f32> = (0..n).map(|i| 0.9f32.powi(i as i32)).collect();
+        let x: Vec<f32> = (0..n).map(|i| value(i, 0.05).max(0.0)).collect();
+        let y: Vec<f32> = (0..n).map(|i| value(i + 5, 0.031)).collect();
+        for kind in [ModelKind::Relu, ModelKind::Linear] {
+            let (mut want, mut got) = (vec![0.0; n], vec![0.0; n]);
+            loss_and_delta(kind, &importance, &x, &y, 1e-3, &mut want);
+            row_delta::<F32x8>(kind, &importance, &x, &y, 1e-3, &mut got);
+            assert!(want.iter().any(|&d| d != 0.0), "{kind:?}");
+            assert_eq!(
+                want.iter().map(|d| d.to_bits()).collect::<Vec<_>>(),
+                got.iter().map(|d| d.to_bits()).collect::<Vec<_>>(),
+                "{kind:?}"
+            );
+        }
     }
 }

@@ -9,13 +9,17 @@
 //! measured 1.6× slower than these types on the geometry workload.
 //!
 //! Every type has eight lanes and no fused multiply-adds, so all of them compute the same numbers
-//! bit for bit (the tests in `cpu.rs` check it).
+//! bit for bit (the tests in `cpu.rs` check it). The two x86 types are one macro over their
+//! intrinsics' names. Each type also names the batched Philox generator of its instruction set
+//! (`philox::Avx2Philox` for `Avx8`, the portable one elsewhere), which chunks draw their data with.
 
-use crate::features::LANES;
+use crate::features::{PhiloxLanes, Portable, LANES};
 use crate::model::Real;
 
 /// What the block pass needs of its lane type beyond [`Real`]: single lanes in and out.
 pub trait Lanes: Real<Scalar = f32> + Send + Sync {
+    /// The batched Philox generator of this instruction set (the same words on every one).
+    type Philox: PhiloxLanes;
     fn from_array(values: [f32; LANES]) -> Self;
     fn to_array(self) -> [f32; LANES];
     /// Sets lane `lane` to `value`.
@@ -74,6 +78,7 @@ impl Real for F32x8 {
 }
 
 impl Lanes for F32x8 {
+    type Philox = Portable;
     #[inline(always)]
     fn from_array(values: [f32; LANES]) -> F32x8 {
         F32x8(values)
@@ -93,152 +98,98 @@ pub use x86::{Avx8, Sse8};
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
+    use super::super::philox::Avx2Philox;
     use super::{Lanes, Real, LANES};
+    use crate::features::Portable;
     use std::arch::x86_64::*;
 
-    /// Eight floats in two SSE registers. SSE2 is part of every x86-64 processor, so these
-    /// intrinsics are always safe to run.
-    #[derive(Clone, Copy, Debug)]
-    #[repr(C, align(32))]
-    pub struct Sse8([__m128; 2]);
+    /// A lane type of `$parts` x86 registers of type `$reg` holding the eight lanes, its operations
+    /// one intrinsic per register, and `$philox` as its batched Philox generator.
+    macro_rules! x86_lanes {
+        (
+            $(#[$doc:meta])*
+            $name:ident([$reg:ty; $parts:literal], parts $($part:literal)+), philox $philox:ty,
+            $zero:ident, $splat:ident, $add:ident, $sub:ident, $mul:ident, $max:ident,
+            $and:ident, $greater:expr
+        ) => {
+            $(#[$doc])*
+            #[derive(Clone, Copy, Debug)]
+            #[repr(C, align(32))]
+            pub struct $name([$reg; $parts]);
 
-    macro_rules! sse_op {
-        ($trait:ident, $method:ident, $intrinsic:ident) => {
-            impl std::ops::$trait for Sse8 {
-                type Output = Sse8;
+            x86_lanes!(@op $name, Add, add, $add, $($part)+);
+            x86_lanes!(@op $name, Sub, sub, $sub, $($part)+);
+            x86_lanes!(@op $name, Mul, mul, $mul, $($part)+);
+
+            impl std::ops::AddAssign for $name {
                 #[inline(always)]
-                fn $method(self, other: Sse8) -> Sse8 {
-                    // SAFETY: SSE2 is in the x86-64 baseline.
-                    unsafe {
-                        Sse8([
-                            $intrinsic(self.0[0], other.0[0]),
-                            $intrinsic(self.0[1], other.0[1]),
-                        ])
-                    }
+                fn add_assign(&mut self, other: $name) {
+                    *self = *self + other;
+                }
+            }
+
+            impl Real for $name {
+                type Scalar = f32;
+                const ZERO: $name =
+                    $name(unsafe { std::mem::transmute::<[f32; LANES], [$reg; $parts]>([0.0; LANES]) });
+                #[inline(always)]
+                fn splat(v: f32) -> $name {
+                    // SAFETY: the type's instructions are there wherever a value of it exists.
+                    unsafe { $name([$splat(v); $parts]) }
+                }
+                #[inline(always)]
+                fn relu(self) -> $name {
+                    // SAFETY: as in splat. max(self, 0) is +0 where self is NaN, −0 or ≤ 0.
+                    unsafe { $name([$($max(self.0[$part], $zero())),+]) }
+                }
+                #[inline(always)]
+                fn where_positive(self, value: $name) -> $name {
+                    // SAFETY: as in splat.
+                    unsafe { $name([$($and(($greater)(self.0[$part], $zero()), value.0[$part])),+]) }
+                }
+            }
+
+            impl Lanes for $name {
+                type Philox = $philox;
+                #[inline(always)]
+                fn from_array(values: [f32; LANES]) -> $name {
+                    $name(bytemuck::cast(values))
+                }
+                #[inline(always)]
+                fn to_array(self) -> [f32; LANES] {
+                    bytemuck::cast(self.0)
+                }
+                #[inline(always)]
+                fn set(&mut self, lane: usize, value: f32) {
+                    bytemuck::cast_mut::<_, [f32; LANES]>(&mut self.0)[lane] = value;
+                }
+            }
+        };
+        (@op $name:ident, $trait:ident, $method:ident, $intrinsic:ident, $($part:literal)+) => {
+            impl std::ops::$trait for $name {
+                type Output = $name;
+                #[inline(always)]
+                fn $method(self, other: $name) -> $name {
+                    // SAFETY: the type's instructions are there wherever a value of it exists.
+                    unsafe { $name([$($intrinsic(self.0[$part], other.0[$part])),+]) }
                 }
             }
         };
     }
-    sse_op!(Add, add, _mm_add_ps);
-    sse_op!(Sub, sub, _mm_sub_ps);
-    sse_op!(Mul, mul, _mm_mul_ps);
 
-    impl std::ops::AddAssign for Sse8 {
-        #[inline(always)]
-        fn add_assign(&mut self, other: Sse8) {
-            *self = *self + other;
-        }
-    }
+    x86_lanes!(
+        /// Eight floats in two SSE registers. SSE2 is part of every x86-64 processor, so these
+        /// intrinsics are always safe to run.
+        Sse8([__m128; 2], parts 0 1), philox Portable,
+        _mm_setzero_ps, _mm_set1_ps, _mm_add_ps, _mm_sub_ps, _mm_mul_ps, _mm_max_ps,
+        _mm_and_ps, _mm_cmpgt_ps
+    );
 
-    impl Real for Sse8 {
-        type Scalar = f32;
-        const ZERO: Sse8 = Sse8([unsafe { std::mem::transmute::<[f32; 4], __m128>([0.0; 4]) }; 2]);
-        #[inline(always)]
-        fn splat(v: f32) -> Sse8 {
-            // SAFETY: SSE2 is in the x86-64 baseline.
-            unsafe { Sse8([_mm_set1_ps(v); 2]) }
-        }
-        #[inline(always)]
-        fn relu(self) -> Sse8 {
-            // SAFETY: SSE2 is in the x86-64 baseline. maxps(self, 0) is +0 where self is NaN, −0
-            // or ≤ 0.
-            unsafe {
-                let zero = _mm_setzero_ps();
-                Sse8([_mm_max_ps(self.0[0], zero), _mm_max_ps(self.0[1], zero)])
-            }
-        }
-        #[inline(always)]
-        fn where_positive(self, value: Sse8) -> Sse8 {
-            // SAFETY: SSE2 is in the x86-64 baseline.
-            unsafe {
-                let zero = _mm_setzero_ps();
-                Sse8([
-                    _mm_and_ps(_mm_cmpgt_ps(self.0[0], zero), value.0[0]),
-                    _mm_and_ps(_mm_cmpgt_ps(self.0[1], zero), value.0[1]),
-                ])
-            }
-        }
-    }
-
-    impl Lanes for Sse8 {
-        #[inline(always)]
-        fn from_array(values: [f32; LANES]) -> Sse8 {
-            Sse8(bytemuck::cast(values))
-        }
-        #[inline(always)]
-        fn to_array(self) -> [f32; LANES] {
-            bytemuck::cast(self.0)
-        }
-        #[inline(always)]
-        fn set(&mut self, lane: usize, value: f32) {
-            bytemuck::cast_mut::<_, [f32; LANES]>(&mut self.0)[lane] = value;
-        }
-    }
-
-    /// Eight floats in one AVX register. Only ever created inside chunks that run under
-    /// `pulp::x86::V3` (which checked that the processor has AVX2): see `cpu::Chunks`.
-    #[derive(Clone, Copy, Debug)]
-    #[repr(transparent)]
-    pub struct Avx8(__m256);
-
-    macro_rules! avx_op {
-        ($trait:ident, $method:ident, $intrinsic:ident) => {
-            impl std::ops::$trait for Avx8 {
-                type Output = Avx8;
-                #[inline(always)]
-                fn $method(self, other: Avx8) -> Avx8 {
-                    // SAFETY: Avx8 exists only where the processor has AVX (see the type).
-                    unsafe { Avx8($intrinsic(self.0, other.0)) }
-                }
-            }
-        };
-    }
-    avx_op!(Add, add, _mm256_add_ps);
-    avx_op!(Sub, sub, _mm256_sub_ps);
-    avx_op!(Mul, mul, _mm256_mul_ps);
-
-    impl std::ops::AddAssign for Avx8 {
-        #[inline(always)]
-        fn add_assign(&mut self, other: Avx8) {
-            *self = *self + other;
-        }
-    }
-
-    impl Real for Avx8 {
-        type Scalar = f32;
-        const ZERO: Avx8 = Avx8(unsafe { std::mem::transmute::<[f32; 8], __m256>([0.0; 8]) });
-        #[inline(always)]
-        fn splat(v: f32) -> Avx8 {
-            // SAFETY: Avx8 exists only where the processor has AVX (see the type).
-            unsafe { Avx8(_mm256_set1_ps(v)) }
-        }
-        #[inline(always)]
-        fn relu(self) -> Avx8 {
-            // SAFETY: as in splat. maxps(self, 0) is +0 where self is NaN, −0 or ≤ 0.
-            unsafe { Avx8(_mm256_max_ps(self.0, _mm256_setzero_ps())) }
-        }
-        #[inline(always)]
-        fn where_positive(self, value: Avx8) -> Avx8 {
-            // SAFETY: as in splat.
-            unsafe {
-                let positive = _mm256_cmp_ps::<_CMP_GT_OQ>(self.0, _mm256_setzero_ps());
-                Avx8(_mm256_and_ps(positive, value.0))
-            }
-        }
-    }
-
-    impl Lanes for Avx8 {
-        #[inline(always)]
-        fn from_array(values: [f32; LANES]) -> Avx8 {
-            Avx8(bytemuck::cast(values))
-        }
-        #[inline(always)]
-        fn to_array(self) -> [f32; LANES] {
-            bytemuck::cast(self.0)
-        }
-        #[inline(always)]
-        fn set(&mut self, lane: usize, value: f32) {
-            bytemuck::cast_mut::<_, [f32; LANES]>(&mut self.0)[lane] = value;
-        }
-    }
+    x86_lanes!(
+        /// Eight floats in one AVX register. Only ever created inside chunks that run under
+        /// `pulp::x86::V3` (which checked that the processor has AVX2): see `cpu::Chunks`.
+        Avx8([__m256; 1], parts 0), philox Avx2Philox,
+        _mm256_setzero_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_sub_ps, _mm256_mul_ps,
+        _mm256_max_ps, _mm256_and_ps, _mm256_cmp_ps::<_CMP_GT_OQ>
+    );
 }
