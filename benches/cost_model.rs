@@ -13,7 +13,7 @@
 //! warps up to 16 per unit), plus a fixed cost per dependent dispatch.
 
 use tms::bench::{standard_workloads, Workload};
-use tms::gpu::abi::{REGISTER_WG, SAMPLER_WG, TILE, TILE_COPIES, TILE_DEPTH, TILE_THREADS};
+use tms::gpu::abi::{REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH, TILE_THREADS};
 use tms::gpu::register::fits_register;
 use tms::gpu::trainer::{default_kernel, Kernel};
 
@@ -205,40 +205,61 @@ fn register_step(w: &Workload, slices: usize, kernel: Kernel) -> Step {
     }
 }
 
+/// Block shapes of the tiled products, for weighing alternatives: the hidden products' (batch ×
+/// m) output blocks, and the slices of the batch ∂W's sum is split into.
+#[derive(Clone, Copy, Debug)]
+struct TiledShape {
+    /// Rows (samples) × columns (hidden units) of a hidden_forward/hidden_backward block.
+    hidden_block: (usize, usize),
+    /// Slices of ∂W's inner dimension (2·batch), summed in a fixed order by Adam.
+    gradient_slices: usize,
+}
+
+/// The shape the trainer uses today.
+const TODAY: TiledShape = TiledShape {
+    hidden_block: (TILE as usize, TILE as usize),
+    gradient_slices: 1,
+};
+
 /// The tiled kernels: generate (features.wgsl), hidden_forward, output_delta, hidden_backward,
-/// gradient, adam_step. The four products run over TILE × TILE output blocks in rounds of
-/// TILE_DEPTH; a GPU computes the blocks' padding too (m = 30 fills half a block: its warps mix live
-/// and padding lanes).
-fn tiled_step(w: &Workload) -> Step {
-    let (tile, depth) = (TILE as f64, TILE_DEPTH as f64);
-    let blocks = |len: usize| (len as f64 / tile).ceil();
+/// gradient, adam_step. The four products run over rows × columns output blocks (TILE × TILE
+/// unless `shape` says otherwise) in rounds of TILE_DEPTH, each thread a 4 × 4 block; a GPU
+/// computes the blocks' padding too (m = 30 fills half a 64-wide block: its warps mix live and
+/// padding lanes).
+fn tiled_step(w: &Workload, shape: TiledShape) -> Step {
+    let tile = TILE as usize;
+    let depth = TILE_DEPTH as f64;
+    let blocks = |len: usize, block: usize| (len as f64 / block as f64).ceil();
     let rounds = |len: usize| (len as f64 / depth).ceil();
-    let (n, m, b) = (blocks(w.features), blocks(w.hidden), blocks(BATCH));
     let count = w.densities.len() as f64;
     let threads = f64::from(TILE_THREADS * TILE_THREADS);
     let warps = threads / 32.0;
-    // One round: TILE² × TILE_DEPTH multiply-adds, each thread a 4 × 4 block per depth step from two
-    // vec4 reads: tile_a's is one vec4 per 16 lanes (two per warp: one wavefront), tile_b's sixteen
-    // distinct vec4 (two wavefronts). Copying the slices: TILE · TILE_DEPTH / threads scalar stores
-    // per thread and operand, a wavefront each along the rows and two (a 2-way bank conflict) along
-    // the depth; 1.5 on average.
-    let round_fmas = tile * tile * depth;
-    let copies = f64::from(TILE_COPIES);
-    let round_wavefronts = warps * (depth * 3.0 + 2.0 * copies * 1.5);
     // Registers per thread: 16 accumulators, the vec4 operands, addresses: about 64, so that four
     // workgroups of 256 threads fit a 64 K register file.
     let resident = (REGISTER_FILE / (64.0 * threads)).floor();
-    // Each round loads two TILE × TILE_DEPTH slices from device memory (X, δ, H, W: L2-resident
-    // mostly; counted as DRAM traffic to stay on the safe side).
-    let gemm = |workgroups: f64, rounds: f64| Launch {
-        workgroups,
-        threads,
-        resident,
-        flops: rounds * 2.0 * round_fmas,
-        shared_wavefronts: rounds * round_wavefronts,
-        barriers: 2.0 * rounds,
-        dram_bytes: rounds * 2.0 * tile * depth * 4.0,
-        ..Default::default()
+    // One round of a rows × columns block: rows · columns · TILE_DEPTH multiply-adds, each thread
+    // a 4 × 4 block per depth step from two vec4 reads. A warp's 32 lanes span columns / 4 distinct
+    // vec4 of tile_b and 32 / (columns / 4) of tile_a: 16 bytes each, a wavefront per 128 bytes
+    // (at least one). Copying the slices: (rows + columns) · TILE_DEPTH / threads scalar stores per
+    // thread, a wavefront each along the rows and two (a 2-way bank conflict) along the depth; 1.5
+    // on average. Each round loads both slices from device memory (X, δ, H, W: L2-resident mostly;
+    // counted as DRAM traffic to stay on the safe side).
+    let gemm = |workgroups: f64, rounds: f64, (rows, cols): (usize, usize)| {
+        let (rows, cols) = (rows as f64, cols as f64);
+        let lanes_across = (cols / 4.0).min(32.0);
+        let a_reads = (32.0 / lanes_across * 16.0 / 128.0).max(1.0);
+        let b_reads = (lanes_across * 16.0 / 128.0).max(1.0);
+        let copies = (rows + cols) * depth / threads;
+        Launch {
+            workgroups,
+            threads,
+            resident,
+            flops: rounds * 2.0 * rows * cols * depth,
+            shared_wavefronts: rounds * warps * (depth * (a_reads + b_reads) + copies * 1.5),
+            barriers: 2.0 * rounds,
+            dram_bytes: rounds * (rows + cols) * depth * 4.0,
+            ..Default::default()
+        }
     };
     // The batch, sampled once per step by features.wgsl: one thread per group of four features.
     let groups = (BATCH * w.features.div_ceil(4)) as f64;
@@ -257,23 +278,35 @@ fn tiled_step(w: &Workload) -> Step {
         dram_bytes: sampler_wg * 16.0,
         ..Default::default()
     };
+    let (hr, hc) = shape.hidden_block;
+    let hidden_groups = blocks(BATCH, hr) * blocks(w.hidden, hc) * count;
+    let square = (tile, tile);
+    let slices = shape.gradient_slices as f64;
     let launches = vec![
         sample,
         // H = X Wᵀ.
-        gemm(m * b * count, rounds(w.features)),
+        gemm(hidden_groups, rounds(w.features), shape.hidden_block),
         // Y = b + H W, with δ and the loss in its epilogue.
-        gemm(n * b * count, rounds(w.hidden)),
+        gemm(
+            blocks(w.features, tile) * blocks(BATCH, tile) * count,
+            rounds(w.hidden),
+            square,
+        ),
         // dH = δ Wᵀ.
-        gemm(m * b * count, rounds(w.features)),
-        // ∂W = [H | dH]ᵀ [δ ; X]: one product over twice the batch.
-        gemm(n * m * count, 2.0 * rounds(BATCH)),
-        // Adam: one thread per parameter.
+        gemm(hidden_groups, rounds(w.features), shape.hidden_block),
+        // ∂W = [H | dH]ᵀ [δ ; X]: one product over twice the batch, in `slices` slices of it.
+        gemm(
+            blocks(w.features, tile) * blocks(w.hidden, tile) * count * slices,
+            (2.0 * rounds(BATCH) / slices).ceil(),
+            square,
+        ),
+        // Adam: one thread per parameter, summing the slices' partial gradients in order.
         Launch {
             workgroups: (count * (w.features * w.hidden + w.features) as f64 / 256.0).ceil(),
             threads: 256.0,
             resident: 8.0,
-            flops: 256.0 * 20.0,
-            dram_bytes: 256.0 * 4.0 * 7.0,
+            flops: 256.0 * (20.0 + slices),
+            dram_bytes: 256.0 * 4.0 * (6.0 + slices),
             ..Default::default()
         },
     ];
@@ -291,7 +324,7 @@ fn tms_step(w: &Workload) -> Step {
     match default_kernel(w.features, w.hidden, BATCH, instances, false, fits) {
         Kernel::Split { slices } => register_step(w, slices as usize, Kernel::Split { slices }),
         Kernel::Register => register_step(w, 1, Kernel::Register),
-        Kernel::Tiled => tiled_step(w),
+        Kernel::Tiled => tiled_step(w, TODAY),
     }
 }
 
@@ -334,6 +367,24 @@ fn main() {
                 torch * 1e3,
                 torch / tms
             );
+        }
+    }
+    println!("\nTiled block shapes weighed on the H100 (hidden products' block rows × columns, ∂W's batch slices):\n");
+    println!("| workload | hidden block | ∂W slices | ms/step | % fp32 peak | hidden_forward + hidden_backward ms | gradient ms |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    let h100 = &GPUS[0];
+    for w in standard_workloads().iter().filter(|w| tms_step(w).kernel == Kernel::Tiled) {
+        for hidden_block in [(64, 64), (64, 32), (128, 32)] {
+            for gradient_slices in [1, 2, 4, 8] {
+                let step = tiled_step(w, TiledShape { hidden_block, gradient_slices });
+                let ms = |i: usize| step.launches[i].seconds(h100) * 1e3;
+                let tms = step.seconds(h100);
+                println!(
+                    "| {} | {} × {} | {} | {:.3} | {:.1} | {:.3} | {:.3} |",
+                    w.name, hidden_block.0, hidden_block.1, gradient_slices, tms * 1e3,
+                    100.0 * w.flops_per_step() / tms / h100.fp32_peak(), ms(1) + ms(3), ms(4)
+                );
+            }
         }
     }
     println!("\n% fp32 peak: the model's 10·B·n·m flops per instance-step over the step time, against 2 × lanes × units × clock.");

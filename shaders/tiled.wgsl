@@ -19,6 +19,9 @@
 // is what software adapters pay for most (llvmpipe turns every access into a loop over its SIMD
 // lanes), and a GPU's shared-memory bandwidth is what bounded the one-output-per-thread kernels.
 // Threads whose outputs are all padding (m = 30 in a block of 64) skip the multiply-adds.
+// The hidden products (batch × m outputs) also come in NARROW_ROWS × NARROW_COLS blocks (128 × 32,
+// threads 8 × 32, the same 4 × 4 per thread) that the host picks where they pad m less: m = 30
+// fills 30 of 32 columns instead of 30 of 64.
 //
 // Every sum runs in a fixed order (no atomics), so runs are deterministic.
 
@@ -34,8 +37,9 @@
 
 // One round's slices of the two operands: a[d][r] holds rows 4r..4r + 3 of the left operand at
 // depth d, b[d][c] columns 4c..4c + 3 of the right one. Rows of TILE / 4 + 1 vec4: the padding
-// vec4 spreads the transposing stores over the banks of a GPU's shared memory.
-var<workgroup> tile_a: array<array<vec4<f32>, TILE / 4u + 1u>, TILE_DEPTH>;
+// vec4 spreads the transposing stores over the banks of a GPU's shared memory. tile_a has room
+// for the narrow blocks' NARROW_ROWS rows.
+var<workgroup> tile_a: array<array<vec4<f32>, NARROW_ROWS / 4u + 1u>, TILE_DEPTH>;
 var<workgroup> tile_b: array<array<vec4<f32>, TILE / 4u + 1u>, TILE_DEPTH>;
 var<workgroup> red: array<f32, TILE_THREADS * TILE_THREADS>;
 
@@ -145,24 +149,31 @@ fn row_of(acc: Block, i: u32) -> vec4<f32> {
 }
 
 // out[s][k] = Σ_j A[s][j] V[k][j] with A = X and V = W (H), or A = δ and V = U (dH), with the
-// hidden ReLU (and its gate on dH) where the model has one.
-fn hidden_block(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
+// hidden ReLU (and its gate on dH) where the model has one, over a `rows` × `cols` block (samples ×
+// hidden units) of a workgroup of (cols / 4) × (rows / 4) threads.
+fn hidden_block(wid: vec3<u32>, lid: vec2<u32>, backward: bool, rows: u32, cols: u32) {
     let n = shard.config.features;
     let m = shard.config.hidden;
     let instance = wid.z;
-    let s0 = wid.y * TILE;
-    let k0 = wid.x * TILE;
-    let t = lid.y * TILE_THREADS + lid.x;
+    let s0 = wid.y * rows;
+    let k0 = wid.x * cols;
+    let t = lid.y * (cols / 4u) + lid.x;
     let live = k0 + 4u * lid.x < m;
     var acc = Block();
     for (var j0 = 0u; j0 < n; j0 += TILE_DEPTH) {
-        for (var q = 0u; q < TILE_COPIES; q++) {
+        for (var q = 0u; q < rows * TILE_DEPTH / (TILE_THREADS * TILE_THREADS); q++) {
             let at = depth_fastest(t, q);
             if backward {
                 put_a(at, delta_at(instance, s0 + at.x, j0 + at.y));
-                put_b(at, u_at(instance, k0 + at.x, j0 + at.y));
             } else {
                 put_a(at, x_at(instance, s0 + at.x, j0 + at.y));
+            }
+        }
+        for (var q = 0u; q < cols * TILE_DEPTH / (TILE_THREADS * TILE_THREADS); q++) {
+            let at = depth_fastest(t, q);
+            if backward {
+                put_b(at, u_at(instance, k0 + at.x, j0 + at.y));
+            } else {
                 put_b(at, w_at(instance, k0 + at.x, j0 + at.y));
             }
         }
@@ -200,12 +211,22 @@ fn hidden_block(wid: vec3<u32>, lid: vec2<u32>, backward: bool) {
 
 @compute @workgroup_size(TILE_THREADS, TILE_THREADS)
 fn hidden_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    hidden_block(wid, lid.xy, false);
+    hidden_block(wid, lid.xy, false, TILE, TILE);
 }
 
 @compute @workgroup_size(TILE_THREADS, TILE_THREADS)
 fn hidden_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    hidden_block(wid, lid.xy, true);
+    hidden_block(wid, lid.xy, true, TILE, TILE);
+}
+
+@compute @workgroup_size(NARROW_COLS / 4u, NARROW_ROWS / 4u)
+fn hidden_forward_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    hidden_block(wid, lid.xy, false, NARROW_ROWS, NARROW_COLS);
+}
+
+@compute @workgroup_size(NARROW_COLS / 4u, NARROW_ROWS / 4u)
+fn hidden_backward_narrow(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    hidden_block(wid, lid.xy, true, NARROW_ROWS, NARROW_COLS);
 }
 
 // Y = b + H U for a block of samples × features (b first, then the products in k order, as the

@@ -284,7 +284,8 @@ fn one_step_matches_the_cpu() {
 /// workgroup, and at density 1e-4 (nearly every sample all-zero: the closed-form path, with a dozen
 /// present features in the whole run); the tiled kernels just past the register threshold, at sizes
 /// that are not multiples of the 64 × 64 block nor the batch of its 16-deep rounds, and at a larger
-/// size. Every model kind: the abs model
+/// size; their hidden products in 128 × 32 blocks (m ≤ 32, m = 30 over two blocks of samples, the
+/// second partial) and in 64 × 64 ones (m = 40). Every model kind: the abs model
 /// (twice the weights) on the register kernel at n = 13, m = 3 and on the tiled ones just past the
 /// threshold (n = 20, m = 8: 340 parameters) and at n = 37, m = 11.
 #[test]
@@ -320,6 +321,8 @@ fn trajectories_match_the_cpu() {
         case(37, 11, 50, 200, Kernel::Tiled),
         case(256, 32, 32, 100, Kernel::Tiled),
         case(20, 8, 50, 150, Kernel::Tiled),
+        case(40, 30, 150, 100, Kernel::Tiled),
+        case(24, 40, 70, 100, Kernel::Tiled),
     ];
     for kind in [
         ModelKind::Linear,

@@ -219,6 +219,10 @@ interface_constants! {
     TILE_DEPTH = 16;
     /// Elements of a round's slice of each operand that each thread copies.
     TILE_COPIES = TILE * TILE_DEPTH / (TILE_THREADS * TILE_THREADS);
+    /// The hidden products' narrow blocks (samples × hidden units, the same 4 × 4 outputs per
+    /// thread), picked by the host where they pad m less than TILE does ([`narrow_hidden`]).
+    NARROW_ROWS = 128;
+    NARROW_COLS = 32;
     /// Threads per workgroup of tiled_adam.wgsl and of the sampler kernel.
     ADAM_WG = 256;
     SAMPLER_WG = 64;
@@ -227,6 +231,12 @@ interface_constants! {
     SAE_L1 = 0;
     SAE_TOPK = 1;
     SAE_JUMPRELU = 2;
+}
+
+/// Whether the tiled path runs its hidden products (batch × m outputs) in NARROW_ROWS × NARROW_COLS
+/// blocks: where they leave fewer padding columns than TILE-wide ones (m = 30: 2 against 34).
+pub fn narrow_hidden(m: usize) -> bool {
+    m.next_multiple_of(NARROW_COLS as usize) < m.next_multiple_of(TILE as usize)
 }
 
 /// The WGSL text every kernel starts with: the interface structs, the constants, and Philox's

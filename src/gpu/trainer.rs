@@ -18,8 +18,9 @@
 //! Shards never interact; each dispatch runs over one shard.
 
 use super::abi::{
-    dispatch_bytes, dispatch_stride, shard_bytes, shard_words, Config, Params, ADAM_WG,
-    REGISTER_WG, SAMPLER_WG, TILE, TILE_COPIES, TILE_DEPTH,
+    dispatch_bytes, dispatch_stride, narrow_hidden, shard_bytes, shard_words, Config, Params,
+    ADAM_WG, NARROW_COLS, NARROW_ROWS, REGISTER_WG, SAMPLER_WG, TILE, TILE_COPIES, TILE_DEPTH,
+    TILE_THREADS,
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
@@ -105,12 +106,20 @@ pub fn default_kernel(
 pub(super) fn tiled_loop_iterations(exp: &Experiment) -> u64 {
     let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
     let (tile, depth) = (TILE as usize, TILE_DEPTH as usize);
-    // A round: its copies, the multiply-adds over its depth, and the loop's own back-edge.
+    // A round: its copies, the multiply-adds over its depth, and the loop's own back-edge (the
+    // hidden products' narrow blocks copy NARROW_ROWS + NARROW_COLS rows).
     let round = TILE_COPIES as usize + depth + 1;
+    let threads = (TILE_THREADS * TILE_THREADS) as usize;
+    let narrow_copies = (NARROW_ROWS + NARROW_COLS) as usize * depth / threads;
+    let hidden_round = if narrow_hidden(m) {
+        narrow_copies + depth + 1
+    } else {
+        round + TILE_COPIES as usize
+    };
     // The epilogue's loops over a thread's 4 × 4 outputs.
     let epilogue = 4 + 16;
     let gradient = 2 * batch.div_ceil(depth) * (round + depth) + epilogue + 4;
-    let hidden = n.div_ceil(depth) * round + epilogue;
+    let hidden = n.div_ceil(depth) * hidden_round + epilogue;
     let delta = m.div_ceil(depth) * round + 4 + epilogue + 8;
     let losses = n.div_ceil(tile) * batch.div_ceil(tile);
     let sampler = exp.distribution().sampler_loop_iterations(n) as usize + 4;
@@ -359,12 +368,21 @@ impl GpuTrainer {
                 let adam = gpu.module("tiled_adam.wgsl");
                 let mut p = vec![gpu.pipeline(&layout, &sampler, "generate")];
                 p.extend(
-                    [
-                        "hidden_forward",
-                        "output_delta",
-                        "hidden_backward",
-                        "gradient",
-                    ]
+                    if narrow_hidden(m) {
+                        [
+                            "hidden_forward_narrow",
+                            "output_delta",
+                            "hidden_backward_narrow",
+                            "gradient",
+                        ]
+                    } else {
+                        [
+                            "hidden_forward",
+                            "output_delta",
+                            "hidden_backward",
+                            "gradient",
+                        ]
+                    }
                     .iter()
                     .map(|e| gpu.pipeline(&layout, &main, e)),
                 );
@@ -541,6 +559,16 @@ impl GpuTrainer {
                 Kernel::Tiled => {}
             }
             let tiles = |len: usize| len.div_ceil(TILE as usize) as u32;
+            // The hidden products' blocks: samples × hidden units.
+            let hidden_grid = if narrow_hidden(m) {
+                (
+                    m.div_ceil(NARROW_COLS as usize) as u32,
+                    batch.div_ceil(NARROW_ROWS as usize) as u32,
+                    count,
+                )
+            } else {
+                (tiles(m), tiles(batch), count)
+            };
             let params = self.exp.params_per_instance();
             let adam_groups = (shard.count * params).div_ceil(ADAM_WG as usize);
             let adam_x =
@@ -548,9 +576,9 @@ impl GpuTrainer {
             let samplers = (batch * n.div_ceil(4)).div_ceil(SAMPLER_WG as usize) as u32;
             let grids = [
                 (samplers, 1, count),
-                (tiles(m), tiles(batch), count),
+                hidden_grid,
                 (tiles(n), tiles(batch), count),
-                (tiles(m), tiles(batch), count),
+                hidden_grid,
                 (
                     tiles(n),
                     tiles(m) * self.exp.model.weight_rows(1) as u32,
