@@ -13,7 +13,10 @@
 //! warps up to 16 per unit), plus a fixed cost per dependent dispatch.
 
 use tms::bench::{standard_workloads, Workload};
-use tms::gpu::abi::{REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH, TILE_THREADS};
+use tms::gpu::abi::{
+    narrow_hidden, NARROW_COLS, NARROW_ROWS, REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH,
+    TILE_THREADS,
+};
 use tms::gpu::register::fits_register;
 use tms::gpu::trainer::{default_kernel, Kernel};
 
@@ -206,20 +209,30 @@ fn register_step(w: &Workload, slices: usize, kernel: Kernel) -> Step {
 }
 
 /// Block shapes of the tiled products, for weighing alternatives: the hidden products' (batch ×
-/// m) output blocks, and the slices of the batch ∂W's sum is split into.
+/// m) output blocks, ∂W's (m × n) blocks, and the slices of the batch ∂W's sum is split into.
 #[derive(Clone, Copy, Debug)]
 struct TiledShape {
     /// Rows (samples) × columns (hidden units) of a hidden_forward/hidden_backward block.
     hidden_block: (usize, usize),
+    /// Rows (hidden units) × columns (features) of a gradient block.
+    gradient_block: (usize, usize),
     /// Slices of ∂W's inner dimension (2·batch), summed in a fixed order by Adam.
     gradient_slices: usize,
 }
 
-/// The shape the trainer uses today.
-const TODAY: TiledShape = TiledShape {
-    hidden_block: (TILE as usize, TILE as usize),
-    gradient_slices: 1,
-};
+/// The shape the trainer runs for `m` hidden units (src/gpu/trainer.rs).
+fn host_shape(m: usize) -> TiledShape {
+    let square = (TILE as usize, TILE as usize);
+    TiledShape {
+        hidden_block: if narrow_hidden(m) {
+            (NARROW_ROWS as usize, NARROW_COLS as usize)
+        } else {
+            square
+        },
+        gradient_block: square,
+        gradient_slices: 1,
+    }
+}
 
 /// The tiled kernels: generate (features.wgsl), hidden_forward, output_delta, hidden_backward,
 /// gradient, adam_step. The four products run over rows × columns output blocks (TILE × TILE
@@ -282,6 +295,7 @@ fn tiled_step(w: &Workload, shape: TiledShape) -> Step {
     let hidden_groups = blocks(BATCH, hr) * blocks(w.hidden, hc) * count;
     let square = (tile, tile);
     let slices = shape.gradient_slices as f64;
+    let (gr, gc) = shape.gradient_block;
     let launches = vec![
         sample,
         // H = X Wᵀ.
@@ -296,9 +310,9 @@ fn tiled_step(w: &Workload, shape: TiledShape) -> Step {
         gemm(hidden_groups, rounds(w.features), shape.hidden_block),
         // ∂W = [H | dH]ᵀ [δ ; X]: one product over twice the batch, in `slices` slices of it.
         gemm(
-            blocks(w.features, tile) * blocks(w.hidden, tile) * count * slices,
+            blocks(w.features, gc) * blocks(w.hidden, gr) * count * slices,
             (2.0 * rounds(BATCH) / slices).ceil(),
-            square,
+            shape.gradient_block,
         ),
         // Adam: one thread per parameter, summing the slices' partial gradients in order.
         Launch {
@@ -324,7 +338,7 @@ fn tms_step(w: &Workload) -> Step {
     match default_kernel(w.features, w.hidden, BATCH, instances, false, fits) {
         Kernel::Split { slices } => register_step(w, slices as usize, Kernel::Split { slices }),
         Kernel::Register => register_step(w, 1, Kernel::Register),
-        Kernel::Tiled => tiled_step(w, TODAY),
+        Kernel::Tiled => tiled_step(w, host_shape(w.hidden)),
     }
 }
 
@@ -369,21 +383,45 @@ fn main() {
             );
         }
     }
-    println!("\nTiled block shapes weighed on the H100 (hidden products' block rows × columns, ∂W's batch slices):\n");
-    println!("| workload | hidden block | ∂W slices | ms/step | % fp32 peak | hidden_forward + hidden_backward ms | gradient ms |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("\nTiled block shapes weighed on the H100 (MODELLED): hidden products' and ∂W's block rows × columns, ∂W's batch slices (summed in order by Adam). Host: the shape the trainer runs.\n");
+    println!("| workload | hidden block | ∂W block | ∂W slices | ms/step | % fp32 peak | generate ms | hidden_forward + hidden_backward ms | output_delta ms | gradient ms |");
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|");
     let h100 = &GPUS[0];
-    for w in standard_workloads().iter().filter(|w| tms_step(w).kernel == Kernel::Tiled) {
+    for w in standard_workloads()
+        .iter()
+        .filter(|w| tms_step(w).kernel == Kernel::Tiled)
+    {
         for hidden_block in [(64, 64), (64, 32), (128, 32)] {
-            for gradient_slices in [1, 2, 4, 8] {
-                let step = tiled_step(w, TiledShape { hidden_block, gradient_slices });
-                let ms = |i: usize| step.launches[i].seconds(h100) * 1e3;
-                let tms = step.seconds(h100);
-                println!(
-                    "| {} | {} × {} | {} | {:.3} | {:.1} | {:.3} | {:.3} |",
-                    w.name, hidden_block.0, hidden_block.1, gradient_slices, tms * 1e3,
-                    100.0 * w.flops_per_step() / tms / h100.fp32_peak(), ms(1) + ms(3), ms(4)
-                );
+            for gradient_block in [(64, 64), (32, 128)] {
+                for gradient_slices in [1, 2, 4] {
+                    let shape = TiledShape {
+                        hidden_block,
+                        gradient_block,
+                        gradient_slices,
+                    };
+                    let step = tiled_step(w, shape);
+                    let ms = |i: usize| step.launches[i].seconds(h100) * 1e3;
+                    let tms = step.seconds(h100);
+                    let host = host_shape(w.hidden);
+                    let is_host = (host.hidden_block, host.gradient_block, host.gradient_slices)
+                        == (hidden_block, gradient_block, gradient_slices);
+                    println!(
+                        "| {} | {} × {}{} | {} × {} | {} | {:.3} | {:.1} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                        w.name,
+                        hidden_block.0,
+                        hidden_block.1,
+                        if is_host { " (host)" } else { "" },
+                        gradient_block.0,
+                        gradient_block.1,
+                        gradient_slices,
+                        tms * 1e3,
+                        100.0 * w.flops_per_step() / tms / h100.fp32_peak(),
+                        ms(0),
+                        ms(1) + ms(3),
+                        ms(2),
+                        ms(4)
+                    );
+                }
             }
         }
     }
