@@ -140,9 +140,7 @@ fn fill_samples<P: PhiloxLanes>(
     let (n, groups) = (x.len() / samples.len(), source.groups());
     x.fill(0.0);
     let mut indices = [0u32; LANES];
-    // Where each queued group starts in X, its presence nibble, and how many of its four features
-    // the row has (fewer in the last group when n is not a multiple of four).
-    let mut targets = [(0usize, 0u64, 0usize); LANES];
+    let mut targets = [(0usize, 0u64); LANES];
     let mut count = 0;
     // Inlined, like the whole chunk, so that `P`'s intrinsics compile with its instruction set.
     #[inline(always)]
@@ -151,15 +149,14 @@ fn fill_samples<P: PhiloxLanes>(
         step: u32,
         x: &mut [f32],
         indices: &[u32; LANES],
-        targets: &[(usize, u64, usize)],
+        targets: &[(usize, u64)],
     ) {
         let values = source.value_lanes::<P>(step, *indices);
-        // Each group's features written present or not (absent ones as zero): no branch to
-        // mispredict on bits that are random by design.
-        for (call, &(at, nibble, width)) in targets.iter().enumerate() {
-            for (w, word) in values.iter().enumerate().take(width) {
-                let value = source.value(word[call]);
-                x[at + w] = if nibble >> w & 1 != 0 { value } else { 0.0 };
+        for (call, &(at, nibble)) in targets.iter().enumerate() {
+            for (w, word) in values.iter().enumerate() {
+                if nibble >> w & 1 != 0 {
+                    x[at + w] = source.value(word[call]);
+                }
             }
         }
     }
@@ -171,11 +168,7 @@ fn fill_samples<P: PhiloxLanes>(
                 let shift = rest.trailing_zeros() / 4 * 4;
                 let group = k * 16 + shift as usize / 4;
                 indices[count] = first_index + group as u32;
-                targets[count] = (
-                    s * n + 4 * group,
-                    rest >> shift & 0xF,
-                    (n - 4 * group).min(4),
-                );
+                targets[count] = (s * n + 4 * group, rest >> shift & 0xF);
                 rest &= !(0xF << shift);
                 count += 1;
                 if count == LANES {
