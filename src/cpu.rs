@@ -181,8 +181,9 @@ struct Chunk<L> {
     /// One sample's mask words, for distributions other than the default (then empty): phase 1
     /// applies the distribution's rules to them ([`FeatureSource::presence_general`]).
     mask_words: Vec<u32>,
-    /// The matrix path's buffers, for large models (then the block pass's buffers are empty).
-    dense: Option<Dense>,
+    /// Whether the chunk takes the matrix path (large models; then the block pass's buffers are
+    /// empty and the matrix path's are the thread's).
+    dense: bool,
 }
 
 /// Value words waiting to be drawn: up to [`LANES`] groups of the current block, each with its lane,
@@ -247,7 +248,6 @@ impl<L: Lanes> Chunk<L> {
     ) -> Chunk<L> {
         let (n, m, len) = (exp.features, exp.hidden, samples.len());
         let rows = exp.model.weight_rows(m);
-        let dense = matrix.then(|| Dense::new(len, n, m));
         let (bn, bm, brows) = if matrix { (0, 0, 0) } else { (n, m, rows) };
         let source = FeatureSource::train(
             exp.seed,
@@ -278,7 +278,7 @@ impl<L: Lanes> Chunk<L> {
             acc_b: vec![L::ZERO; bn],
             zero_delta: vec![0.0; bn],
             mask_words: vec![0; mask_words],
-            dense,
+            dense: matrix,
         }
     }
 
@@ -287,7 +287,6 @@ impl<L: Lanes> Chunk<L> {
     /// where it is added.
     fn bytes(n: usize, m: usize, rows: usize, len: usize, matrix: bool, plain: bool) -> u64 {
         let words = n.div_ceil(64);
-        let dense = if matrix { Dense::bytes(len, n, m) } else { 0 };
         let (bn, bm, brows) = if matrix { (0, 0, 0) } else { (n, m, rows) };
         let (f32s, u32s, u64s, usizes, lanes) = (4, 4, 8, 8, std::mem::size_of::<F32x8>());
         let bytes = rows * n * f32s // grad_w
@@ -300,8 +299,7 @@ impl<L: Lanes> Chunk<L> {
             + brows * bn * lanes // acc_w
             + bn * lanes // acc_b
             + bn * f32s // zero_delta
-            + if plain { 0 } else { 4 * n.div_ceil(4) * u32s } // mask_words
-            + dense; // dense
+            + if plain { 0 } else { 4 * n.div_ceil(4) * u32s }; // mask_words
         bytes as u64
     }
 
@@ -331,8 +329,8 @@ impl<L: Lanes> Chunk<L> {
                 &mut self.mask_words,
             );
         }
-        if let Some(dense) = &mut self.dense {
-            self.loss = dense.compute::<L>(
+        if self.dense {
+            self.loss = Dense::compute_on_this_thread::<L>(
                 &self.source,
                 self.samples.clone(),
                 &self.present,
@@ -497,7 +495,8 @@ impl CpuTrainer {
         )
     }
 
-    /// Host bytes the trainer for `exp` allocates beyond the state it is given: its chunks' buffers.
+    /// Host bytes the trainer for `exp` allocates beyond the state it is given: its chunks' buffers,
+    /// and on the matrix path each thread's.
     pub fn host_bytes(exp: &Experiment) -> u64 {
         let (full, rest) = (exp.batch / CHUNK_SAMPLES, exp.batch % CHUNK_SAMPLES);
         let (n, m, matrix) = (exp.features, exp.hidden, matrix_path(exp));
@@ -510,7 +509,13 @@ impl CpuTrainer {
             } else {
                 0
             };
-        exp.instances.len() as u64 * per_instance
+        let dense = if matrix {
+            let len = exp.batch.min(CHUNK_SAMPLES);
+            rayon::current_num_threads() * Dense::bytes(len, n, m)
+        } else {
+            0
+        };
+        exp.instances.len() as u64 * per_instance + dense as u64
     }
 
     /// One training step of every instance. Allocates nothing: the batch losses stay in the first

@@ -2,14 +2,17 @@
 //! accumulators to stay in cache (m·n·8 floats per chunk: 16 MiB at 2048 × 256).
 //!
 //! A chunk's samples are materialised once per step as the rows of a dense matrix X (B × n), and the
-//! step is five matrix products over the batch, done by `matrixmultiply` (cache-blocked, with the
+//! step is four matrix products over the batch, done by `matrixmultiply` (cache-blocked, with the
 //! processor's widest vectors and fused multiply-adds chosen at run time):
 //!
 //! ```text
-//! H  = X Wᵀ          (B × m)        Y = H W + b     (B × n)
+//! H  = X Wᵀ          (B × m)        Y = H W + b     (B × n; b added in the Δ pass)
 //! Δ  = ∂loss/∂Y      (row by row: model::loss_and_delta, eight features at a time if no loss is read)
-//! dH = Δ Wᵀ          (B × m)        ∂W = Hᵀ Δ + dHᵀ X,  ∂b = Σ rows of Δ
+//! dH = Δ Wᵀ          (B × m)        ∂W = [H ; dH]ᵀ [Δ ; X] = Hᵀ Δ + dHᵀ X,  ∂b = Σ rows of Δ
 //! ```
+//!
+//! The buffers are the worker thread's, not the chunk's, so that they stay in the core's cache
+//! from one chunk to the next.
 //!
 //! The sums run in another order, and with fused multiply-adds, so results differ from the block
 //! pass in the last bits: the tests hold the two within the GPU trainer's tolerance of the reference.
@@ -19,30 +22,53 @@ use super::StepInputs;
 use crate::features::{FeatureSource, PhiloxLanes, LANES};
 use crate::model::{loss_and_delta, output_term};
 
-/// The buffers of one chunk's matrix path, allocated once.
+/// The matrix path's buffers. Each pair a step's ∂W multiplies is stacked in one buffer, so that
+/// ∂W = Hᵀ Δ + dHᵀ X is one product of inner size 2B.
+#[derive(Default)]
 pub struct Dense {
-    /// The samples as rows (B × n), then Y and Δ (B × n), H and dH (B × m).
-    x: Vec<f32>,
+    /// Δ (B × n) above the samples as rows, X (B × n): [Δ ; X].
+    delta_x: Vec<f32>,
+    /// Y = H W, before the bias (B × n).
     y: Vec<f32>,
-    delta: Vec<f32>,
-    h: Vec<f32>,
-    dh: Vec<f32>,
+    /// H (B × m) above dH (B × m): [H ; dH].
+    h_dh: Vec<f32>,
+}
+
+thread_local! {
+    /// One set of buffers per worker thread, not per chunk: a chunk's 1.2 MiB (geometry) stays in
+    /// the core's L2 for the next chunk, where 128 chunks' own buffers (150 MiB) streamed through
+    /// memory every step.
+    static BUFFERS: std::cell::RefCell<Dense> = std::cell::RefCell::default();
 }
 
 impl Dense {
-    pub fn new(samples: usize, n: usize, m: usize) -> Dense {
-        Dense {
-            x: vec![0.0; samples * n],
-            y: vec![0.0; samples * n],
-            delta: vec![0.0; samples * n],
-            h: vec![0.0; samples * m],
-            dh: vec![0.0; samples * m],
-        }
-    }
-
-    /// The bytes [`Dense::new`] allocates.
+    /// The bytes of the buffers for chunks of up to `samples` samples (one set per thread).
     pub fn bytes(samples: usize, n: usize, m: usize) -> usize {
         (3 * samples * n + 2 * samples * m) * std::mem::size_of::<f32>()
+    }
+
+    /// [`Dense::compute`] with this thread's buffers, sized for the chunk on first use (a trainer's
+    /// chunks have at most [`super::CHUNK_SAMPLES`] samples, so they are allocated once).
+    #[inline(always)]
+    pub fn compute_on_this_thread<L: Lanes>(
+        source: &FeatureSource,
+        samples: std::ops::Range<u32>,
+        present: &[u32],
+        at: StepInputs,
+        grad_w: &mut [f32],
+        grad_b: &mut [f32],
+    ) -> f64 {
+        // Taken out of the cell and put back rather than used in a closure, so that the step is
+        // compiled inline with the caller's instruction set.
+        let mut buffers = BUFFERS.take();
+        let (rows, n) = (samples.len(), at.b.len());
+        let m = at.w.len() / n;
+        buffers.delta_x.resize(2 * rows * n, 0.0);
+        buffers.y.resize(rows * n, 0.0);
+        buffers.h_dh.resize(2 * rows * m, 0.0);
+        let loss = buffers.compute::<L>(source, samples, present, at, grad_w, grad_b);
+        BUFFERS.set(buffers);
+        loss
     }
 
     /// Loss and gradient of the chunk's samples `samples` (their presence bits in `present`, as
@@ -60,123 +86,112 @@ impl Dense {
     ) -> f64 {
         let (n, m) = (at.b.len(), at.w.len() / at.b.len());
         let rows = samples.len();
-        self.fill_samples::<L::Philox>(source, samples, present, at.step);
+        let (delta, x) = self.delta_x.split_at_mut(rows * n);
+        let (h, dh) = self.h_dh.split_at_mut(rows * m);
+        fill_samples::<L::Philox>(source, samples, present, at.step, x);
         let w = at.w;
-        // H = X Wᵀ; Y = H W + b.
-        product(rows, n, m, &self.x, (n, 1), w, (1, n), 0.0, &mut self.h);
-        for row in self.y.chunks_exact_mut(n) {
-            row.copy_from_slice(at.b);
-        }
-        product(rows, m, n, &self.h, (m, 1), w, (n, 1), 1.0, &mut self.y);
-        // Δ and the loss, sample by sample.
+        // H = X Wᵀ; Y = H W (the bias is added row by row below: the same sum as the product's
+        // C = A B + C would round).
+        product(rows, n, m, x, (n, 1), w, (1, n), 0.0, h);
+        product(rows, m, n, h, (m, 1), w, (n, 1), 0.0, &mut self.y);
+        // Y += b, Δ and the loss, and ∂b = Σ Δ, sample by sample.
         let mut loss = 0.0f64;
-        for ((x, y), delta) in self
-            .x
+        grad_b.fill(0.0);
+        for ((x, y), delta) in x
             .chunks_exact(n)
-            .zip(self.y.chunks_exact(n))
-            .zip(self.delta.chunks_exact_mut(n))
+            .zip(self.y.chunks_exact_mut(n))
+            .zip(delta.chunks_exact_mut(n))
         {
             if at.log {
+                y.iter_mut().zip(at.b).for_each(|(y, b)| *y += b);
                 loss += f64::from(loss_and_delta(at.kind, at.importance, x, y, at.c, delta));
             } else {
-                row_delta::<L>(at.kind, at.importance, x, y, at.c, delta);
+                row_delta::<L>(at.kind, at.importance, x, y, at.b, at.c, delta);
             }
+            grad_b.iter_mut().zip(&*delta).for_each(|(g, d)| *g += d);
         }
-        // dH = Δ Wᵀ; ∂W = Hᵀ Δ + dHᵀ X; ∂b = Σ Δ.
-        product(
-            rows,
-            n,
-            m,
-            &self.delta,
-            (n, 1),
-            w,
-            (1, n),
-            0.0,
-            &mut self.dh,
-        );
+        // dH = Δ Wᵀ; ∂W = [H ; dH]ᵀ [Δ ; X] = Hᵀ Δ + dHᵀ X.
+        product(rows, n, m, delta, (n, 1), w, (1, n), 0.0, dh);
         product(
             m,
-            rows,
+            2 * rows,
             n,
-            &self.h,
+            &self.h_dh,
             (1, m),
-            &self.delta,
+            &self.delta_x,
             (n, 1),
             0.0,
             grad_w,
         );
-        product(m, rows, n, &self.dh, (1, m), &self.x, (n, 1), 1.0, grad_w);
-        grad_b.fill(0.0);
-        for delta in self.delta.chunks_exact(n) {
-            grad_b.iter_mut().zip(delta).for_each(|(g, d)| *g += d);
-        }
         loss
-    }
-
-    /// Writes the samples into the rows of X: zero, then the value of every present feature, the
-    /// value words drawn [`LANES`] groups at a time.
-    #[inline(always)]
-    fn fill_samples<P: PhiloxLanes>(
-        &mut self,
-        source: &FeatureSource,
-        samples: std::ops::Range<u32>,
-        present: &[u32],
-        step: u32,
-    ) {
-        let (n, groups) = (self.x.len() / samples.len(), source.groups());
-        self.x.fill(0.0);
-        let mut indices = [0u32; LANES];
-        let mut targets = [(0usize, 0u64); LANES];
-        let mut count = 0;
-        // Inlined, like the whole chunk, so that `P`'s intrinsics compile with its instruction set.
-        #[inline(always)]
-        fn draw<P: PhiloxLanes>(
-            source: &FeatureSource,
-            step: u32,
-            x: &mut [f32],
-            indices: &[u32; LANES],
-            targets: &[(usize, u64)],
-        ) {
-            let values = source.value_lanes::<P>(step, *indices);
-            for (call, &(at, nibble)) in targets.iter().enumerate() {
-                for (w, word) in values.iter().enumerate() {
-                    if nibble >> w & 1 != 0 {
-                        x[at + w] = source.value(word[call]);
-                    }
-                }
-            }
-        }
-        for s in 0..samples.len() {
-            let first_index = (samples.start + s as u32) * groups as u32;
-            for k in 0..n.div_ceil(64) {
-                let mut rest = source.presence_word(present, s, k);
-                while rest != 0 {
-                    let shift = rest.trailing_zeros() / 4 * 4;
-                    let group = k * 16 + shift as usize / 4;
-                    indices[count] = first_index + group as u32;
-                    targets[count] = (s * n + 4 * group, rest >> shift & 0xF);
-                    rest &= !(0xF << shift);
-                    count += 1;
-                    if count == LANES {
-                        draw::<P>(source, step, &mut self.x, &indices, &targets);
-                        count = 0;
-                    }
-                }
-            }
-        }
-        draw::<P>(source, step, &mut self.x, &indices, &targets[..count]);
     }
 }
 
-/// The Δ row of [`loss_and_delta`] without the loss (what steps whose loss nobody reads need),
-/// eight features at a time in the lanes of `L`, the last n mod 8 one by one: the same bits, in
-/// a loop the compiler cannot vectorize when it also sums the loss in order.
+/// Writes the samples into the rows of `x`: zero, then the value of every present feature, the
+/// value words drawn [`LANES`] groups at a time.
+#[inline(always)]
+fn fill_samples<P: PhiloxLanes>(
+    source: &FeatureSource,
+    samples: std::ops::Range<u32>,
+    present: &[u32],
+    step: u32,
+    x: &mut [f32],
+) {
+    let (n, groups) = (x.len() / samples.len(), source.groups());
+    x.fill(0.0);
+    let mut indices = [0u32; LANES];
+    let mut targets = [(0usize, 0u64); LANES];
+    let mut count = 0;
+    // Inlined, like the whole chunk, so that `P`'s intrinsics compile with its instruction set.
+    #[inline(always)]
+    fn draw<P: PhiloxLanes>(
+        source: &FeatureSource,
+        step: u32,
+        x: &mut [f32],
+        indices: &[u32; LANES],
+        targets: &[(usize, u64)],
+    ) {
+        let values = source.value_lanes::<P>(step, *indices);
+        for (call, &(at, nibble)) in targets.iter().enumerate() {
+            for (w, word) in values.iter().enumerate() {
+                if nibble >> w & 1 != 0 {
+                    x[at + w] = source.value(word[call]);
+                }
+            }
+        }
+    }
+    for s in 0..samples.len() {
+        let first_index = (samples.start + s as u32) * groups as u32;
+        for k in 0..n.div_ceil(64) {
+            let mut rest = source.presence_word(present, s, k);
+            while rest != 0 {
+                let shift = rest.trailing_zeros() / 4 * 4;
+                let group = k * 16 + shift as usize / 4;
+                indices[count] = first_index + group as u32;
+                targets[count] = (s * n + 4 * group, rest >> shift & 0xF);
+                rest &= !(0xF << shift);
+                count += 1;
+                if count == LANES {
+                    draw::<P>(source, step, x, &indices, &targets);
+                    count = 0;
+                }
+            }
+        }
+    }
+    draw::<P>(source, step, x, &indices, &targets[..count]);
+}
+
+/// The Δ row of [`loss_and_delta`] for the pre-activation y + b, without the loss (what steps
+/// whose loss nobody reads need), eight features at a time in the lanes of `L`, the last n mod 8
+/// one by one: the same bits, in a loop the compiler cannot vectorize when it also sums the loss
+/// in order.
 #[inline(always)]
 fn row_delta<L: Lanes>(
     kind: crate::experiment::ModelKind,
     importance: &[f32],
     x: &[f32],
-    y: &[f32],
+    y: &mut [f32],
+    b: &[f32],
     c: f32,
     delta: &mut [f32],
 ) {
@@ -185,9 +200,14 @@ fn row_delta<L: Lanes>(
         |v: &[f32], i: usize| L::from_array(v[i..i + LANES].try_into().expect("eight features"));
     let two_c = L::splat(c + c);
     for i in (0..wide).step_by(LANES) {
-        let (_, d) = output_term(kind, lanes(y, i), lanes(x, i), lanes(importance, i), two_c);
+        let y_b = lanes(y, i) + lanes(b, i);
+        let (_, d) = output_term(kind, y_b, lanes(x, i), lanes(importance, i), two_c);
         delta[i..i + LANES].copy_from_slice(&d.to_array());
     }
+    y[wide..]
+        .iter_mut()
+        .zip(&b[wide..])
+        .for_each(|(y, b)| *y += b);
     let rest = (&importance[wide..], &x[wide..], &y[wide..]);
     loss_and_delta(kind, rest.0, rest.1, rest.2, c, &mut delta[wide..]);
 }
@@ -247,10 +267,12 @@ mod tests {
         let importance: Vec<f32> = (0..n).map(|i| 0.9f32.powi(i as i32)).collect();
         let x: Vec<f32> = (0..n).map(|i| value(i, 0.05).max(0.0)).collect();
         let y: Vec<f32> = (0..n).map(|i| value(i + 5, 0.031)).collect();
+        let b: Vec<f32> = (0..n).map(|i| value(i + 9, 0.017)).collect();
+        let y_b: Vec<f32> = y.iter().zip(&b).map(|(y, b)| y + b).collect();
         for kind in [ModelKind::Relu, ModelKind::Linear] {
             let (mut want, mut got) = (vec![0.0; n], vec![0.0; n]);
-            loss_and_delta(kind, &importance, &x, &y, 1e-3, &mut want);
-            row_delta::<F32x8>(kind, &importance, &x, &y, 1e-3, &mut got);
+            loss_and_delta(kind, &importance, &x, &y_b, 1e-3, &mut want);
+            row_delta::<F32x8>(kind, &importance, &x, &mut y.clone(), &b, 1e-3, &mut got);
             assert!(want.iter().any(|&d| d != 0.0), "{kind:?}");
             assert_eq!(
                 want.iter().map(|d| d.to_bits()).collect::<Vec<_>>(),
