@@ -13,10 +13,7 @@
 //! warps up to 16 per unit), plus a fixed cost per dependent dispatch.
 
 use tms::bench::{standard_workloads, Workload};
-use tms::gpu::abi::{
-    narrow_hidden, NARROW_COLS, NARROW_ROWS, REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH,
-    TILE_THREADS,
-};
+use tms::gpu::abi::{hidden_block, REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH, TILE_THREADS};
 use tms::gpu::register::fits_register;
 use tms::gpu::trainer::{default_kernel, Kernel};
 
@@ -222,14 +219,9 @@ struct TiledShape {
 
 /// The shape the trainer runs for `m` hidden units (src/gpu/trainer.rs).
 fn host_shape(m: usize) -> TiledShape {
-    let square = (TILE as usize, TILE as usize);
     TiledShape {
-        hidden_block: if narrow_hidden(m) {
-            (NARROW_ROWS as usize, NARROW_COLS as usize)
-        } else {
-            square
-        },
-        gradient_block: square,
+        hidden_block: hidden_block(m),
+        gradient_block: (TILE as usize, TILE as usize),
         gradient_slices: 1,
     }
 }

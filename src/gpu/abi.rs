@@ -239,6 +239,16 @@ pub fn narrow_hidden(m: usize) -> bool {
     m.next_multiple_of(NARROW_COLS as usize) < m.next_multiple_of(TILE as usize)
 }
 
+/// The (samples, hidden units) of one block of the tiled path's hidden products for `m` hidden
+/// units: narrow where [`narrow_hidden`], else TILE × TILE.
+pub fn hidden_block(m: usize) -> (usize, usize) {
+    if narrow_hidden(m) {
+        (NARROW_ROWS as usize, NARROW_COLS as usize)
+    } else {
+        (TILE as usize, TILE as usize)
+    }
+}
+
 /// The WGSL text every kernel starts with: the interface structs, the constants, and Philox's
 /// round-key increments (from the generator of [`crate::features`]).
 pub fn prelude() -> String {

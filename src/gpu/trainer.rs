@@ -18,9 +18,9 @@
 //! Shards never interact; each dispatch runs over one shard.
 
 use super::abi::{
-    dispatch_bytes, dispatch_stride, narrow_hidden, shard_bytes, shard_words, Config, Params,
-    ADAM_WG, NARROW_COLS, NARROW_ROWS, REGISTER_WG, SAMPLER_WG, TILE, TILE_COPIES, TILE_DEPTH,
-    TILE_THREADS,
+    dispatch_bytes, dispatch_stride, hidden_block, narrow_hidden, shard_bytes, shard_words, Config,
+    Params, ADAM_WG, NARROW_COLS, NARROW_ROWS, REGISTER_WG, SAMPLER_WG, TILE, TILE_COPIES,
+    TILE_DEPTH, TILE_THREADS,
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
@@ -367,24 +367,14 @@ impl GpuTrainer {
                 let main = gpu.module("tiled.wgsl");
                 let adam = gpu.module("tiled_adam.wgsl");
                 let mut p = vec![gpu.pipeline(&layout, &sampler, "generate")];
+                let (forward, backward) = match narrow_hidden(m) {
+                    true => ("hidden_forward_narrow", "hidden_backward_narrow"),
+                    false => ("hidden_forward", "hidden_backward"),
+                };
                 p.extend(
-                    if narrow_hidden(m) {
-                        [
-                            "hidden_forward_narrow",
-                            "output_delta",
-                            "hidden_backward_narrow",
-                            "gradient",
-                        ]
-                    } else {
-                        [
-                            "hidden_forward",
-                            "output_delta",
-                            "hidden_backward",
-                            "gradient",
-                        ]
-                    }
-                    .iter()
-                    .map(|e| gpu.pipeline(&layout, &main, e)),
+                    [forward, "output_delta", backward, "gradient"]
+                        .iter()
+                        .map(|e| gpu.pipeline(&layout, &main, e)),
                 );
                 p.push(gpu.pipeline(&layout, &adam, "adam_step"));
                 p
@@ -560,15 +550,8 @@ impl GpuTrainer {
             }
             let tiles = |len: usize| len.div_ceil(TILE as usize) as u32;
             // The hidden products' blocks: samples × hidden units.
-            let hidden_grid = if narrow_hidden(m) {
-                (
-                    m.div_ceil(NARROW_COLS as usize) as u32,
-                    batch.div_ceil(NARROW_ROWS as usize) as u32,
-                    count,
-                )
-            } else {
-                (tiles(m), tiles(batch), count)
-            };
+            let (rows, cols) = hidden_block(m);
+            let hidden_grid = (m.div_ceil(cols) as u32, batch.div_ceil(rows) as u32, count);
             let params = self.exp.params_per_instance();
             let adam_groups = (shard.count * params).div_ceil(ADAM_WG as usize);
             let adam_x =
