@@ -92,8 +92,8 @@ impl Dense {
         let w = at.w;
         // H = X Wᵀ; Y = H W (the bias is added row by row below: the same sum as the product's
         // C = A B + C would round).
-        product(rows, n, m, x, (n, 1), w, (1, n), 0.0, h);
-        product(rows, m, n, h, (m, 1), w, (n, 1), 0.0, &mut self.y);
+        product(rows, n, m, x, (n, 1), w, (1, n), h);
+        product(rows, m, n, h, (m, 1), w, (n, 1), &mut self.y);
         // Y += b, Δ and the loss, and ∂b = Σ Δ, sample by sample.
         let mut loss = 0.0f64;
         grad_b.fill(0.0);
@@ -111,7 +111,7 @@ impl Dense {
             grad_b.iter_mut().zip(&*delta).for_each(|(g, d)| *g += d);
         }
         // dH = Δ Wᵀ; ∂W = [H ; dH]ᵀ [Δ ; X] = Hᵀ Δ + dHᵀ X.
-        product(rows, n, m, delta, (n, 1), w, (1, n), 0.0, dh);
+        product(rows, n, m, delta, (n, 1), w, (1, n), dh);
         product(
             m,
             2 * rows,
@@ -120,7 +120,6 @@ impl Dense {
             (1, m),
             &self.delta_x,
             (n, 1),
-            0.0,
             grad_w,
         );
         loss
@@ -212,7 +211,7 @@ fn row_delta<L: Lanes>(
     loss_and_delta(kind, rest.0, rest.1, rest.2, c, &mut delta[wide..]);
 }
 
-/// C = A B + beta · C for row-major C (rows × cols), A (rows × inner) and B (inner × cols) given
+/// C = A B for row-major C (rows × cols), A (rows × inner) and B (inner × cols) given
 /// by their (row, column) strides in their slices.
 #[allow(clippy::too_many_arguments)]
 fn product(
@@ -223,7 +222,6 @@ fn product(
     (a_row, a_col): (usize, usize),
     b: &[f32],
     (b_row, b_col): (usize, usize),
-    beta: f32,
     c: &mut [f32],
 ) {
     let last = |r: usize, k: usize, rs: usize, cs: usize| (r - 1) * rs + (k - 1) * cs;
@@ -244,7 +242,7 @@ fn product(
             b.as_ptr(),
             b_row as isize,
             b_col as isize,
-            beta,
+            0.0,
             c.as_mut_ptr(),
             cols as isize,
             1,
