@@ -13,7 +13,7 @@
 //! the matrix path of `dense` instead (see [`MATRIX_PATH_ABOVE_BYTES`]).
 
 use crate::experiment::{Experiment, ModelKind};
-use crate::features::{FeatureSource, LANES};
+use crate::features::{FeatureSource, CHUNK_FEATURES, LANES};
 use crate::model::{backward, forward_over, output_delta, zero_sample, Scratch};
 use crate::optim::{adam_update, step_table, AdamHyper};
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
@@ -156,8 +156,8 @@ impl Chunks {
 ///
 /// A step of a chunk runs in two phases: (1) the presence of every feature of every sample as bits,
 /// from batched Philox calls; (2) one pass over the samples that are not all zero, eight at a time
-/// with one sample per SIMD lane: their value words (batched the same way, only for groups with a
-/// present feature) go straight into the block, and the block's forward and backward passes run over
+/// with one sample per SIMD lane: their value words (batched the same way, only the value calls
+/// of the present features) go straight into the block, and the block's forward and backward passes run over
 /// the columns present in any lane. All-zero samples only touch the bias gradient and are added in
 /// closed form.
 struct Chunk<L> {
@@ -186,12 +186,13 @@ struct Chunk<L> {
     dense: bool,
 }
 
-/// Value words waiting to be drawn: up to [`LANES`] groups of the current block, each with its lane,
-/// its group and the presence bits of its four features.
+/// Value calls waiting to be made: up to [`LANES`] calls of the current block
+/// ([`FeatureSource::value_calls`]), each with its lane, its chunk's first feature and the presence
+/// bits (in the chunk) of the features it serves.
 #[derive(Default)]
 struct PendingValues {
     indices: [u32; LANES],
-    targets: [(usize, usize, u64); LANES],
+    targets: [(usize, usize, u32); LANES],
     count: usize,
 }
 
@@ -291,7 +292,7 @@ impl<L: Lanes> Chunk<L> {
         let (f32s, u32s, u64s, usizes, lanes) = (4, 4, 8, 8, std::mem::size_of::<F32x8>());
         let bytes = rows * n * f32s // grad_w
             + n * f32s // grad_b
-            + ((len * n.div_ceil(4)).div_ceil(LANES) + 2) * u32s // present
+            + ((len * n.div_ceil(CHUNK_FEATURES)).div_ceil(LANES) * LANES / 2 + 2) * u32s // present
             + bn * lanes // x
             + words * u64s // block_bits
             + bn * usizes // columns
@@ -316,7 +317,7 @@ impl<L: Lanes> Chunk<L> {
             ..
         } = at;
         let n = b.len();
-        let (groups, words) = (self.source.groups(), self.source.presence_words());
+        let (chunks, words) = (self.source.chunks(), self.source.presence_words());
         // Phase 1: presence bits (any other distribution's by its rules, from the same mask words).
         if self.source.is_plain() {
             self.source
@@ -353,17 +354,15 @@ impl<L: Lanes> Chunk<L> {
                 continue;
             }
             live += 1;
-            let first_index = (self.samples.start + s as u32) * groups as u32;
             for k in 0..words {
-                let word = self.source.presence_word(&self.present, s, k);
-                self.block_bits[k] |= word;
-                let mut rest = word;
-                while rest != 0 {
-                    let shift = rest.trailing_zeros() / 4 * 4;
-                    rest &= !(0xF << shift);
-                    let group = k * 16 + shift as usize / 4;
-                    pending.indices[pending.count] = first_index + group as u32;
-                    pending.targets[pending.count] = (lane, group, word >> shift & 0xF);
+                self.block_bits[k] |= self.source.presence_word(&self.present, s, k);
+            }
+            let sample = self.samples.start + s as u32;
+            for c in 0..chunks {
+                let bits = self.source.chunk_bits(&self.present, s, c);
+                for (index, served) in self.source.value_calls(sample, c, bits) {
+                    pending.indices[pending.count] = index;
+                    pending.targets[pending.count] = (lane, CHUNK_FEATURES * c, served);
                     pending.count += 1;
                     if pending.count == LANES {
                         self.draw_values(step, &mut pending);
@@ -418,11 +417,13 @@ impl<L: Lanes> Chunk<L> {
         // Every word to its value first (branch-free, so vectorized), then the present ones in place.
         let words = self.source.value_lanes::<L::Philox>(step, pending.indices);
         let values = words.map(|word| word.map(|word| self.source.value(word)));
-        for (call, &(lane, group, nibble)) in pending.targets[..pending.count].iter().enumerate() {
-            let mut rest = nibble;
-            while rest != 0 {
-                let w = rest.trailing_zeros() as usize;
-                self.x[4 * group + w].set(lane, values[w][call]);
+        for (call, &(lane, first, served)) in pending.targets[..pending.count].iter().enumerate() {
+            let mut rest = served;
+            for value in &values {
+                if rest == 0 {
+                    break;
+                }
+                self.x[first + rest.trailing_zeros() as usize].set(lane, value[call]);
                 rest &= rest - 1;
             }
         }

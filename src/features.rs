@@ -11,23 +11,32 @@
 //! which WGSL builds from 16-bit halves) and xors, and passes BigCrush with 7 rounds; we use the
 //! standard 10.
 //!
-//! Layout of one Philox call (four 32-bit words out):
-//! - key = (seed low 32 bits, seed high 32 bits);
-//! - counter = (sample · groups + group, step, instance, stream), where features are taken four at a
-//!   time (`group` = feature / 4, `groups` = ⌈n / 4⌉) and the four output words belong to features
-//!   4·group + 0..3.
-//! - stream [`Stream::TrainMask`] gives presence: feature present iff word ≤ `presence_threshold(density)`;
-//!   stream [`Stream::TrainValue`] gives values: (word >> 8) · 2⁻²⁴, exactly uniform on [0, 1) in f32.
-//!   The evaluation batch uses the Eval streams with step 0, and initial weights the Init stream.
+//! Layout of the Philox calls (four 32-bit words out each), with key = (seed low 32 bits, seed high
+//! 32 bits) and counter = (index, step, instance, stream). A sample's features are taken sixteen at
+//! a time in *chunks* (chunk c holds features 16c .. 16c + 15, `chunks` = ⌈n / 16⌉) and four at a
+//! time in *groups* (`groups` = ⌈n / 4⌉; chunk c is groups 4c .. 4c + 3):
+//! - presence ([`Stream::TrainPresence`]): one call per chunk, index sample · chunks + c. Feature
+//!   16c + 4w + j reads byte j (bits 8j .. 8j + 7) of word w, b. With the density's threshold t
+//!   (`presence_threshold`) split as t = t_hi · 2²⁴ + t_lo, the feature is present iff b < t_hi, or
+//!   b = t_hi and M >> 8 ≤ t_lo, where M is the feature's *mask word*: word f mod 4 of the call of
+//!   index sample · groups + f / 4 in [`Stream::TrainMask`]. That is, present iff the 32-bit word
+//!   b · 2²⁴ + (M >> 8) ≤ t: uniform on 2³² values, so each feature is present independently with
+//!   probability exactly (t + 1) / 2³², and the mask call is made only on a tie (1 byte in 256).
+//!   Sixteen features per call instead of four: the cost of sparse data is mostly these calls;
+//! - values ([`Stream::TrainValue`]): the present features of a chunk take value words in order: the
+//!   k-th present one (k from 0) reads word k mod 4 of the call of index sample · groups + 4c + k / 4.
+//!   A chunk with p present features makes ⌈p / 4⌉ value calls (none when p = 0). The value of a word
+//!   is (word >> 8) · 2⁻²⁴, exactly uniform on [0, 1) in f32.
 //!
-//! Value words are only needed where a mask word said "present"; both trainers skip the value call
-//! for groups of four absent features, which is what makes very sparse data cheap.
+//! The evaluation batch uses the Eval streams with step 0, sparse autoencoders the Sae streams, and
+//! initial weights the Init stream.
 //!
 //! ## Feature sets, value distributions and exactly-K samples ([`Distribution`])
 //!
-//! The default distribution (independent features, values uniform) is exactly the layout above.
-//! The others reuse the same two words per feature, the mask word and the value word of the same
-//! counters, so every kind is still a pure function of the counters:
+//! Independent features (no set, no exactly-K; values of any kind) are exactly the layout above.
+//! Sets and exactly-K decide presence from the features' full 32-bit mask words M instead (every mask
+//! call of the sample is made) and take value words as above, so every kind is still a pure
+//! function of the counters:
 //! - a set ([`FeatureSet`]) covers consecutive features; its presence is decided by the mask words
 //!   of its first members: `correlated`: every member is present iff the first member's mask word
 //!   ≤ threshold (one shared draw; values stay independent); `anticorrelated`, mode `paper`: the set
@@ -48,9 +57,10 @@
 //!   for any model): 2u − 1 of the uniform value u, exactly uniform on the multiples of 2⁻²³ in
 //!   [−1, 1).
 //!
-//! The CPU trainer draws the mask words of every distribution batched, applies the rules above to
-//! them sample by sample ([`FeatureSource::presence_general`], the rules being the very function
-//! [`FeatureSource::sample`] uses), then draws the values batched as for the default one; the
+//! The CPU trainer draws the presence bytes ([`FeatureSource::presence`]), or for sets and
+//! exactly-K the mask words ([`FeatureSource::presence_general`], applying the very rules
+//! [`FeatureSource::sample`] uses), batched eight calls at a time into a stream of presence bits,
+//! then the value words of every chunk ([`FeatureSource::value_calls`]) batched the same way; the
 //! kernels branch on the shard's layout words ([`Distribution::layout_words`]).
 
 use serde::{Deserialize, Serialize};
@@ -147,21 +157,29 @@ pub trait PhiloxLanes {
     /// [`philox4x32_10_lanes`].
     fn words(first: [u32; LANES], rest: [u32; 3], key: [u32; 2]) -> [[u32; LANES]; 4];
 
-    /// The presence bits of the call's eight groups as [`FeatureSource::presence`] packs them:
-    /// bit 4·lane + word is set iff `words(..)[word][lane]` ≤ `threshold`.
+    /// The presence bytes of the call's eight chunks against `top` (the threshold's top byte), as
+    /// [`FeatureSource::presence`] packs them: (below, equal), where bit 16·(lane % 2) + 4·w + j of
+    /// word lane / 2 is set iff byte j of `words(..)[w][lane]` is < `top`, or = `top`.
     #[inline(always)]
-    fn presence_bits(first: [u32; LANES], rest: [u32; 3], key: [u32; 2], threshold: u32) -> u32 {
-        let mask = Self::words(first, rest, key);
-        let mut nibbles = [0u32; LANES];
-        for (w, words) in mask.iter().enumerate() {
-            for (nibble, &word) in nibbles.iter_mut().zip(words) {
-                *nibble |= u32::from(word <= threshold) << w;
+    fn presence_bytes(
+        first: [u32; LANES],
+        rest: [u32; 3],
+        key: [u32; 2],
+        top: u32,
+    ) -> ([u32; LANES / 2], [u32; LANES / 2]) {
+        let words = Self::words(first, rest, key);
+        let (mut below, mut equal) = ([0u32; LANES / 2], [0u32; LANES / 2]);
+        for (w, lanes) in words.iter().enumerate() {
+            for (l, &word) in lanes.iter().enumerate() {
+                for j in 0..4 {
+                    let byte = word >> (8 * j) & 0xFF;
+                    let bit = 16 * (l % 2) + 4 * w + j;
+                    below[l / 2] |= u32::from(byte < top) << bit;
+                    equal[l / 2] |= u32::from(byte == top) << bit;
+                }
             }
         }
-        for (l, nibble) in nibbles.iter_mut().enumerate() {
-            *nibble <<= 4 * l;
-        }
-        nibbles.iter().fold(0, |bits, &nibble| bits | nibble)
+        (below, equal)
     }
 }
 
@@ -189,6 +207,11 @@ pub enum Stream {
     SaeValue = 6,
     /// Initial SAE weights and the draws of dead-latent resampling.
     SaeInit = 7,
+    /// The presence bytes of the training, evaluation and SAE data (the mask streams above then
+    /// only break ties, and give sets and exactly-K their words).
+    TrainPresence = 8,
+    EvalPresence = 9,
+    SaePresence = 10,
 }
 
 /// The Philox key for a seed.
@@ -344,12 +367,11 @@ impl Distribution {
         &self.sets[..self.set_count]
     }
 
-    /// Whether this is the default distribution, which both trainers draw on their fast path
-    /// (with uniform values, or signed ones: the same words, mapped by [`Distribution::value`]).
+    /// Whether every feature is present independently at the density (no dependent set, no
+    /// exactly-K; values of any kind): then presence comes from the presence bytes, which both
+    /// trainers draw on their fast path.
     pub fn is_plain(&self) -> bool {
-        matches!(self.values, Values::Uniform | Values::Signed)
-            && self.exactly_k == 0
-            && self.sets().iter().all(|s| s.kind == SetKind::Independent)
+        self.exactly_k == 0 && self.sets().iter().all(|s| s.kind == SetKind::Independent)
     }
 
     /// The (first feature, kind, size) of every set that is not independent.
@@ -426,6 +448,9 @@ pub fn signed_float(word: u32) -> f32 {
     (word >> 8) as f32 * (1.0 / 8_388_608.0) - 1.0
 }
 
+/// Features per presence call: sixteen, a byte each (see the module documentation).
+pub const CHUNK_FEATURES: usize = 16;
+
 /// Generates batches of one instance: a sample of n features at a time, from the counters alone.
 #[derive(Clone, Copy, Debug)]
 pub struct FeatureSource {
@@ -433,6 +458,7 @@ pub struct FeatureSource {
     instance: u32,
     threshold: u32,
     features: usize,
+    presence_stream: Stream,
     mask_stream: Stream,
     value_stream: Stream,
     distribution: Distribution,
@@ -441,54 +467,32 @@ pub struct FeatureSource {
 impl FeatureSource {
     /// The training data of `instance`: a fresh batch every step.
     pub fn train(seed: u64, instance: u32, density: f64, features: usize) -> Self {
-        Self::new(
-            seed,
-            instance,
-            density,
-            features,
-            Stream::TrainMask,
-            Stream::TrainValue,
-        )
+        let streams = [Stream::TrainPresence, Stream::TrainMask, Stream::TrainValue];
+        Self::new(seed, instance, density, features, streams)
     }
 
     /// The held-out evaluation data of `instance` (step 0 of its own streams, never used for training).
     pub fn eval(seed: u64, instance: u32, density: f64, features: usize) -> Self {
-        Self::new(
-            seed,
-            instance,
-            density,
-            features,
-            Stream::EvalMask,
-            Stream::EvalValue,
-        )
+        let streams = [Stream::EvalPresence, Stream::EvalMask, Stream::EvalValue];
+        Self::new(seed, instance, density, features, streams)
     }
 
     /// The data a sparse autoencoder on `instance` trains on: the instance's own distribution,
     /// drawn from streams of its own (the toy model's training batches are not reused).
     pub fn sae(seed: u64, instance: u32, density: f64, features: usize) -> Self {
-        Self::new(
-            seed,
-            instance,
-            density,
-            features,
-            Stream::SaeMask,
-            Stream::SaeValue,
-        )
+        let streams = [Stream::SaePresence, Stream::SaeMask, Stream::SaeValue];
+        Self::new(seed, instance, density, features, streams)
     }
 
-    fn new(
-        seed: u64,
-        instance: u32,
-        density: f64,
-        features: usize,
-        mask_stream: Stream,
-        value_stream: Stream,
-    ) -> Self {
+    /// The source of the (presence, mask, value) `streams`.
+    fn new(seed: u64, instance: u32, density: f64, features: usize, streams: [Stream; 3]) -> Self {
+        let [presence_stream, mask_stream, value_stream] = streams;
         FeatureSource {
             key: seed_key(seed),
             instance,
             threshold: presence_threshold(density),
             features,
+            presence_stream,
             mask_stream,
             value_stream,
             distribution: Distribution::default(),
@@ -509,14 +513,20 @@ impl FeatureSource {
         }
     }
 
-    /// Whether this source draws the default distribution (the trainers' batched path).
+    /// Whether features are present independently (presence from the presence bytes: the trainers'
+    /// fast path; see [`Distribution::is_plain`]).
     pub fn is_plain(&self) -> bool {
         self.distribution.is_plain()
     }
 
-    /// Number of four-feature groups per sample.
+    /// Number of four-feature groups per sample (mask and value calls are indexed by group).
     pub fn groups(&self) -> usize {
         self.features.div_ceil(4)
+    }
+
+    /// Number of sixteen-feature chunks per sample (one presence call each).
+    pub fn chunks(&self) -> usize {
+        self.features.div_ceil(CHUNK_FEATURES)
     }
 
     /// 64-bit words of presence bits per sample (⌈n / 64⌉).
@@ -524,19 +534,20 @@ impl FeatureSource {
         self.features.div_ceil(64)
     }
 
-    /// Length of the presence stream of `samples` samples (see [`FeatureSource::presence`]): one
-    /// word per Philox call, and two words of padding read by [`FeatureSource::presence_word`].
+    /// Length of the presence stream of `samples` samples (see [`FeatureSource::presence`]): 16 bits
+    /// per chunk in whole calls of [`LANES`] chunks, and two words of padding read by
+    /// [`FeatureSource::presence_word`].
     pub fn presence_stream_len(&self, samples: usize) -> usize {
-        (samples * self.groups()).div_ceil(LANES) + 2
+        (samples * self.chunks()).div_ceil(LANES) * LANES / 2 + 2
     }
 
-    /// Presence of every feature of the samples `samples` at `step`, as a stream of bits batched
-    /// [`LANES`] Philox calls at a time: bit 4·(index − first) + w of the stream (bit b is bit b % 32
-    /// of `stream[b / 32]`) is set iff feature w of the group whose counter first word is `index`
-    /// is present, where first = samples.start · groups. As the counter first word is
-    /// sample · groups + group, the bits of one sample are contiguous: feature f of local sample s is
-    /// bit 4·groups·s + f. One call's eight groups are one word of the stream, packed in vector registers.
-    /// `P` computes the Philox calls (the same bits whichever it is).
+    /// Presence of every feature of the samples `samples` at `step`, as a stream of bits, from the
+    /// presence bytes of [`LANES`] chunks per call: feature f of local sample s is bit
+    /// 16 · chunks · s + f of the stream (bit b is bit b % 32 of `stream[b / 32]`), so chunk c of
+    /// local sample s is the 16 bits from 16 · (chunks · s + c). Bits of the features past n in a
+    /// sample's last chunk are meaningless: [`FeatureSource::presence_word`] and
+    /// [`FeatureSource::chunk_bits`] clear them. `P` computes the Philox calls (the same bits
+    /// whichever it is); the rare ties are settled by [`FeatureSource::break_ties`].
     #[inline(always)]
     pub fn presence<P: PhiloxLanes>(
         &self,
@@ -544,31 +555,56 @@ impl FeatureSource {
         samples: std::ops::Range<u32>,
         stream: &mut [u32],
     ) {
-        let groups = self.groups() as u32;
-        let (start, end) = (samples.start * groups, samples.end * groups);
+        let chunks = self.chunks() as u32;
+        let (start, end) = (samples.start * chunks, samples.end * chunks);
         let calls = (end - start).div_ceil(LANES as u32) as usize;
-        let mut first = [start; LANES];
-        for (l, f) in first.iter_mut().enumerate() {
-            *f += l as u32;
-        }
-        for word in &mut stream[..calls] {
-            *word = P::presence_bits(
-                first,
-                [step, self.instance, self.mask_stream as u32],
-                self.key,
-                self.threshold,
-            );
+        let rest = [step, self.instance, self.presence_stream as u32];
+        let top = self.threshold >> 24;
+        let mut first: [u32; LANES] = std::array::from_fn(|l| start + l as u32);
+        for out in stream[..calls * LANES / 2].chunks_exact_mut(LANES / 2) {
+            let (below, ties) = P::presence_bytes(first, rest, self.key, top);
+            out.copy_from_slice(&below);
+            if ties != [0; LANES / 2] {
+                self.break_ties(step, first[0], ties, out);
+            }
             for f in &mut first {
                 *f += LANES as u32;
             }
         }
     }
 
-    /// Word `k` of the presence bits of local sample `s` in a stream from [`FeatureSource::presence`]:
-    /// bit j is set iff feature 64·k + j is present (features past n read as absent).
+    /// Settles the ties of one call of [`FeatureSource::presence`] whose first chunk index
+    /// (sample · chunks + chunk) is `first`: sets the bit of every tied feature that is present.
+    #[inline(never)]
+    fn break_ties(&self, step: u32, first: u32, ties: [u32; LANES / 2], out: &mut [u32]) {
+        let chunks = self.chunks() as u32;
+        for (k, &word) in ties.iter().enumerate() {
+            let mut rest = word;
+            while rest != 0 {
+                let bit = rest.trailing_zeros();
+                rest &= rest - 1;
+                let index = first + 2 * k as u32 + bit / 16;
+                let feature = (index % chunks) as usize * CHUNK_FEATURES + (bit % 16) as usize;
+                if feature < self.features && self.tie_present(step, index / chunks, feature) {
+                    out[k] |= 1 << bit;
+                }
+            }
+        }
+    }
+
+    /// Whether `feature` of `sample`, whose presence byte equals the threshold's top byte, is
+    /// present: its mask word's top 24 bits against the threshold's low 24 (no call when every
+    /// value passes).
+    fn tie_present(&self, step: u32, sample: u32, feature: usize) -> bool {
+        let low = self.threshold & 0xFF_FFFF;
+        low == 0xFF_FFFF || self.mask_words(step, sample, feature / 4)[feature % 4] >> 8 <= low
+    }
+
+    /// Word `k` of the presence bits of local sample `s` in a presence stream: bit j is set iff
+    /// feature 64·k + j is present (features past n read as absent).
     #[inline(always)]
     pub fn presence_word(&self, stream: &[u32], s: usize, k: usize) -> u64 {
-        let bit = 4 * self.groups() * s + 64 * k;
+        let bit = CHUNK_FEATURES * self.chunks() * s + 64 * k;
         let (i, shift) = (bit / 32, bit % 32);
         let window = u128::from(stream[i])
             | u128::from(stream[i + 1]) << 32
@@ -580,8 +616,45 @@ impl FeatureSource {
         }
     }
 
-    /// The value words of [`LANES`] groups at `step` whose counter first words (sample · groups +
-    /// group) are `indices`: words[word][lane] for feature 4 · group + word, computed by `P`.
+    /// The presence bits of chunk `c` of local sample `s` in a presence stream: bit i is set iff
+    /// feature 16·c + i is present (features past n read as absent).
+    #[inline(always)]
+    pub fn chunk_bits(&self, stream: &[u32], s: usize, c: usize) -> u32 {
+        let index = self.chunks() * s + c;
+        let bits = stream[index / 2] >> (16 * (index % 2)) & 0xFFFF;
+        match self.features - CHUNK_FEATURES * c {
+            left if left >= CHUNK_FEATURES => bits,
+            left => bits & ((1 << left) - 1),
+        }
+    }
+
+    /// The value calls of chunk `chunk` of `sample`, whose presence bits are `bits` (bit i for
+    /// feature 16·chunk + i): for each call, its counter's first word and the bits of the present
+    /// features it serves (ranks 4q .. 4q + 3 in the chunk: word j of the call to the j-th of them).
+    #[inline(always)]
+    pub fn value_calls(
+        &self,
+        sample: u32,
+        chunk: usize,
+        bits: u32,
+    ) -> impl Iterator<Item = (u32, u32)> {
+        let first = sample * self.groups() as u32 + 4 * chunk as u32;
+        let mut rest = bits;
+        (first..).map_while(move |index| {
+            (rest != 0).then(|| {
+                let mut after = rest;
+                for _ in 0..4 {
+                    after &= after.wrapping_sub(1);
+                }
+                let served = rest & !after;
+                rest = after;
+                (index, served)
+            })
+        })
+    }
+
+    /// The value words of [`LANES`] value calls at `step` whose counter first words are
+    /// `indices` (from [`FeatureSource::value_calls`]): words[word][lane], computed by `P`.
     #[inline(always)]
     pub fn value_lanes<P: PhiloxLanes>(
         &self,
@@ -596,44 +669,50 @@ impl FeatureSource {
     }
 
     /// Writes sample `sample` of step `step` into `x` (length n) and returns how many features are
-    /// present (zero means the whole sample is zero).
-    #[inline]
+    /// present (zero means the whole sample is zero). The reference the batched paths and the
+    /// kernels are tested against: presence into `x` as 1 / 0 first, then the values chunk by chunk.
     pub fn sample(&self, step: u32, sample: u32, x: &mut [f32]) -> usize {
-        debug_assert_eq!(x.len(), self.features);
-        if !self.is_plain() {
-            return self.sample_general(step, sample, x);
-        }
-        let groups = self.groups() as u32;
-        let mut present = 0;
-        for (group, chunk) in x.chunks_mut(4).enumerate() {
-            let index = sample * groups + group as u32;
-            let mask = philox4x32_10(
-                [index, step, self.instance, self.mask_stream as u32],
-                self.key,
-            );
-            let live = |lane: usize| mask[lane] <= self.threshold;
-            if (0..chunk.len()).any(live) {
-                let value = philox4x32_10(
-                    [index, step, self.instance, self.value_stream as u32],
-                    self.key,
-                );
-                for (lane, out) in chunk.iter_mut().enumerate() {
-                    *out = if live(lane) {
-                        self.value(value[lane])
-                    } else {
-                        0.0
-                    };
-                    present += usize::from(live(lane));
+        assert_eq!(x.len(), self.features);
+        let mark = |present: bool| f32::from(u8::from(present));
+        if self.is_plain() {
+            let (chunks, top) = (self.chunks() as u32, self.threshold >> 24);
+            for (c, chunk) in x.chunks_mut(CHUNK_FEATURES).enumerate() {
+                let index = sample * chunks + c as u32;
+                let counter = [index, step, self.instance, self.presence_stream as u32];
+                let bytes = philox4x32_10(counter, self.key);
+                for (i, out) in chunk.iter_mut().enumerate() {
+                    let byte = bytes[i / 4] >> (8 * (i % 4)) & 0xFF;
+                    let feature = CHUNK_FEATURES * c + i;
+                    *out =
+                        mark(byte < top || byte == top && self.tie_present(step, sample, feature));
                 }
-            } else {
-                chunk.fill(0.0);
+            }
+        } else {
+            let words: Vec<u32> = (0..self.groups())
+                .flat_map(|group| self.mask_words(step, sample, group))
+                .collect();
+            self.present_features(&words, |feature, present| x[feature] = mark(present));
+        }
+        let mut present = 0;
+        for (c, chunk) in x.chunks_mut(CHUNK_FEATURES).enumerate() {
+            let bits =
+                (chunk.iter().enumerate()).fold(0, |bits, (i, &v)| bits | u32::from(v != 0.0) << i);
+            present += bits.count_ones() as usize;
+            for (index, served) in self.value_calls(sample, c, bits) {
+                let counter = [index, step, self.instance, self.value_stream as u32];
+                let mut rest = served;
+                for word in philox4x32_10(counter, self.key) {
+                    if rest == 0 {
+                        break;
+                    }
+                    chunk[rest.trailing_zeros() as usize] = self.value(word);
+                    rest &= rest - 1;
+                }
             }
         }
         present
     }
-}
 
-impl FeatureSource {
     /// The four mask words of group `group` of `sample`.
     fn mask_words(&self, step: u32, sample: u32, group: usize) -> [u32; 4] {
         let index = sample * self.groups() as u32 + group as u32;
@@ -643,44 +722,11 @@ impl FeatureSource {
         )
     }
 
-    /// [`FeatureSource::sample`] for any [`Distribution`] (the module documentation gives the
-    /// rules; `shaders/common.wgsl` follows this function): presence into `x` as 1/0 first, then
-    /// the values of the present features, one value call per group with a present feature.
-    fn sample_general(&self, step: u32, sample: u32, x: &mut [f32]) -> usize {
-        let n = self.features;
-        let words: Vec<u32> = (0..self.groups())
-            .flat_map(|group| self.mask_words(step, sample, group))
-            .collect();
-        x.fill(0.0);
-        self.present_features(&words, |feature, present| {
-            x[feature] = f32::from(u8::from(present));
-        });
-        let mut present = 0;
-        for (group, chunk) in x.chunks_mut(4).enumerate() {
-            if chunk.iter().all(|&v| v == 0.0) {
-                continue;
-            }
-            let index = sample * self.groups() as u32 + group as u32;
-            let value = philox4x32_10(
-                [index, step, self.instance, self.value_stream as u32],
-                self.key,
-            );
-            for (lane, out) in chunk.iter_mut().enumerate() {
-                if *out != 0.0 {
-                    *out = self.value(value[lane]);
-                    present += 1;
-                }
-            }
-        }
-        debug_assert!(n == x.len());
-        present
-    }
-
-    /// The distribution's presence rules (see the module documentation) for one sample whose mask
-    /// words are `words` (4 per group, word f for feature f): calls `mark(feature, present)` for
-    /// every feature, in order, then again for the members of each dependent set (the later call
-    /// wins). Shared by [`FeatureSource::sample`] and the CPU trainer's batched
-    /// [`FeatureSource::presence_general`].
+    /// The distribution's presence rules for sets and exactly-K (see the module documentation)
+    /// for one sample whose mask words are `words` (4 per group, word f for feature f): calls
+    /// `mark(feature, present)` for every feature, in order, then again for the members of each
+    /// dependent set (the later call wins). Shared by [`FeatureSource::sample`] and the CPU
+    /// trainer's batched [`FeatureSource::presence_general`].
     #[inline]
     fn present_features(&self, words: &[u32], mut mark: impl FnMut(usize, bool)) {
         let dist = &self.distribution;
@@ -716,10 +762,10 @@ impl FeatureSource {
         }
     }
 
-    /// [`FeatureSource::presence`] for any distribution: the mask words of each sample drawn
+    /// [`FeatureSource::presence`] for sets and exactly-K: the mask words of each sample drawn
     /// [`LANES`] groups per call by `P` into `words` (4 · groups of them), then the
-    /// distribution's rules, packed the same way (bit 4·groups·s + f of the stream for feature f of
-    /// local sample s).
+    /// distribution's rules, packed the same way (bit 16 · chunks · s + f of the stream for feature
+    /// f of local sample s).
     #[inline(always)]
     pub fn presence_general<P: PhiloxLanes>(
         &self,
@@ -744,7 +790,7 @@ impl FeatureSource {
                     }
                 }
             }
-            let first_bit = 4 * groups * local;
+            let first_bit = CHUNK_FEATURES * self.chunks() * local;
             self.present_features(words, |feature, present| {
                 let (i, bit) = ((first_bit + feature) / 32, (first_bit + feature) % 32);
                 stream[i] = stream[i] & !(1 << bit) | u32::from(present) << bit;
@@ -842,23 +888,88 @@ mod tests {
             let scalar = philox4x32_10([f, 5, 6, 7], key);
             assert_eq!([lanes[0][l], lanes[1][l], lanes[2][l], lanes[3][l]], scalar);
         }
-        let (n, samples) = (9, 3..14u32);
-        let source = FeatureSource::train(3, 1, 0.4, n);
-        let mut present = vec![0u32; source.presence_stream_len(samples.len())];
-        source.presence::<Portable>(2, samples.clone(), &mut present);
+    }
+
+    /// Sample `sample` of the training data written straight from the module documentation's
+    /// layout, feature by feature: present iff the 32-bit word (presence byte · 2²⁴ + mask word's
+    /// top 24 bits) ≤ the threshold; the k-th present feature of a chunk reads word k mod 4 of value
+    /// call sample · groups + 4 · chunk + k / 4.
+    fn layout_sample(
+        seed: u64,
+        instance: u32,
+        density: f64,
+        n: usize,
+        step: u32,
+        sample: u32,
+    ) -> Vec<f32> {
+        let (key, threshold) = (seed_key(seed), presence_threshold(density));
+        let (chunks, groups) = (n.div_ceil(16) as u32, n.div_ceil(4) as u32);
+        let call =
+            |index: u32, stream: Stream| philox4x32_10([index, step, instance, stream as u32], key);
+        let mut present = vec![false; n];
         let mut x = vec![0.0; n];
-        for (k, s) in samples.enumerate() {
-            source.sample(2, s, &mut x);
-            let want = x
-                .iter()
-                .enumerate()
-                .fold(0u64, |bits, (f, &v)| bits | u64::from(v != 0.0) << f);
-            assert_eq!(source.presence_word(&present, k, 0), want, "sample {s}");
-            let indices = std::array::from_fn(|g| s * 3 + (g as u32).min(2));
-            let words = source.value_lanes::<Portable>(2, indices);
-            for (f, &v) in x.iter().enumerate() {
-                if v != 0.0 {
-                    assert_eq!(unit_float(words[f % 4][f / 4]), v);
+        for f in 0..n {
+            let (c, i) = (f / 16, f % 16);
+            let byte = call(sample * chunks + c as u32, Stream::TrainPresence)[i / 4]
+                >> (8 * (i % 4))
+                & 0xFF;
+            let mask = call(sample * groups + f as u32 / 4, Stream::TrainMask)[f % 4];
+            present[f] = (byte << 24 | mask >> 8) <= threshold;
+            if present[f] {
+                let rank = (16 * c..f).filter(|&g| present[g]).count() as u32;
+                let word = call(
+                    sample * groups + 4 * c as u32 + rank / 4,
+                    Stream::TrainValue,
+                )[rank as usize % 4];
+                x[f] = unit_float(word);
+            }
+        }
+        x
+    }
+
+    /// [`FeatureSource::sample`] and the batched presence and value calls give the layout's samples,
+    /// at densities with ties refined by the mask word (0.3), decided by the byte alone (1) and
+    /// made of ties only (1e-4), over one, two and three chunks.
+    #[test]
+    fn samples_follow_the_documented_layout() {
+        for (n, density) in [
+            (9, 0.3),
+            (20, 0.3),
+            (37, 0.3),
+            (37, 1.0),
+            (20, 1e-4),
+            (64, 0.05),
+        ] {
+            let samples = 3..260u32;
+            let source = FeatureSource::train(3, 1, density, n);
+            let mut present = vec![0u32; source.presence_stream_len(samples.len())];
+            source.presence::<Portable>(2, samples.clone(), &mut present);
+            let mut x = vec![0.0; n];
+            for (local, s) in samples.enumerate() {
+                let want = layout_sample(3, 1, density, n, 2, s);
+                let count = source.sample(2, s, &mut x);
+                assert_eq!(x, want, "n {n} density {density} sample {s}");
+                let bits = (0..n.div_ceil(64))
+                    .map(|k| source.presence_word(&present, local, k).count_ones())
+                    .sum::<u32>();
+                assert_eq!(bits as usize, count, "n {n} density {density} sample {s}");
+                for c in 0..source.chunks() {
+                    let bits = source.chunk_bits(&present, local, c);
+                    for (index, served) in source.value_calls(s, c, bits) {
+                        let words = source.value_lanes::<Portable>(2, [index; LANES]);
+                        let mut rest = served;
+                        for word in words {
+                            if rest != 0 {
+                                let f = 16 * c + rest.trailing_zeros() as usize;
+                                assert_eq!(
+                                    unit_float(word[0]),
+                                    want[f],
+                                    "n {n} sample {s} feature {f}"
+                                );
+                                rest &= rest - 1;
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -897,7 +1008,11 @@ mod tests {
             let source = FeatureSource::train(3, 1, density, n).with(&dist);
             let mut present = vec![0u32; source.presence_stream_len(samples.len())];
             let mut words = vec![0u32; 4 * source.groups()];
-            source.presence_general::<Portable>(2, samples.clone(), &mut present, &mut words);
+            if source.is_plain() {
+                source.presence::<Portable>(2, samples.clone(), &mut present);
+            } else {
+                source.presence_general::<Portable>(2, samples.clone(), &mut present, &mut words);
+            }
             let mut x = vec![0.0; n];
             for (local, s) in samples.clone().enumerate() {
                 let count = source.sample(2, s, &mut x);

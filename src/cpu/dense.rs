@@ -19,7 +19,7 @@
 
 use super::lanes::Lanes;
 use super::StepInputs;
-use crate::features::{FeatureSource, PhiloxLanes, LANES};
+use crate::features::{FeatureSource, PhiloxLanes, CHUNK_FEATURES, LANES};
 use crate::model::{loss_and_delta, output_term};
 
 /// The matrix path's buffers. Each pair a step's ∂W multiplies is stacked in one buffer, so that
@@ -127,7 +127,7 @@ impl Dense {
 }
 
 /// Writes the samples into the rows of `x`: zero, then the value of every present feature, the
-/// value words drawn [`LANES`] groups at a time.
+/// value calls ([`FeatureSource::value_calls`]) made [`LANES`] at a time.
 #[inline(always)]
 fn fill_samples<P: PhiloxLanes>(
     source: &FeatureSource,
@@ -136,10 +136,10 @@ fn fill_samples<P: PhiloxLanes>(
     step: u32,
     x: &mut [f32],
 ) {
-    let (n, groups) = (x.len() / samples.len(), source.groups());
+    let n = x.len() / samples.len();
     x.fill(0.0);
     let mut indices = [0u32; LANES];
-    let mut targets = [(0usize, 0u64); LANES];
+    let mut targets = [(0usize, 0u32); LANES];
     let mut count = 0;
     // Inlined, like the whole chunk, so that `P`'s intrinsics compile with its instruction set.
     #[inline(always)]
@@ -148,27 +148,27 @@ fn fill_samples<P: PhiloxLanes>(
         step: u32,
         x: &mut [f32],
         indices: &[u32; LANES],
-        targets: &[(usize, u64)],
+        targets: &[(usize, u32)],
     ) {
         let values = source.value_lanes::<P>(step, *indices);
-        for (call, &(at, nibble)) in targets.iter().enumerate() {
-            for (w, word) in values.iter().enumerate() {
-                if nibble >> w & 1 != 0 {
-                    x[at + w] = source.value(word[call]);
+        for (call, &(at, served)) in targets.iter().enumerate() {
+            let mut rest = served;
+            for word in &values {
+                if rest == 0 {
+                    break;
                 }
+                x[at + rest.trailing_zeros() as usize] = source.value(word[call]);
+                rest &= rest - 1;
             }
         }
     }
     for s in 0..samples.len() {
-        let first_index = (samples.start + s as u32) * groups as u32;
-        for k in 0..n.div_ceil(64) {
-            let mut rest = source.presence_word(present, s, k);
-            while rest != 0 {
-                let shift = rest.trailing_zeros() / 4 * 4;
-                let group = k * 16 + shift as usize / 4;
-                indices[count] = first_index + group as u32;
-                targets[count] = (s * n + 4 * group, rest >> shift & 0xF);
-                rest &= !(0xF << shift);
+        let sample = samples.start + s as u32;
+        for c in 0..source.chunks() {
+            let bits = source.chunk_bits(present, s, c);
+            for (index, served) in source.value_calls(sample, c, bits) {
+                indices[count] = index;
+                targets[count] = (s * n + CHUNK_FEATURES * c, served);
                 count += 1;
                 if count == LANES {
                     draw::<P>(source, step, x, &indices, &targets);

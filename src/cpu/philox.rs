@@ -5,9 +5,9 @@
 //! vectorize the loops; measured with callgrind, that took about 380 instructions per call of eight
 //! lanes on AVX2, a third of the `basic` step. Here each counter word of the eight lanes is one
 //! 256-bit register: the high and low halves of the 32×32-bit products come from `vpmuludq` on the
-//! even lanes and on the odd lanes shifted down, merged with one blend each; the presence test
-//! (word ≤ threshold, unsigned) is `vpminud` and `vpcmpeqd`, and the eight nibbles are packed in
-//! registers.
+//! even lanes and on the odd lanes shifted down, merged with one blend each; the presence bytes
+//! are transposed to one lane's sixteen bytes per register half and compared with the threshold's
+//! top byte (`vpmaxub`, `vpcmpeqb`), each register giving two lanes' bits by `vpmovmskb`.
 
 use crate::features::{PhiloxLanes, LANES, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1};
 use std::arch::x86_64::*;
@@ -57,25 +57,44 @@ impl PhiloxLanes for Avx2Philox {
     }
 
     #[inline(always)]
-    fn presence_bits(first: [u32; LANES], rest: [u32; 3], key: [u32; 2], threshold: u32) -> u32 {
+    fn presence_bytes(
+        first: [u32; LANES],
+        rest: [u32; 3],
+        key: [u32; 2],
+        top: u32,
+    ) -> ([u32; LANES / 2], [u32; LANES / 2]) {
         // SAFETY: as in `words`.
         unsafe {
-            let threshold = _mm256_set1_epi32(threshold as i32);
-            let mut nibbles = _mm256_setzero_si256();
-            for (w, c) in rounds(first, rest, key).into_iter().enumerate() {
-                let present = _mm256_cmpeq_epi32(_mm256_min_epu32(c, threshold), c);
-                let bit = _mm256_and_si256(present, _mm256_set1_epi32(1 << w));
-                nibbles = _mm256_or_si256(nibbles, bit);
+            // Transpose (word, lane) to (lane, word): register k holds lane k's four words in its
+            // low half and lane k + 4's in its high half, so that byte j of word w of a lane is byte
+            // 4w + j of its half, and its movemask bit.
+            let [c0, c1, c2, c3] = rounds(first, rest, key);
+            let (t0, t1) = (_mm256_unpacklo_epi32(c0, c1), _mm256_unpackhi_epi32(c0, c1));
+            let (t2, t3) = (_mm256_unpacklo_epi32(c2, c3), _mm256_unpackhi_epi32(c2, c3));
+            let lanes = [
+                _mm256_unpacklo_epi64(t0, t2),
+                _mm256_unpackhi_epi64(t0, t2),
+                _mm256_unpacklo_epi64(t1, t3),
+                _mm256_unpackhi_epi64(t1, t3),
+            ];
+            let top = _mm256_set1_epi8(top as u8 as i8);
+            let (mut below, mut equal) = ([0u32; 4], [0u32; 4]);
+            for (k, bytes) in lanes.into_iter().enumerate() {
+                // byte ≤ top (unsigned) iff max(byte, top) = top.
+                let at_most = _mm256_cmpeq_epi8(_mm256_max_epu8(bytes, top), top);
+                equal[k] = _mm256_movemask_epi8(_mm256_cmpeq_epi8(bytes, top)) as u32;
+                below[k] = _mm256_movemask_epi8(at_most) as u32 & !equal[k];
             }
-            // Lane l's nibble to bits 4l..4l + 3, then the OR of the eight lanes.
-            let placed = _mm256_sllv_epi32(nibbles, _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28));
-            let half = _mm_or_si128(
-                _mm256_castsi256_si128(placed),
-                _mm256_extracti128_si256::<1>(placed),
-            );
-            let pair = _mm_or_si128(half, _mm_shuffle_epi32::<0b01_00_11_10>(half));
-            let one = _mm_or_si128(pair, _mm_shuffle_epi32::<0b10_11_00_01>(pair));
-            _mm_cvtsi128_si32(one) as u32
+            // (lane k | lane k + 4 << 16) to (lane 2k | lane 2k + 1 << 16).
+            let pair = |m: [u32; 4]| {
+                [
+                    m[0] & 0xFFFF | m[1] << 16,
+                    m[2] & 0xFFFF | m[3] << 16,
+                    m[0] >> 16 | m[1] & 0xFFFF_0000,
+                    m[2] >> 16 | m[3] & 0xFFFF_0000,
+                ]
+            };
+            (pair(below), pair(equal))
         }
     }
 }
@@ -85,8 +104,8 @@ mod tests {
     use super::*;
     use crate::features::{philox4x32_10_lanes, Portable};
 
-    /// Words and presence bits equal the portable generator's, over counters and thresholds that
-    /// include the edges (0, u32::MAX, a lane that wraps).
+    /// Words and presence bytes equal the portable generator's, over counters and top bytes that
+    /// include the edges (0, 0xFF, a lane that wraps).
     #[test]
     fn avx2_generator_equals_the_portable_one() {
         if !is_x86_feature_detected!("avx2") {
@@ -100,11 +119,11 @@ mod tests {
                     Avx2Philox::words(first, rest, key),
                     philox4x32_10_lanes(first, rest, key)
                 );
-                for threshold in [0, 1, 0x7FFF_FFFF, 0x8000_0000, 0xC000_0000, u32::MAX] {
+                for top in [0, 1, 0x7F, 0x80, 0xC0, 0xFF] {
                     assert_eq!(
-                        Avx2Philox::presence_bits(first, rest, key, threshold),
-                        Portable::presence_bits(first, rest, key, threshold),
-                        "threshold {threshold:#x}"
+                        Avx2Philox::presence_bytes(first, rest, key, top),
+                        Portable::presence_bytes(first, rest, key, top),
+                        "top byte {top:#x}"
                     );
                 }
             }
