@@ -292,7 +292,7 @@ impl<L: Lanes> Chunk<L> {
         let (f32s, u32s, u64s, usizes, lanes) = (4, 4, 8, 8, std::mem::size_of::<F32x8>());
         let bytes = rows * n * f32s // grad_w
             + n * f32s // grad_b
-            + ((len * n.div_ceil(CHUNK_FEATURES)).div_ceil(LANES) * LANES / 2 + 2) * u32s // present
+            + (len * n.div_ceil(CHUNK_FEATURES)).div_ceil(LANES) * LANES / 2 * u32s // present
             + bn * lanes // x
             + words * u64s // block_bits
             + bn * usizes // columns
@@ -317,7 +317,7 @@ impl<L: Lanes> Chunk<L> {
             ..
         } = at;
         let n = b.len();
-        let (chunks, words) = (self.source.chunks(), self.source.presence_words());
+        let chunks = self.source.chunks();
         // Phase 1: presence bits (any other distribution's by its rules, from the same mask words).
         if self.source.is_plain() {
             self.source
@@ -348,18 +348,16 @@ impl<L: Lanes> Chunk<L> {
         let (mut live, mut lane) = (0usize, 0usize);
         let mut pending = PendingValues::default();
         for s in 0..self.samples.len() {
-            let source = &self.source;
-            let word = |k| source.presence_word(&self.present, s, k);
-            if (0..words).all(|k| word(k) == 0) {
-                continue;
-            }
-            live += 1;
-            for k in 0..words {
-                self.block_bits[k] |= self.source.presence_word(&self.present, s, k);
-            }
+            // The sample's value calls go to the current lane; it is kept if any chunk is present.
             let sample = self.samples.start + s as u32;
+            let mut any = false;
             for c in 0..chunks {
                 let bits = self.source.chunk_bits(&self.present, s, c);
+                if bits == 0 {
+                    continue;
+                }
+                any = true;
+                self.block_bits[c / 4] |= u64::from(bits) << (16 * (c % 4));
                 for (index, served) in self.source.value_calls(sample, c, bits) {
                     pending.indices[pending.count] = index;
                     pending.targets[pending.count] = (lane, CHUNK_FEATURES * c, served);
@@ -369,6 +367,10 @@ impl<L: Lanes> Chunk<L> {
                     }
                 }
             }
+            if !any {
+                continue;
+            }
+            live += 1;
             lane += 1;
             if lane == LANES {
                 self.draw_values(step, &mut pending);

@@ -535,18 +535,16 @@ impl FeatureSource {
     }
 
     /// Length of the presence stream of `samples` samples (see [`FeatureSource::presence`]): 16 bits
-    /// per chunk in whole calls of [`LANES`] chunks, and two words of padding read by
-    /// [`FeatureSource::presence_word`].
+    /// per chunk in whole calls of [`LANES`] chunks.
     pub fn presence_stream_len(&self, samples: usize) -> usize {
-        (samples * self.chunks()).div_ceil(LANES) * LANES / 2 + 2
+        (samples * self.chunks()).div_ceil(LANES) * LANES / 2
     }
 
     /// Presence of every feature of the samples `samples` at `step`, as a stream of bits, from the
     /// presence bytes of [`LANES`] chunks per call: feature f of local sample s is bit
     /// 16 · chunks · s + f of the stream (bit b is bit b % 32 of `stream[b / 32]`), so chunk c of
-    /// local sample s is the 16 bits from 16 · (chunks · s + c). Bits of the features past n in a
-    /// sample's last chunk are meaningless: [`FeatureSource::presence_word`] and
-    /// [`FeatureSource::chunk_bits`] clear them. `P` computes the Philox calls (the same bits
+    /// local sample s is the 16 bits from 16 · (chunks · s + c); the bits of the bytes past n in a
+    /// sample's last chunk are clear. `P` computes the Philox calls (the same bits
     /// whichever it is); the rare ties are settled by [`FeatureSource::break_ties`].
     #[inline(always)]
     pub fn presence<P: PhiloxLanes>(
@@ -559,13 +557,32 @@ impl FeatureSource {
         let (start, end) = (samples.start * chunks, samples.end * chunks);
         let calls = (end - start).div_ceil(LANES as u32) as usize;
         let rest = [step, self.instance, self.presence_stream as u32];
-        let top = self.threshold >> 24;
+        let (top, low) = (self.threshold >> 24, self.threshold & 0xFF_FFFF);
+        // The bits of real features: all but the bytes past n in each sample's last chunk.
+        let last = (1u32 << (self.features - CHUNK_FEATURES * (chunks as usize - 1))) - 1;
+        let valid = |index: u32| {
+            if index % chunks == chunks - 1 {
+                last
+            } else {
+                0xFFFF
+            }
+        };
         let mut first: [u32; LANES] = std::array::from_fn(|l| start + l as u32);
         for out in stream[..calls * LANES / 2].chunks_exact_mut(LANES / 2) {
             let (below, ties) = P::presence_bytes(first, rest, self.key, top);
-            out.copy_from_slice(&below);
+            let real: [u32; LANES / 2] =
+                std::array::from_fn(|k| valid(first[2 * k]) | valid(first[2 * k + 1]) << 16);
+            for k in 0..LANES / 2 {
+                out[k] = below[k] & real[k];
+            }
+            let ties: [u32; LANES / 2] = std::array::from_fn(|k| ties[k] & real[k]);
             if ties != [0; LANES / 2] {
-                self.break_ties(step, first[0], ties, out);
+                if low == 0xFF_FFFF {
+                    // Every tie is present: M >> 8 ≤ 2²⁴ − 1 always.
+                    (0..LANES / 2).for_each(|k| out[k] |= ties[k]);
+                } else {
+                    self.break_ties(step, first[0], ties, out);
+                }
             }
             for f in &mut first {
                 *f += LANES as u32;
@@ -585,7 +602,7 @@ impl FeatureSource {
                 rest &= rest - 1;
                 let index = first + 2 * k as u32 + bit / 16;
                 let feature = (index % chunks) as usize * CHUNK_FEATURES + (bit % 16) as usize;
-                if feature < self.features && self.tie_present(step, index / chunks, feature) {
+                if self.tie_present(step, index / chunks, feature) {
                     out[k] |= 1 << bit;
                 }
             }
@@ -600,32 +617,12 @@ impl FeatureSource {
         low == 0xFF_FFFF || self.mask_words(step, sample, feature / 4)[feature % 4] >> 8 <= low
     }
 
-    /// Word `k` of the presence bits of local sample `s` in a presence stream: bit j is set iff
-    /// feature 64·k + j is present (features past n read as absent).
-    #[inline(always)]
-    pub fn presence_word(&self, stream: &[u32], s: usize, k: usize) -> u64 {
-        let bit = CHUNK_FEATURES * self.chunks() * s + 64 * k;
-        let (i, shift) = (bit / 32, bit % 32);
-        let window = u128::from(stream[i])
-            | u128::from(stream[i + 1]) << 32
-            | u128::from(stream[i + 2]) << 64;
-        let bits = (window >> shift) as u64;
-        match self.features - 64 * k {
-            left if left >= 64 => bits,
-            left => bits & ((1 << left) - 1),
-        }
-    }
-
     /// The presence bits of chunk `c` of local sample `s` in a presence stream: bit i is set iff
-    /// feature 16·c + i is present (features past n read as absent).
+    /// feature 16·c + i is present.
     #[inline(always)]
     pub fn chunk_bits(&self, stream: &[u32], s: usize, c: usize) -> u32 {
         let index = self.chunks() * s + c;
-        let bits = stream[index / 2] >> (16 * (index % 2)) & 0xFFFF;
-        match self.features - CHUNK_FEATURES * c {
-            left if left >= CHUNK_FEATURES => bits,
-            left => bits & ((1 << left) - 1),
-        }
+        stream[index / 2] >> (16 * (index % 2)) & 0xFFFF
     }
 
     /// The value calls of chunk `chunk` of `sample`, whose presence bits are `bits` (bit i for
@@ -949,8 +946,8 @@ mod tests {
                 let want = layout_sample(3, 1, density, n, 2, s);
                 let count = source.sample(2, s, &mut x);
                 assert_eq!(x, want, "n {n} density {density} sample {s}");
-                let bits = (0..n.div_ceil(64))
-                    .map(|k| source.presence_word(&present, local, k).count_ones())
+                let bits = (0..source.chunks())
+                    .map(|c| source.chunk_bits(&present, local, c).count_ones())
                     .sum::<u32>();
                 assert_eq!(bits as usize, count, "n {n} density {density} sample {s}");
                 for c in 0..source.chunks() {
@@ -1016,7 +1013,9 @@ mod tests {
             let mut x = vec![0.0; n];
             for (local, s) in samples.clone().enumerate() {
                 let count = source.sample(2, s, &mut x);
-                let bits = source.presence_word(&present, local, 0);
+                let bits = (0..source.chunks()).fold(0u64, |bits, c| {
+                    bits | u64::from(source.chunk_bits(&present, local, c)) << (16 * c)
+                });
                 let drawn = x
                     .iter()
                     .enumerate()
