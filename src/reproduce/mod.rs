@@ -136,13 +136,15 @@ fn best_instances(results: &Results) -> Vec<&InstanceResult> {
         .collect()
 }
 
-/// "adamw (lr 0.001, weight decay 0.01), batch 1024, 10000 steps, constant learning rate, seed 0" and
-/// the device, for the summaries.
+/// "adamw (lr 0.001, weight decay 0.01), batch 1024, 10000 steps, constant learning rate, seed 0", the
+/// device and the data stream, for the summaries.
 fn training_line(config: &RunConfig) -> String {
     let exp = &config.experiment;
     let lower = |value: &dyn std::fmt::Debug| format!("{value:?}").to_lowercase();
     format!(
-        "{}: {} (lr {}, weight decay {}), batch {}, {} steps, {} learning rate, seed {}; evaluation loss on {} held-out samples",
+        "{}: {} (lr {}, weight decay {}), batch {}, {} steps, {} learning rate, seed {}; evaluation loss on {} held-out samples; \
+         data from the presence-byte stream of `src/features.rs` (regenerated on 2026-11-25, when it replaced one mask word \
+         per feature: the same distribution, other draws)",
         config.device,
         lower(&exp.optimizer.kind),
         exp.optimizer.lr,
