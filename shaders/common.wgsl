@@ -47,35 +47,128 @@ fn mask_words(instance: u32, step: u32, sample: u32, group: u32) -> vec4<u32> {
     return philox4x32_10(vec4<u32>(sample * groups + group, step, instance, shard.config.mask_stream), key);
 }
 
-// Features 4·group + 0..3 of one sample, exactly as FeatureSource::sample: zero where absent and past
-// the last feature; the value call is skipped when no valid lane is present.
-fn sample_group(instance: u32, step: u32, sample: u32, group: u32, threshold: u32) -> vec4<f32> {
-    let groups = (shard.config.features + 3u) / 4u;
-    let index = sample * groups + group;
+// Features 16·chunk + 0..15 of one sample, four per group (g0 holds features 16·chunk + 0..3).
+struct Chunk {
+    g0: vec4<f32>,
+    g1: vec4<f32>,
+    g2: vec4<f32>,
+    g3: vec4<f32>,
+}
+
+// Features 16·chunk + 0..15 of one sample, exactly as FeatureSource::sample: zero where absent and
+// past the last feature. Presence from one call of the presence stream (plain distributions) or
+// from the mask words (sets, exactly-K); then ⌈p / 4⌉ value calls for the chunk's p present
+// features, the k-th of them taking word k mod 4 of call k / 4. Straight-line code, no loops (the
+// plain path adds nothing to llvmpipe's loop budget, Distribution::sampler_loop_iterations).
+fn sample_chunk(instance: u32, step: u32, sample: u32, chunk: u32, threshold: u32) -> Chunk {
+    let n = shard.config.features;
     let key = vec2<u32>(shard.config.seed_lo, shard.config.seed_hi);
-    let mask = philox4x32_10(vec4<u32>(index, step, instance, shard.config.mask_stream), key);
-    let lanes = vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(group * 4u);
-    let valid = lanes < vec4<u32>(shard.config.features);
-    let at = layout_at();
-    var on = (mask <= vec4<u32>(threshold)) & valid;
-    if shard.words[at + 3u] == 0u {
-        on = present_general(instance, step, sample, group, threshold, mask) & valid;
+    let plain = shard.words[layout_at() + 3u] != 0u;
+    var bytes = vec4<u32>(0u);
+    if plain {
+        let index = sample * ((n + 15u) / 16u) + chunk;
+        bytes = philox4x32_10(vec4<u32>(index, step, instance, shard.config.presence_stream), key);
     }
-    if !any(on) {
-        return vec4<f32>(0.0);
+    let group = 4u * chunk;
+    let on0 = group_presence(instance, step, sample, group, threshold, plain, bytes.x);
+    let on1 = group_presence(instance, step, sample, group + 1u, threshold, plain, bytes.y);
+    let on2 = group_presence(instance, step, sample, group + 2u, threshold, plain, bytes.z);
+    let on3 = group_presence(instance, step, sample, group + 3u, threshold, plain, bytes.w);
+    // Ranks: how many features of the chunk before each one are present.
+    let r0 = exclusive_ranks(on0, 0u);
+    let r1 = exclusive_ranks(on1, r0.w + u32(on0.w));
+    let r2 = exclusive_ranks(on2, r1.w + u32(on1.w));
+    let r3 = exclusive_ranks(on3, r2.w + u32(on2.w));
+    let present = r3.w + u32(on3.w);
+    var out = Chunk(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    if present == 0u {
+        return out;
     }
-    let value = philox4x32_10(vec4<u32>(index, step, instance, shard.config.value_stream), key);
-    var x = vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 16777216.0);
-    let values = shard.words[at];
+    // FeatureSource::value_calls: call q serves ranks 4q .. 4q + 3.
+    let index = sample * ((n + 3u) / 4u) + group;
+    let stream = shard.config.value_stream;
+    let v0 = philox4x32_10(vec4<u32>(index, step, instance, stream), key);
+    var v1 = vec4<u32>(0u);
+    var v2 = vec4<u32>(0u);
+    var v3 = vec4<u32>(0u);
+    if present > 4u {
+        v1 = philox4x32_10(vec4<u32>(index + 1u, step, instance, stream), key);
+    }
+    if present > 8u {
+        v2 = philox4x32_10(vec4<u32>(index + 2u, step, instance, stream), key);
+    }
+    if present > 12u {
+        v3 = philox4x32_10(vec4<u32>(index + 3u, step, instance, stream), key);
+    }
+    out.g0 = select(vec4<f32>(0.0), values_of(ranked_words(v0, v1, v2, v3, r0)), on0);
+    out.g1 = select(vec4<f32>(0.0), values_of(ranked_words(v0, v1, v2, v3, r1)), on1);
+    out.g2 = select(vec4<f32>(0.0), values_of(ranked_words(v0, v1, v2, v3, r2)), on2);
+    out.g3 = select(vec4<f32>(0.0), values_of(ranked_words(v0, v1, v2, v3, r3)), on3);
+    return out;
+}
+
+// Presence of features 4·group + 0..3 (false past the last feature). Plain distributions: byte j of
+// `word` (the chunk's presence word for this group) against the threshold's top byte, and on a tie
+// the mask word's top 24 bits against its low 24 bits (the group's mask call made only then, and
+// not when every tie passes); FeatureSource::sample. Otherwise the distribution's rules on the
+// group's mask words (present_general).
+fn group_presence(instance: u32, step: u32, sample: u32, group: u32, threshold: u32, plain: bool, word: u32) -> vec4<bool> {
+    let valid = vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(4u * group) < vec4<u32>(shard.config.features);
+    if !valid.x {
+        return vec4<bool>(false);
+    }
+    let bytes = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
+    let top = vec4<u32>(threshold >> 24u);
+    let low = threshold & 0xFFFFFFu;
+    let tie = (bytes == top) & valid;
+    // Zero mask words pass every tie: what a tie gets when no call is needed.
+    var mask = vec4<u32>(0u);
+    if !plain || (any(tie) && low != 0xFFFFFFu) {
+        mask = mask_words(instance, step, sample, group);
+    }
+    if !plain {
+        return present_general(instance, step, sample, group, threshold, mask) & valid;
+    }
+    return ((bytes < top) | (tie & ((mask >> vec4<u32>(8u)) <= vec4<u32>(low)))) & valid;
+}
+
+// The ranks of a group's four features among the present features of its chunk, `before` of them
+// in the chunk's earlier groups.
+fn exclusive_ranks(on: vec4<bool>, before: u32) -> vec4<u32> {
+    let x = u32(on.x);
+    let xy = x + u32(on.y);
+    return vec4<u32>(before) + vec4<u32>(0u, x, xy, xy + u32(on.z));
+}
+
+// The value words of ranks `ranks`: word k mod 4 of value call k / 4 (v0 .. v3), lane by lane.
+fn ranked_words(v0: vec4<u32>, v1: vec4<u32>, v2: vec4<u32>, v3: vec4<u32>, ranks: vec4<u32>) -> vec4<u32> {
+    let call = ranks >> vec4<u32>(2u);
+    let word = ranks & vec4<u32>(3u);
+    let low = select(word_of(v0, word), word_of(v1, word), call == vec4<u32>(1u));
+    let high = select(word_of(v2, word), word_of(v3, word), call == vec4<u32>(3u));
+    return select(low, high, call >= vec4<u32>(2u));
+}
+
+// Word `word[lane]` of `v` in each lane.
+fn word_of(v: vec4<u32>, word: vec4<u32>) -> vec4<u32> {
+    let low = select(vec4<u32>(v.x), vec4<u32>(v.y), word == vec4<u32>(1u));
+    let high = select(vec4<u32>(v.z), vec4<u32>(v.w), word == vec4<u32>(3u));
+    return select(low, high, word >= vec4<u32>(2u));
+}
+
+// Distribution::value of four value words (uniform, binary, normal or signed, by the layout's
+// first word).
+fn values_of(value: vec4<u32>) -> vec4<f32> {
+    let values = shard.words[layout_at()];
     if values == 1u {
-        x = vec4<f32>(1.0);
+        return vec4<f32>(1.0);
     } else if values == 2u {
-        x = vec4<f32>(normal_value(value.x), normal_value(value.y), normal_value(value.z), normal_value(value.w));
+        return vec4<f32>(normal_value(value.x), normal_value(value.y), normal_value(value.z), normal_value(value.w));
     } else if values == 3u {
         // Signed (the abs model's): features::signed_float, 2⁻²³ · (word >> 8) − 1.
-        x = vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 8388608.0) - vec4<f32>(1.0);
+        return vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 8388608.0) - vec4<f32>(1.0);
     }
-    return select(vec4<f32>(0.0), x, on);
+    return vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 16777216.0);
 }
 
 // Distribution::value for normal values: 0.5 + 0.2·z in units of 2⁻²⁴, z from the sum of the word's
@@ -87,7 +180,7 @@ fn normal_value(word: u32) -> f32 {
 }
 
 // Presence of features 4·group + 0..3 for a distribution other than the default, following
-// FeatureSource::sample_general: exactly-K by rank among the sample's mask words, else each feature
+// FeatureSource::present_features: exactly-K by rank among the sample's mask words, else each feature
 // by its set (independent: its own word; correlated: the first member's; anticorrelated: the first
 // member's word and, in paper mode, the second member's for the choice).
 fn present_general(instance: u32, step: u32, sample: u32, group: u32, threshold: u32, own: vec4<u32>) -> vec4<bool> {
