@@ -55,25 +55,53 @@ struct Chunk {
     g3: vec4<f32>,
 }
 
+// The mask words of a chunk's four groups (zero where no call was made).
+struct ChunkMasks {
+    g0: vec4<u32>,
+    g1: vec4<u32>,
+    g2: vec4<u32>,
+    g3: vec4<u32>,
+}
+
 // Features 16·chunk + 0..15 of one sample, exactly as FeatureSource::sample: zero where absent and
-// past the last feature. Presence from one call of the presence stream (plain distributions) or
-// from the mask words (sets, exactly-K); then ⌈p / 4⌉ value calls for the chunk's p present
-// features, the k-th of them taking word k mod 4 of call k / 4. Straight-line code, no loops (the
-// plain path adds nothing to llvmpipe's loop budget, Distribution::sampler_loop_iterations).
+// past the last feature. Plain distributions: presence from the bytes of one call of the presence
+// stream, the mask call of a group made only where one of its bytes ties with the threshold's top
+// byte (and not when every tie passes); sets and exactly-K: every group's mask words. Then ⌈p / 4⌉
+// value calls for the chunk's p present features, the k-th of them taking word k mod 4 of call
+// k / 4. Straight-line code, no loops (the plain path adds nothing to llvmpipe's loop budget,
+// Distribution::sampler_loop_iterations).
 fn sample_chunk(instance: u32, step: u32, sample: u32, chunk: u32, threshold: u32) -> Chunk {
     let n = shard.config.features;
     let key = vec2<u32>(shard.config.seed_lo, shard.config.seed_hi);
     let plain = shard.words[layout_at() + 3u] != 0u;
+    let group = 4u * chunk;
     var bytes = vec4<u32>(0u);
+    // Groups whose mask call is needed, bit g for group 4·chunk + g.
+    var pending = (1u << min((n + 3u) / 4u - group, 4u)) - 1u;
     if plain {
         let index = sample * ((n + 15u) / 16u) + chunk;
         bytes = philox4x32_10(vec4<u32>(index, step, instance, shard.config.presence_stream), key);
+        let top = threshold >> 24u;
+        pending = u32(any(tie_lanes(bytes.x, top, group))) | (u32(any(tie_lanes(bytes.y, top, group + 1u))) << 1u)
+            | (u32(any(tie_lanes(bytes.z, top, group + 2u))) << 2u) | (u32(any(tie_lanes(bytes.w, top, group + 3u))) << 3u);
+        if (threshold & 0xFFFFFFu) == 0xFFFFFFu {
+            pending = 0u;
+        }
     }
-    let group = 4u * chunk;
-    let on0 = group_presence(instance, step, sample, group, threshold, plain, bytes.x);
-    let on1 = group_presence(instance, step, sample, group + 1u, threshold, plain, bytes.y);
-    let on2 = group_presence(instance, step, sample, group + 2u, threshold, plain, bytes.z);
-    let on3 = group_presence(instance, step, sample, group + 3u, threshold, plain, bytes.w);
+    // One call site per call a sample can need, lowest group first: a warp runs the k-th only when
+    // one of its lanes needs k calls (ties are rare: the first site serves almost all).
+    var masks = ChunkMasks(vec4<u32>(0u), vec4<u32>(0u), vec4<u32>(0u), vec4<u32>(0u));
+    masks = with_next_mask(masks, pending, instance, step, sample, group);
+    pending &= pending - 1u;
+    masks = with_next_mask(masks, pending, instance, step, sample, group);
+    pending &= pending - 1u;
+    masks = with_next_mask(masks, pending, instance, step, sample, group);
+    pending &= pending - 1u;
+    masks = with_next_mask(masks, pending, instance, step, sample, group);
+    let on0 = group_presence(instance, step, sample, group, threshold, plain, bytes.x, masks.g0);
+    let on1 = group_presence(instance, step, sample, group + 1u, threshold, plain, bytes.y, masks.g1);
+    let on2 = group_presence(instance, step, sample, group + 2u, threshold, plain, bytes.z, masks.g2);
+    let on3 = group_presence(instance, step, sample, group + 3u, threshold, plain, bytes.w, masks.g3);
     // Ranks: how many features of the chunk before each one are present.
     let r0 = exclusive_ranks(on0, 0u);
     let r1 = exclusive_ranks(on1, r0.w + u32(on0.w));
@@ -107,29 +135,54 @@ fn sample_chunk(instance: u32, step: u32, sample: u32, chunk: u32, threshold: u3
     return out;
 }
 
+// Which features 4·group + 0..3 exist (are below n).
+fn lanes_valid(group: u32) -> vec4<bool> {
+    return vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(4u * group) < vec4<u32>(shard.config.features);
+}
+
+// The four presence bytes of `word` (byte j for feature 4·group + j).
+fn bytes_of(word: u32) -> vec4<u32> {
+    return (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
+}
+
+// Which features 4·group + 0..3 tie: presence byte (of `word`) equal to `top`.
+fn tie_lanes(word: u32, top: u32, group: u32) -> vec4<bool> {
+    return (bytes_of(word) == vec4<u32>(top)) & lanes_valid(group);
+}
+
+// `masks` with the mask words of the lowest group of `pending` (bit g: group first + g) filled in;
+// unchanged when `pending` is 0.
+fn with_next_mask(masks: ChunkMasks, pending: u32, instance: u32, step: u32, sample: u32, first: u32) -> ChunkMasks {
+    if pending == 0u {
+        return masks;
+    }
+    let g = firstTrailingBit(pending);
+    let words = mask_words(instance, step, sample, first + g);
+    var out = masks;
+    out.g0 = select(out.g0, words, g == 0u);
+    out.g1 = select(out.g1, words, g == 1u);
+    out.g2 = select(out.g2, words, g == 2u);
+    out.g3 = select(out.g3, words, g == 3u);
+    return out;
+}
+
 // Presence of features 4·group + 0..3 (false past the last feature). Plain distributions: byte j of
-// `word` (the chunk's presence word for this group) against the threshold's top byte, and on a tie
-// the mask word's top 24 bits against its low 24 bits (the group's mask call made only then, and
-// not when every tie passes); FeatureSource::sample. Otherwise the distribution's rules on the
-// group's mask words (present_general).
-fn group_presence(instance: u32, step: u32, sample: u32, group: u32, threshold: u32, plain: bool, word: u32) -> vec4<bool> {
-    let valid = vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(4u * group) < vec4<u32>(shard.config.features);
+// `word` (the chunk's presence word for this group) against the threshold's top byte, on a tie the
+// mask word's top 24 bits against its low 24 bits (`mask` is zero where no call was made: every tie
+// passes then); FeatureSource::sample. Otherwise the distribution's rules on the group's mask words
+// (present_general).
+fn group_presence(instance: u32, step: u32, sample: u32, group: u32, threshold: u32, plain: bool, word: u32, mask: vec4<u32>) -> vec4<bool> {
+    let valid = lanes_valid(group);
     if !valid.x {
         return vec4<bool>(false);
-    }
-    let bytes = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
-    let top = vec4<u32>(threshold >> 24u);
-    let low = threshold & 0xFFFFFFu;
-    let tie = (bytes == top) & valid;
-    // Zero mask words pass every tie: what a tie gets when no call is needed.
-    var mask = vec4<u32>(0u);
-    if !plain || (any(tie) && low != 0xFFFFFFu) {
-        mask = mask_words(instance, step, sample, group);
     }
     if !plain {
         return present_general(instance, step, sample, group, threshold, mask) & valid;
     }
-    return ((bytes < top) | (tie & ((mask >> vec4<u32>(8u)) <= vec4<u32>(low)))) & valid;
+    let bytes = bytes_of(word);
+    let top = vec4<u32>(threshold >> 24u);
+    let passes = (mask >> vec4<u32>(8u)) <= vec4<u32>(threshold & 0xFFFFFFu);
+    return ((bytes < top) | ((bytes == top) & passes)) & valid;
 }
 
 // The ranks of a group's four features among the present features of its chunk, `before` of them
