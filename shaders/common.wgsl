@@ -68,16 +68,19 @@ struct ChunkMasks {
 // stream, the mask call of a group made only where one of its bytes ties with the threshold's top
 // byte (and not when every tie passes); sets and exactly-K: every group's mask words. Then ⌈p / 4⌉
 // value calls for the chunk's p present features, the k-th of them taking word k mod 4 of call
-// k / 4. Straight-line code, no loops (the plain path adds nothing to llvmpipe's loop budget,
-// Distribution::sampler_loop_iterations).
+// k / 4. Each kind of call, and the rules of sets and exactly-K, from one call site in a loop:
+// llvmpipe runs every branch of straight-line code masked, so a site costs whether a lane takes it
+// or not, while a loop runs as many iterations as its busiest lane needs (as a warp does); its loop
+// budget counts them (at most gpu::abi::SAMPLER_CHUNK_LOOPS per chunk).
 fn sample_chunk(instance: u32, step: u32, sample: u32, chunk: u32, threshold: u32) -> Chunk {
     let n = shard.config.features;
     let key = vec2<u32>(shard.config.seed_lo, shard.config.seed_hi);
     let plain = shard.words[layout_at() + 3u] != 0u;
     let group = 4u * chunk;
+    let groups_here = min((n + 3u) / 4u - group, 4u);
     var bytes = vec4<u32>(0u);
     // Groups whose mask call is needed, bit g for group 4·chunk + g.
-    var pending = (1u << min((n + 3u) / 4u - group, 4u)) - 1u;
+    var pending = (1u << groups_here) - 1u;
     if plain {
         let index = sample * ((n + 15u) / 16u) + chunk;
         bytes = philox4x32_10(vec4<u32>(index, step, instance, shard.config.presence_stream), key);
@@ -88,50 +91,49 @@ fn sample_chunk(instance: u32, step: u32, sample: u32, chunk: u32, threshold: u3
             pending = 0u;
         }
     }
-    // One call site per call a sample can need, lowest group first: a warp runs the k-th only when
-    // one of its lanes needs k calls (ties are rare: the first site serves almost all).
+    // The mask calls, lowest group first, from one call site in a loop: a warp (an llvmpipe SIMD
+    // group) runs as many iterations as its busiest lane needs, none in most chunks.
     var masks = ChunkMasks(vec4<u32>(0u), vec4<u32>(0u), vec4<u32>(0u), vec4<u32>(0u));
-    masks = with_next_mask(masks, pending, instance, step, sample, group);
-    pending &= pending - 1u;
-    masks = with_next_mask(masks, pending, instance, step, sample, group);
-    pending &= pending - 1u;
-    masks = with_next_mask(masks, pending, instance, step, sample, group);
-    pending &= pending - 1u;
-    masks = with_next_mask(masks, pending, instance, step, sample, group);
-    let on0 = group_presence(instance, step, sample, group, threshold, plain, bytes.x, masks.g0);
-    let on1 = group_presence(instance, step, sample, group + 1u, threshold, plain, bytes.y, masks.g1);
-    let on2 = group_presence(instance, step, sample, group + 2u, threshold, plain, bytes.z, masks.g2);
-    let on3 = group_presence(instance, step, sample, group + 3u, threshold, plain, bytes.w, masks.g3);
-    // Ranks: how many features of the chunk before each one are present.
-    let r0 = exclusive_ranks(on0, 0u);
-    let r1 = exclusive_ranks(on1, r0.w + u32(on0.w));
-    let r2 = exclusive_ranks(on2, r1.w + u32(on1.w));
-    let r3 = exclusive_ranks(on3, r2.w + u32(on2.w));
-    let present = r3.w + u32(on3.w);
+    while pending != 0u {
+        masks = with_next_mask(masks, pending, instance, step, sample, group);
+        pending &= pending - 1u;
+    }
+    // Bit i: feature 16·chunk + i is present.
+    var bits = 0u;
+    if plain {
+        bits = plain_bits(bytes.x, masks.g0, threshold, group) | (plain_bits(bytes.y, masks.g1, threshold, group + 1u) << 4u)
+            | (plain_bits(bytes.z, masks.g2, threshold, group + 2u) << 8u) | (plain_bits(bytes.w, masks.g3, threshold, group + 3u) << 12u);
+    } else {
+        // The distribution's rules from one call site, in a loop over the chunk's groups (each
+        // inlined copy costs llvmpipe its run, taken or not).
+        for (var g = 0u; g < groups_here; g++) {
+            let on = present_general(instance, step, sample, group + g, threshold, mask_of(masks, g));
+            bits |= packed(on & lanes_valid(group + g)) << (4u * g);
+        }
+    }
+    let present = countOneBits(bits);
     var out = Chunk(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     if present == 0u {
         return out;
     }
-    // FeatureSource::value_calls: call q serves ranks 4q .. 4q + 3.
+    // FeatureSource::value_calls: call q serves ranks 4q .. 4q + 3 (one call site in a loop, as the
+    // mask calls).
     let index = sample * ((n + 3u) / 4u) + group;
-    let stream = shard.config.value_stream;
-    let v0 = philox4x32_10(vec4<u32>(index, step, instance, stream), key);
+    var v0 = vec4<u32>(0u);
     var v1 = vec4<u32>(0u);
     var v2 = vec4<u32>(0u);
     var v3 = vec4<u32>(0u);
-    if present > 4u {
-        v1 = philox4x32_10(vec4<u32>(index + 1u, step, instance, stream), key);
+    for (var q = 0u; 4u * q < present; q++) {
+        let words = philox4x32_10(vec4<u32>(index + q, step, instance, shard.config.value_stream), key);
+        v0 = select(v0, words, q == 0u);
+        v1 = select(v1, words, q == 1u);
+        v2 = select(v2, words, q == 2u);
+        v3 = select(v3, words, q == 3u);
     }
-    if present > 8u {
-        v2 = philox4x32_10(vec4<u32>(index + 2u, step, instance, stream), key);
-    }
-    if present > 12u {
-        v3 = philox4x32_10(vec4<u32>(index + 3u, step, instance, stream), key);
-    }
-    out.g0 = select(vec4<f32>(0.0), values_of(ranked_words(v0, v1, v2, v3, r0)), on0);
-    out.g1 = select(vec4<f32>(0.0), values_of(ranked_words(v0, v1, v2, v3, r1)), on1);
-    out.g2 = select(vec4<f32>(0.0), values_of(ranked_words(v0, v1, v2, v3, r2)), on2);
-    out.g3 = select(vec4<f32>(0.0), values_of(ranked_words(v0, v1, v2, v3, r3)), on3);
+    out.g0 = group_values(v0, v1, v2, v3, bits, 0u);
+    out.g1 = group_values(v0, v1, v2, v3, bits, 1u);
+    out.g2 = group_values(v0, v1, v2, v3, bits, 2u);
+    out.g3 = group_values(v0, v1, v2, v3, bits, 3u);
     return out;
 }
 
@@ -150,12 +152,9 @@ fn tie_lanes(word: u32, top: u32, group: u32) -> vec4<bool> {
     return (bytes_of(word) == vec4<u32>(top)) & lanes_valid(group);
 }
 
-// `masks` with the mask words of the lowest group of `pending` (bit g: group first + g) filled in;
-// unchanged when `pending` is 0.
+// `masks` with the mask words of the lowest group of `pending` (bit g: group first + g, pending ≠ 0)
+// filled in.
 fn with_next_mask(masks: ChunkMasks, pending: u32, instance: u32, step: u32, sample: u32, first: u32) -> ChunkMasks {
-    if pending == 0u {
-        return masks;
-    }
     let g = firstTrailingBit(pending);
     let words = mask_words(instance, step, sample, first + g);
     var out = masks;
@@ -166,31 +165,38 @@ fn with_next_mask(masks: ChunkMasks, pending: u32, instance: u32, step: u32, sam
     return out;
 }
 
-// Presence of features 4·group + 0..3 (false past the last feature). Plain distributions: byte j of
-// `word` (the chunk's presence word for this group) against the threshold's top byte, on a tie the
-// mask word's top 24 bits against its low 24 bits (`mask` is zero where no call was made: every tie
-// passes then); FeatureSource::sample. Otherwise the distribution's rules on the group's mask words
-// (present_general).
-fn group_presence(instance: u32, step: u32, sample: u32, group: u32, threshold: u32, plain: bool, word: u32, mask: vec4<u32>) -> vec4<bool> {
-    let valid = lanes_valid(group);
-    if !valid.x {
-        return vec4<bool>(false);
-    }
-    if !plain {
-        return present_general(instance, step, sample, group, threshold, mask) & valid;
-    }
+// The presence bits of features 4·group + 0..3 of a plain distribution (bit j for feature
+// 4·group + j, none past the last feature), FeatureSource::sample: byte j of `word` (the chunk's
+// presence word for this group) below the threshold's top byte, or equal to it and the mask word's
+// top 24 bits ≤ its low 24 bits (`mask` is zero where no call was made: every tie passes then).
+fn plain_bits(word: u32, mask: vec4<u32>, threshold: u32, group: u32) -> u32 {
     let bytes = bytes_of(word);
     let top = vec4<u32>(threshold >> 24u);
     let passes = (mask >> vec4<u32>(8u)) <= vec4<u32>(threshold & 0xFFFFFFu);
-    return ((bytes < top) | ((bytes == top) & passes)) & valid;
+    return packed(((bytes < top) | ((bytes == top) & passes)) & lanes_valid(group));
 }
 
-// The ranks of a group's four features among the present features of its chunk, `before` of them
-// in the chunk's earlier groups.
-fn exclusive_ranks(on: vec4<bool>, before: u32) -> vec4<u32> {
-    let x = u32(on.x);
-    let xy = x + u32(on.y);
-    return vec4<u32>(before) + vec4<u32>(0u, x, xy, xy + u32(on.z));
+// Four flags as bits 0..3.
+fn packed(on: vec4<bool>) -> u32 {
+    let bits = select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), on);
+    return bits.x | bits.y | bits.z | bits.w;
+}
+
+// The mask words of group 4·chunk + g.
+fn mask_of(masks: ChunkMasks, g: u32) -> vec4<u32> {
+    let low = select(masks.g0, masks.g1, g == 1u);
+    let high = select(masks.g2, masks.g3, g == 3u);
+    return select(low, high, g >= 2u);
+}
+
+// Features 4·group + 0..3 of the chunk (group g of it) whose presence bits are `bits`: zero where
+// absent, else the value of word k mod 4 of value call k / 4 (v0 .. v3), k the feature's rank among
+// the chunk's present features.
+fn group_values(v0: vec4<u32>, v1: vec4<u32>, v2: vec4<u32>, v3: vec4<u32>, bits: u32, g: u32) -> vec4<f32> {
+    let lane = vec4<u32>(4u * g) + vec4<u32>(0u, 1u, 2u, 3u);
+    let on = ((vec4<u32>(bits) >> lane) & vec4<u32>(1u)) != vec4<u32>(0u);
+    let ranks = countOneBits(vec4<u32>(bits) & ((vec4<u32>(1u) << lane) - vec4<u32>(1u)));
+    return select(vec4<f32>(0.0), values_of(ranked_words(v0, v1, v2, v3, ranks)), on);
 }
 
 // The value words of ranks `ranks`: word k mod 4 of value call k / 4 (v0 .. v3), lane by lane.

@@ -257,6 +257,19 @@ pub fn sampler_workgroups(samples: usize, features: usize) -> usize {
     (samples * features.div_ceil(CHUNK_FEATURES)).div_ceil(SAMPLER_WG as usize)
 }
 
+/// Loop iterations per chunk of 16 features that `sample_chunk` (shaders/common.wgsl) may run:
+/// up to four mask calls, four value calls and (sets, exactly-K) four groups' presence rules, an
+/// iteration each, and the three loops' exits.
+pub const SAMPLER_CHUNK_LOOPS: u64 = 15;
+
+/// Loop iterations per sample of the sampler (llvmpipe's loop budget counts them): the
+/// distribution's own ([`Distribution::sampler_loop_iterations`]) and [`SAMPLER_CHUNK_LOOPS`] per
+/// chunk.
+pub fn sampler_loop_iterations(distribution: &Distribution, features: usize) -> u64 {
+    distribution.sampler_loop_iterations(features)
+        + SAMPLER_CHUNK_LOOPS * features.div_ceil(CHUNK_FEATURES) as u64
+}
+
 /// The WGSL text every kernel starts with: the interface structs, the constants, and Philox's
 /// round-key increments (from the generator of [`crate::features`]).
 pub fn prelude() -> String {

@@ -18,9 +18,9 @@
 //! Shards never interact; each dispatch runs over one shard.
 
 use super::abi::{
-    dispatch_bytes, dispatch_stride, hidden_block, narrow_hidden, sampler_workgroups, shard_bytes,
-    shard_words, Config, Params, ADAM_WG, NARROW_COLS, NARROW_ROWS, REGISTER_WG, TILE, TILE_COPIES,
-    TILE_DEPTH, TILE_THREADS,
+    dispatch_bytes, dispatch_stride, hidden_block, narrow_hidden, sampler_loop_iterations,
+    sampler_workgroups, shard_bytes, shard_words, Config, Params, ADAM_WG, NARROW_COLS,
+    NARROW_ROWS, REGISTER_WG, TILE, TILE_COPIES, TILE_DEPTH, TILE_THREADS,
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
@@ -122,7 +122,7 @@ pub(super) fn tiled_loop_iterations(exp: &Experiment) -> u64 {
     let hidden = n.div_ceil(depth) * hidden_round + epilogue;
     let delta = m.div_ceil(depth) * round + 4 + epilogue + 8;
     let losses = n.div_ceil(tile) * batch.div_ceil(tile);
-    let sampler = exp.distribution().sampler_loop_iterations(n) as usize + CHUNK_FEATURES;
+    let sampler = sampler_loop_iterations(&exp.distribution(), n) as usize + CHUNK_FEATURES;
     gradient.max(hidden).max(delta).max(losses).max(sampler) as u64
 }
 
@@ -299,7 +299,7 @@ impl GpuTrainer {
             },
         };
         // The register kernel's loop iterations per step, its samples' draws included.
-        let sampler = exp.distribution().sampler_loop_iterations(n);
+        let sampler = sampler_loop_iterations(&exp.distribution(), n);
         let register_iterations = |variant| {
             register::loop_iterations(n, m, batch, variant)
                 + batch.div_ceil(REGISTER_WG as usize) as u64 * sampler

@@ -25,8 +25,8 @@ use super::model::{SaeKind, SaeParams, SaeShape, JUMP_BANDWIDTH};
 use super::SaeExperiment;
 use crate::features::{presence_threshold, seed_key, Stream, CHUNK_FEATURES};
 use crate::gpu::abi::{
-    dispatch_bytes, dispatch_stride, sampler_workgroups, shard_bytes, shard_words, Config, Params,
-    SaeEntry, SAE_JUMPRELU, SAE_L1, SAE_TOPK, SAE_WG,
+    dispatch_bytes, dispatch_stride, sampler_loop_iterations, sampler_workgroups, shard_bytes,
+    shard_words, Config, Params, SaeEntry, SAE_JUMPRELU, SAE_L1, SAE_TOPK, SAE_WG,
 };
 use crate::gpu::trainer::LOOP_BUDGET;
 use crate::gpu::{Bindings, Gpu};
@@ -230,7 +230,7 @@ impl<'a> SaeGpuTrainer<'a> {
             let update = k_max + p_max.div_ceil(wg) + 2 * d * k_max.div_ceil(wg);
             // The sampler: the distribution's own loops (exactly-K ranks every mask word of the
             // sample), then the sixteen features of its chunk.
-            let sampler = exp.toy_data.sampler_loop_iterations(n) as usize + CHUNK_FEATURES;
+            let sampler = sampler_loop_iterations(&exp.toy_data, n) as usize + CHUNK_FEATURES;
             let iterations = [sampler, n, d, topk, k_max, 2 * d + k_max, b, update]
                 .into_iter()
                 .max()
