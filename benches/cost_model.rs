@@ -166,8 +166,8 @@ fn binomial_cdf(k: usize, trials: usize, p: f64) -> f64 {
 /// the branch):
 /// - one presence call (16 bytes);
 /// - mask calls for ties (a byte equal to the threshold's top byte: 1 in 256 per feature), none
-///   when every tie passes (low 24 bits all ones): one per group with a tie, from call sites taken
-///   in order, so the k-th site runs when any lane has k tied groups: 1 − P(t < k)³², t ~
+///   when every tie passes (low 24 bits all ones): one per group with a tie, in a loop, whose k-th
+///   iteration the warp runs when any lane has k tied groups: 1 − P(t < k)³², t ~
 ///   Binomial(groups, P(a group ties));
 /// - value call q (q = 0..3, serving the chunk's present features 4q .. 4q + 3) when any lane has
 ///   more than 4q present: 1 − P(p ≤ 4q)³², p ~ Binomial(features, density).

@@ -407,7 +407,7 @@ fn gpu_saes_of_every_kind_train_to_the_cpu_weights() {
 }
 
 /// On a software adapter, whose loops stop after 65,535 iterations per invocation, SAEs whose data
-/// would need more (exactly-K ranks every mask word of a sample: n = 400 takes 50,104) are
+/// would need more (exactly-K ranks every mask word of a sample: n = 400 takes 50,491) are
 /// refused rather than trained on truncated data.
 #[test]
 fn the_loop_budget_of_software_adapters_covers_the_sampler() {
