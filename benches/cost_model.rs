@@ -13,7 +13,10 @@
 //! warps up to 16 per unit), plus a fixed cost per dependent dispatch.
 
 use tms::bench::{standard_workloads, Workload};
-use tms::gpu::abi::{hidden_block, REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH, TILE_THREADS};
+use tms::features::{presence_threshold, CHUNK_FEATURES};
+use tms::gpu::abi::{
+    hidden_block, sampler_workgroups, REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH, TILE_THREADS,
+};
 use tms::gpu::register::fits_register;
 use tms::gpu::trainer::{default_kernel, Kernel};
 
@@ -143,11 +146,54 @@ fn any_present(density: f64, lanes: f64) -> f64 {
     1.0 - (1.0 - density).powf(lanes)
 }
 
-/// Philox calls to draw one sample: a mask call per group of four features, and a value call for
-/// each group with a present feature (charged to a whole warp when any of its 32 lanes needs it).
+/// P(X ≤ k) for X ~ Binomial(trials, p).
+fn binomial_cdf(k: usize, trials: usize, p: f64) -> f64 {
+    if p >= 1.0 {
+        return if k >= trials { 1.0 } else { 0.0 };
+    }
+    let mut term = (1.0 - p).powi(trials as i32); // P(X = 0)
+    let mut sum = 0.0;
+    for x in 0..=k.min(trials) {
+        sum += term;
+        term *= (trials - x) as f64 / (x + 1) as f64 * p / (1.0 - p);
+    }
+    sum.min(1.0)
+}
+
+/// Philox calls a warp makes for one chunk of `features` (≤ 16) features, each of its 32 lanes
+/// drawing that chunk of another sample (`shaders/common.wgsl`, `sample_chunk`; the stream of
+/// `tms::features`). A call is charged to the whole warp when any lane makes it (the warp runs
+/// the branch):
+/// - one presence call (16 bytes);
+/// - mask calls for ties (a byte equal to the threshold's top byte: 1 in 256 per feature), none
+///   when every tie passes (low 24 bits all ones): one per group with a tie, in a loop, whose k-th
+///   iteration the warp runs when any lane has k tied groups: 1 − P(t < k)³², t ~
+///   Binomial(groups, P(a group ties));
+/// - value call q (q = 0..3, serving the chunk's present features 4q .. 4q + 3) when any lane has
+///   more than 4q present: 1 − P(p ≤ 4q)³², p ~ Binomial(features, density).
+fn chunk_calls_per_warp(features: usize, density: f64) -> f64 {
+    let groups = features.div_ceil(4);
+    let warp_runs = |k: usize, trials: usize, p: f64| 1.0 - binomial_cdf(k, trials, p).powi(32);
+    let ties = if presence_threshold(density) & 0xFF_FFFF == 0xFF_FFFF {
+        0.0
+    } else {
+        let group_ties = any_present(1.0 / 256.0, features as f64 / groups as f64);
+        (1..=groups)
+            .map(|k| warp_runs(k - 1, groups, group_ties))
+            .sum()
+    };
+    let values: f64 = (0..groups)
+        .map(|q| warp_runs(4 * q, features, density))
+        .sum();
+    1.0 + ties + values
+}
+
+/// Philox calls per sample of n features (per thread of the register kernel; in warps of 32
+/// samples): [`chunk_calls_per_warp`] of each chunk, the last one partial.
 fn philox_calls_per_sample(n: usize, density: f64) -> f64 {
-    let groups = n.div_ceil(4) as f64;
-    groups * (1.0 + any_present(any_present(density, 4.0), 32.0))
+    (0..n.div_ceil(CHUNK_FEATURES))
+        .map(|c| chunk_calls_per_warp((n - CHUNK_FEATURES * c).min(CHUNK_FEATURES), density))
+        .sum()
 }
 
 /// The register kernel (split into `slices` workgroups per instance, or whole).
@@ -266,21 +312,23 @@ fn tiled_step(w: &Workload, shape: TiledShape) -> Step {
             ..Default::default()
         }
     };
-    // The batch, sampled once per step by features.wgsl: one thread per group of four features.
-    let groups = (BATCH * w.features.div_ceil(4)) as f64;
+    // The batch, sampled once per step by features.wgsl: one thread per chunk of 16 features (a
+    // warp's lanes draw chunks of one or two samples: counted as [`chunk_calls_per_warp`] of the
+    // sample's average chunk).
+    let chunks = w.features.div_ceil(CHUNK_FEATURES) as f64;
     let sampler_wg = SAMPLER_WG as f64;
     let mean_calls = w
         .densities
         .iter()
-        .map(|&d| philox_calls_per_sample(4, d))
+        .map(|&d| philox_calls_per_sample(w.features, d) / chunks)
         .sum::<f64>()
         / count;
     let sample = Launch {
-        workgroups: (groups / sampler_wg).ceil() * count,
+        workgroups: sampler_workgroups(BATCH, w.features) as f64 * count,
         threads: sampler_wg,
         resident: 16.0,
         int_ops: sampler_wg * mean_calls * PHILOX_OPS,
-        dram_bytes: sampler_wg * 16.0,
+        dram_bytes: sampler_wg * 4.0 * CHUNK_FEATURES as f64,
         ..Default::default()
     };
     let (hr, hc) = shape.hidden_block;

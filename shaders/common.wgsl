@@ -47,35 +47,187 @@ fn mask_words(instance: u32, step: u32, sample: u32, group: u32) -> vec4<u32> {
     return philox4x32_10(vec4<u32>(sample * groups + group, step, instance, shard.config.mask_stream), key);
 }
 
-// Features 4·group + 0..3 of one sample, exactly as FeatureSource::sample: zero where absent and past
-// the last feature; the value call is skipped when no valid lane is present.
-fn sample_group(instance: u32, step: u32, sample: u32, group: u32, threshold: u32) -> vec4<f32> {
-    let groups = (shard.config.features + 3u) / 4u;
-    let index = sample * groups + group;
+// Features 16·chunk + 0..15 of one sample, four per group (g0 holds features 16·chunk + 0..3).
+struct Chunk {
+    g0: vec4<f32>,
+    g1: vec4<f32>,
+    g2: vec4<f32>,
+    g3: vec4<f32>,
+}
+
+// The mask words of a chunk's four groups (zero where no call was made).
+struct ChunkMasks {
+    g0: vec4<u32>,
+    g1: vec4<u32>,
+    g2: vec4<u32>,
+    g3: vec4<u32>,
+}
+
+// Features 16·chunk + 0..15 of one sample, exactly as FeatureSource::sample: zero where absent and
+// past the last feature. Plain distributions: presence from the bytes of one call of the presence
+// stream, the mask call of a group made only where one of its bytes ties with the threshold's top
+// byte (and not when every tie passes); sets and exactly-K: every group's mask words. Then ⌈p / 4⌉
+// value calls for the chunk's p present features, the k-th of them taking word k mod 4 of call
+// k / 4. Each kind of call, and the rules of sets and exactly-K, from one call site in a loop:
+// llvmpipe runs every branch of straight-line code masked, so a site costs whether a lane takes it
+// or not, while a loop runs as many iterations as its busiest lane needs (as a warp does); its loop
+// budget counts them (at most gpu::abi::SAMPLER_CHUNK_LOOPS per chunk).
+fn sample_chunk(instance: u32, step: u32, sample: u32, chunk: u32, threshold: u32) -> Chunk {
+    let n = shard.config.features;
     let key = vec2<u32>(shard.config.seed_lo, shard.config.seed_hi);
-    let mask = philox4x32_10(vec4<u32>(index, step, instance, shard.config.mask_stream), key);
-    let lanes = vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(group * 4u);
-    let valid = lanes < vec4<u32>(shard.config.features);
-    let at = layout_at();
-    var on = (mask <= vec4<u32>(threshold)) & valid;
-    if shard.words[at + 3u] == 0u {
-        on = present_general(instance, step, sample, group, threshold, mask) & valid;
+    let plain = shard.words[layout_at() + 3u] != 0u;
+    let group = 4u * chunk;
+    let groups_here = min((n + 3u) / 4u - group, 4u);
+    var bytes = vec4<u32>(0u);
+    // Groups whose mask call is needed, bit g for group 4·chunk + g.
+    var pending = (1u << groups_here) - 1u;
+    if plain {
+        let index = sample * ((n + 15u) / 16u) + chunk;
+        bytes = philox4x32_10(vec4<u32>(index, step, instance, shard.config.presence_stream), key);
+        let top = threshold >> 24u;
+        pending = u32(any(tie_lanes(bytes.x, top, group))) | (u32(any(tie_lanes(bytes.y, top, group + 1u))) << 1u)
+            | (u32(any(tie_lanes(bytes.z, top, group + 2u))) << 2u) | (u32(any(tie_lanes(bytes.w, top, group + 3u))) << 3u);
+        if (threshold & 0xFFFFFFu) == 0xFFFFFFu {
+            pending = 0u;
+        }
     }
-    if !any(on) {
-        return vec4<f32>(0.0);
+    // The mask calls, lowest group first, from one call site in a loop: a warp (an llvmpipe SIMD
+    // group) runs as many iterations as its busiest lane needs, none in most chunks.
+    var masks = ChunkMasks(vec4<u32>(0u), vec4<u32>(0u), vec4<u32>(0u), vec4<u32>(0u));
+    while pending != 0u {
+        masks = with_next_mask(masks, pending, instance, step, sample, group);
+        pending &= pending - 1u;
     }
-    let value = philox4x32_10(vec4<u32>(index, step, instance, shard.config.value_stream), key);
-    var x = vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 16777216.0);
-    let values = shard.words[at];
+    // Bit i: feature 16·chunk + i is present.
+    var bits = 0u;
+    if plain {
+        bits = plain_bits(bytes.x, masks.g0, threshold, group) | (plain_bits(bytes.y, masks.g1, threshold, group + 1u) << 4u)
+            | (plain_bits(bytes.z, masks.g2, threshold, group + 2u) << 8u) | (plain_bits(bytes.w, masks.g3, threshold, group + 3u) << 12u);
+    } else {
+        // The distribution's rules from one call site, in a loop over the chunk's groups (each
+        // inlined copy costs llvmpipe its run, taken or not).
+        for (var g = 0u; g < groups_here; g++) {
+            let on = present_general(instance, step, sample, group + g, threshold, mask_of(masks, g));
+            bits |= packed(on & lanes_valid(group + g)) << (4u * g);
+        }
+    }
+    let present = countOneBits(bits);
+    var out = Chunk(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    if present == 0u {
+        return out;
+    }
+    // FeatureSource::value_calls: call q serves ranks 4q .. 4q + 3 (one call site in a loop, as the
+    // mask calls).
+    let index = sample * ((n + 3u) / 4u) + group;
+    var v0 = vec4<u32>(0u);
+    var v1 = vec4<u32>(0u);
+    var v2 = vec4<u32>(0u);
+    var v3 = vec4<u32>(0u);
+    for (var q = 0u; 4u * q < present; q++) {
+        let words = philox4x32_10(vec4<u32>(index + q, step, instance, shard.config.value_stream), key);
+        v0 = select(v0, words, q == 0u);
+        v1 = select(v1, words, q == 1u);
+        v2 = select(v2, words, q == 2u);
+        v3 = select(v3, words, q == 3u);
+    }
+    out.g0 = group_values(v0, v1, v2, v3, bits, 0u);
+    out.g1 = group_values(v0, v1, v2, v3, bits, 1u);
+    out.g2 = group_values(v0, v1, v2, v3, bits, 2u);
+    out.g3 = group_values(v0, v1, v2, v3, bits, 3u);
+    return out;
+}
+
+// Which features 4·group + 0..3 exist (are below n).
+fn lanes_valid(group: u32) -> vec4<bool> {
+    return vec4<u32>(0u, 1u, 2u, 3u) + vec4<u32>(4u * group) < vec4<u32>(shard.config.features);
+}
+
+// The four presence bytes of `word` (byte j for feature 4·group + j).
+fn bytes_of(word: u32) -> vec4<u32> {
+    return (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u);
+}
+
+// Which features 4·group + 0..3 tie: presence byte (of `word`) equal to `top`.
+fn tie_lanes(word: u32, top: u32, group: u32) -> vec4<bool> {
+    return (bytes_of(word) == vec4<u32>(top)) & lanes_valid(group);
+}
+
+// `masks` with the mask words of the lowest group of `pending` (bit g: group first + g, pending ≠ 0)
+// filled in.
+fn with_next_mask(masks: ChunkMasks, pending: u32, instance: u32, step: u32, sample: u32, first: u32) -> ChunkMasks {
+    let g = firstTrailingBit(pending);
+    let words = mask_words(instance, step, sample, first + g);
+    var out = masks;
+    out.g0 = select(out.g0, words, g == 0u);
+    out.g1 = select(out.g1, words, g == 1u);
+    out.g2 = select(out.g2, words, g == 2u);
+    out.g3 = select(out.g3, words, g == 3u);
+    return out;
+}
+
+// The presence bits of features 4·group + 0..3 of a plain distribution (bit j for feature
+// 4·group + j, none past the last feature), FeatureSource::sample: byte j of `word` (the chunk's
+// presence word for this group) below the threshold's top byte, or equal to it and the mask word's
+// top 24 bits ≤ its low 24 bits (`mask` is zero where no call was made: every tie passes then).
+fn plain_bits(word: u32, mask: vec4<u32>, threshold: u32, group: u32) -> u32 {
+    let bytes = bytes_of(word);
+    let top = vec4<u32>(threshold >> 24u);
+    let passes = (mask >> vec4<u32>(8u)) <= vec4<u32>(threshold & 0xFFFFFFu);
+    return packed(((bytes < top) | ((bytes == top) & passes)) & lanes_valid(group));
+}
+
+// Four flags as bits 0..3.
+fn packed(on: vec4<bool>) -> u32 {
+    let bits = select(vec4<u32>(0u), vec4<u32>(1u, 2u, 4u, 8u), on);
+    return bits.x | bits.y | bits.z | bits.w;
+}
+
+// The mask words of group 4·chunk + g.
+fn mask_of(masks: ChunkMasks, g: u32) -> vec4<u32> {
+    let low = select(masks.g0, masks.g1, g == 1u);
+    let high = select(masks.g2, masks.g3, g == 3u);
+    return select(low, high, g >= 2u);
+}
+
+// Features 4·group + 0..3 of the chunk (group g of it) whose presence bits are `bits`: zero where
+// absent, else the value of word k mod 4 of value call k / 4 (v0 .. v3), k the feature's rank among
+// the chunk's present features.
+fn group_values(v0: vec4<u32>, v1: vec4<u32>, v2: vec4<u32>, v3: vec4<u32>, bits: u32, g: u32) -> vec4<f32> {
+    let lane = vec4<u32>(4u * g) + vec4<u32>(0u, 1u, 2u, 3u);
+    let on = ((vec4<u32>(bits) >> lane) & vec4<u32>(1u)) != vec4<u32>(0u);
+    let ranks = countOneBits(vec4<u32>(bits) & ((vec4<u32>(1u) << lane) - vec4<u32>(1u)));
+    return select(vec4<f32>(0.0), values_of(ranked_words(v0, v1, v2, v3, ranks)), on);
+}
+
+// The value words of ranks `ranks`: word k mod 4 of value call k / 4 (v0 .. v3), lane by lane.
+fn ranked_words(v0: vec4<u32>, v1: vec4<u32>, v2: vec4<u32>, v3: vec4<u32>, ranks: vec4<u32>) -> vec4<u32> {
+    let call = ranks >> vec4<u32>(2u);
+    let word = ranks & vec4<u32>(3u);
+    let low = select(word_of(v0, word), word_of(v1, word), call == vec4<u32>(1u));
+    let high = select(word_of(v2, word), word_of(v3, word), call == vec4<u32>(3u));
+    return select(low, high, call >= vec4<u32>(2u));
+}
+
+// Word `word[lane]` of `v` in each lane.
+fn word_of(v: vec4<u32>, word: vec4<u32>) -> vec4<u32> {
+    let low = select(vec4<u32>(v.x), vec4<u32>(v.y), word == vec4<u32>(1u));
+    let high = select(vec4<u32>(v.z), vec4<u32>(v.w), word == vec4<u32>(3u));
+    return select(low, high, word >= vec4<u32>(2u));
+}
+
+// Distribution::value of four value words (uniform, binary, normal or signed, by the layout's
+// first word).
+fn values_of(value: vec4<u32>) -> vec4<f32> {
+    let values = shard.words[layout_at()];
     if values == 1u {
-        x = vec4<f32>(1.0);
+        return vec4<f32>(1.0);
     } else if values == 2u {
-        x = vec4<f32>(normal_value(value.x), normal_value(value.y), normal_value(value.z), normal_value(value.w));
+        return vec4<f32>(normal_value(value.x), normal_value(value.y), normal_value(value.z), normal_value(value.w));
     } else if values == 3u {
         // Signed (the abs model's): features::signed_float, 2⁻²³ · (word >> 8) − 1.
-        x = vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 8388608.0) - vec4<f32>(1.0);
+        return vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 8388608.0) - vec4<f32>(1.0);
     }
-    return select(vec4<f32>(0.0), x, on);
+    return vec4<f32>(value >> vec4<u32>(8u)) * (1.0 / 16777216.0);
 }
 
 // Distribution::value for normal values: 0.5 + 0.2·z in units of 2⁻²⁴, z from the sum of the word's
@@ -87,7 +239,7 @@ fn normal_value(word: u32) -> f32 {
 }
 
 // Presence of features 4·group + 0..3 for a distribution other than the default, following
-// FeatureSource::sample_general: exactly-K by rank among the sample's mask words, else each feature
+// FeatureSource::present_features: exactly-K by rank among the sample's mask words, else each feature
 // by its set (independent: its own word; correlated: the first member's; anticorrelated: the first
 // member's word and, in paper mode, the second member's for the choice).
 fn present_general(instance: u32, step: u32, sample: u32, group: u32, threshold: u32, own: vec4<u32>) -> vec4<bool> {

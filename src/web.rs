@@ -139,8 +139,10 @@ pub fn abi_description() -> anyhow::Result<Value> {
         "passes": PASSES.iter().map(|(file, entry)| json!({"kernel": file, "entry": entry})).collect::<Vec<_>>(),
         "philox": {"M0": PHILOX_M0, "M1": PHILOX_M1, "W0": PHILOX_W0, "W1": PHILOX_W1},
         "streams": {
+            "TrainPresence": Stream::TrainPresence as u32,
             "TrainMask": Stream::TrainMask as u32,
             "TrainValue": Stream::TrainValue as u32,
+            "EvalPresence": Stream::EvalPresence as u32,
             "EvalMask": Stream::EvalMask as u32,
             "EvalValue": Stream::EvalValue as u32,
             "Init": Stream::Init as u32,
@@ -171,7 +173,9 @@ fn known_answers(defaults: &Experiment) -> Value {
             })
         })
         .collect();
-    let samples: Vec<Value> = [(0u32, 1.0, 20), (5, 0.003, 20), (2, 0.3, 7)]
+    // Densities whose ties pass without a mask call (1.0), need one (0.003, 0.6), and chunks of
+    // up to four value calls (1.0, 0.6).
+    let samples: Vec<Value> = [(0u32, 1.0, 20), (5, 0.003, 20), (2, 0.3, 7), (4, 0.6, 37)]
         .iter()
         .map(|&(instance, density, n)| {
             let mut x = vec![0.0f32; n];

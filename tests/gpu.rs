@@ -131,6 +131,13 @@ fn wgsl_sampler_reproduces_the_cpu_batches_bit_for_bit() {
         (1, 0.5, plain),
         (64, 0.01, plain),
         (5, 0.001, plain),
+        // Chunks of 16 features: a partial last chunk, ties on the presence byte (settled by the
+        // mask word at 1e-4 and 0.3, passed without a call at 1.0), up to four value calls per chunk.
+        (37, 1e-4, plain),
+        (37, 0.3, plain),
+        (64, 0.6, plain),
+        (17, 1.0, plain),
+        (37, 0.4, kinds("", paper, Values::Normal, 0)),
         (
             9,
             0.3,

@@ -49,29 +49,34 @@ export function makeHost(abi) {
     return Math.sqrt(-2.0 * Math.log(1.0 - u1)) * Math.cos(2 * Math.PI * u2);
   }
 
-  // features::presence_threshold: a feature is present iff its mask word ≤ this.
+  // features::presence_threshold: a feature is present with probability (threshold + 1) / 2^32.
   function presenceThreshold(density) {
     const cut = Math.ceil(density * TWO_32);
     return Math.min(Math.max(cut, 1), TWO_32) - 1;
   }
 
-  // FeatureSource::sample of the evaluation streams: sample `sample` of step 0 into x (Float32Array
-  // of n); returns how many features are present.
+  // FeatureSource::sample of the evaluation streams (independent features, uniform values): sample
+  // `sample` of step 0 into x (Float32Array of n); returns how many features are present. Chunks of
+  // 16 features: feature 16c + i is present iff byte i of the chunk's presence call is below the
+  // threshold's top byte, or equal to it and its mask word's top 24 bits are ≤ the threshold's low
+  // 24; the k-th present feature of the chunk takes word k % 4 of value call 4c + k / 4.
   function evalSample(seed, instance, threshold, sample, x) {
-    const n = x.length, groups = Math.ceil(n / 4), key = seedKey(seed);
+    const n = x.length, chunks = Math.ceil(n / 16), groups = Math.ceil(n / 4), key = seedKey(seed);
+    const top = threshold >>> 24, low = threshold & 0xffffff;
+    const call = (index, stream) => philox([index >>> 0, 0, instance, stream], key);
     let present = 0;
-    for (let g = 0; g < groups; g++) {
-      const index = (sample * groups + g) >>> 0;
-      const mask = philox([index, 0, instance, streams.EvalMask], key);
-      const lanes = Math.min(4, n - 4 * g);
-      let any = false;
-      for (let l = 0; l < lanes; l++) any ||= mask[l] <= threshold;
-      const value = any ? philox([index, 0, instance, streams.EvalValue], key) : null;
-      for (let l = 0; l < lanes; l++) {
-        const live = any && mask[l] <= threshold;
-        x[4 * g + l] = live ? (value[l] >>> 8) * (1 / 16777216) : 0;
-        present += live ? 1 : 0;
+    for (let c = 0; c < chunks; c++) {
+      const bytes = call(sample * chunks + c, streams.EvalPresence);
+      let value = null, k = 0; // k: present features of the chunk so far
+      for (let i = 0; i < 16 && 16 * c + i < n; i++) {
+        const f = 16 * c + i, byte = (bytes[i >> 2] >>> (8 * (i & 3))) & 0xff;
+        const tie = () => low === 0xffffff || call(sample * groups + (f >> 2), streams.EvalMask)[f & 3] >>> 8 <= low;
+        const live = byte < top || (byte === top && tie());
+        if (live && k % 4 === 0) value = call(sample * groups + 4 * c + (k >> 2), streams.EvalValue);
+        x[f] = live ? (value[k % 4] >>> 8) * (1 / 16777216) : 0;
+        k += live ? 1 : 0;
       }
+      present += k;
     }
     return present;
   }

@@ -59,7 +59,8 @@ export class WebTrainer {
     const register = abi.register_kernels.find((r) => r.features === n && r.hidden === m);
     t.kernel = register ? "register" : "tiled";
     t.perDispatch = register ? REGISTER_STEPS : 1;
-    t.samplers = Math.ceil((batch * Math.ceil(n / 4)) / C.SAMPLER_WG);
+    // One sampler thread per sample and chunk of 16 features (gpu::abi::sampler_workgroups).
+    t.samplers = Math.ceil((batch * Math.ceil(n / 16)) / C.SAMPLER_WG);
     const lossTiles = tiles(n) * tiles(batch);
     // The tiled path's H, dH, δ, X and gradients; placeholders for the register kernel.
     const sizes = {
@@ -100,7 +101,8 @@ export class WebTrainer {
     writeStruct(view, 0, cfg, {
       features: n, hidden: m, batch, instances: I, first_instance: 0, slices: 1,
       relu: exp.model === "relu" ? 1 : 0, hidden_relu: 0, untied: 0, log_every: exp.log_every, total_steps: exp.steps,
-      seed_lo: seedLo, seed_hi: seedHi, mask_stream: abi.streams.TrainMask, value_stream: abi.streams.TrainValue,
+      seed_lo: seedLo, seed_hi: seedHi,
+      presence_stream: abi.streams.TrainPresence, mask_stream: abi.streams.TrainMask, value_stream: abi.streams.TrainValue,
       beta1: o.beta1, beta2: o.beta2, eps: o.eps, scale: 1 / (batch * n),
     });
     exp.instances.forEach((inst, i) => {

@@ -14,7 +14,7 @@
 //! the generated struct and a runtime-sized array; the host lays them out with [`shard_bytes`] and
 //! [`dispatch_bytes`].
 
-use crate::features::{Distribution, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1};
+use crate::features::{Distribution, CHUNK_FEATURES, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1};
 use crate::optim::StepConstants;
 use bytemuck::{Pod, Zeroable};
 
@@ -130,6 +130,8 @@ interface_struct! {
         pub total_steps: u32,
         pub seed_lo: u32,
         pub seed_hi: u32,
+        /// The data's streams (`features::Stream`): presence bytes, mask words, value words.
+        pub presence_stream: u32,
         pub mask_stream: u32,
         pub value_stream: u32,
         pub beta1: f32,
@@ -247,6 +249,25 @@ pub fn hidden_block(m: usize) -> (usize, usize) {
     } else {
         (TILE as usize, TILE as usize)
     }
+}
+
+/// Workgroups of the sampler kernel (shaders/features.wgsl) for `samples` samples of `features`
+/// features: one thread per sample and chunk of [`CHUNK_FEATURES`] features (one presence call).
+pub fn sampler_workgroups(samples: usize, features: usize) -> usize {
+    (samples * features.div_ceil(CHUNK_FEATURES)).div_ceil(SAMPLER_WG as usize)
+}
+
+/// Loop iterations per chunk of 16 features that `sample_chunk` (shaders/common.wgsl) may run:
+/// up to four mask calls, four value calls and (sets, exactly-K) four groups' presence rules, an
+/// iteration each, and the three loops' exits.
+pub const SAMPLER_CHUNK_LOOPS: u64 = 15;
+
+/// Loop iterations per sample of the sampler (llvmpipe's loop budget counts them): the
+/// distribution's own ([`Distribution::sampler_loop_iterations`]) and [`SAMPLER_CHUNK_LOOPS`] per
+/// chunk.
+pub fn sampler_loop_iterations(distribution: &Distribution, features: usize) -> u64 {
+    distribution.sampler_loop_iterations(features)
+        + SAMPLER_CHUNK_LOOPS * features.div_ceil(CHUNK_FEATURES) as u64
 }
 
 /// The WGSL text every kernel starts with: the interface structs, the constants, and Philox's

@@ -27,6 +27,7 @@
 //! 12 ms/step with loops against 2.5 ms straight-line on lavapipe).
 
 use super::abi::{REGISTER_MAX_PARAMS, REGISTER_WG};
+use crate::features::CHUNK_FEATURES;
 
 /// Values each thread writes per round of the workgroup reduction.
 const CHUNK: usize = 32;
@@ -47,7 +48,7 @@ pub struct Variant {
     /// by h > 0, as `crate::model` computes them.
     pub hidden_relu: bool,
     /// The untied abs model: W₁ then U = W₂ᵀ (m × n each) before b, target |x| of signed features
-    /// (`features::Values::Signed`, drawn by `sample_group`)
+    /// (`features::Values::Signed`, drawn by `sample_chunk`)
     /// (with `hidden_relu`); whole instances only (`split` and `shaders/split_adam.wgsl` know one W).
     pub abs: bool,
 }
@@ -247,14 +248,15 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     } else {
         o.line("        for (var s = tid; s < shard.config.batch; s += REGISTER_WG) {");
     }
-    let groups = n.div_ceil(4);
-    for g in 0..groups {
+    // One `sample_chunk` per 16 features (one presence call each); x{j} is lane j % 4 of its group.
+    for c in 0..n.div_ceil(CHUNK_FEATURES) {
         o.line(format!(
-            "            let xg{g} = sample_group(global_instance, step, s, {g}u, threshold);"
+            "            let xc{c} = sample_chunk(global_instance, step, s, {c}u, threshold);"
         ));
     }
-    let present = (0..groups)
-        .map(|g| format!("any(xg{g} != vec4<f32>(0.0))"))
+    let group = |g: usize| format!("xc{}.g{}", g / 4, g % 4);
+    let present = (0..n.div_ceil(4))
+        .map(|g| format!("any({} != vec4<f32>(0.0))", group(g)))
         .collect::<Vec<_>>()
         .join(" || ");
     o.line(format!("            if !({present}) {{"));
@@ -264,8 +266,8 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     const LANES: [&str; 4] = ["x", "y", "z", "w"];
     for j in 0..n {
         o.line(format!(
-            "            let x{j} = xg{}.{};",
-            j / 4,
+            "            let x{j} = {}.{};",
+            group(j / 4),
             LANES[j % 4]
         ));
     }

@@ -18,14 +18,14 @@
 //! Shards never interact; each dispatch runs over one shard.
 
 use super::abi::{
-    dispatch_bytes, dispatch_stride, hidden_block, narrow_hidden, shard_bytes, shard_words, Config,
-    Params, ADAM_WG, NARROW_COLS, NARROW_ROWS, REGISTER_WG, SAMPLER_WG, TILE, TILE_COPIES,
-    TILE_DEPTH, TILE_THREADS,
+    dispatch_bytes, dispatch_stride, hidden_block, narrow_hidden, sampler_loop_iterations,
+    sampler_workgroups, shard_bytes, shard_words, Config, Params, ADAM_WG, NARROW_COLS,
+    NARROW_ROWS, REGISTER_WG, TILE, TILE_COPIES, TILE_DEPTH, TILE_THREADS,
 };
 use super::register::{self, fits_register, Variant};
 use super::{shaders, Bindings, Gpu};
 use crate::experiment::Experiment;
-use crate::features::{presence_threshold, seed_key, Stream};
+use crate::features::{presence_threshold, seed_key, Stream, CHUNK_FEATURES};
 use crate::optim::step_table;
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
 use anyhow::{bail, Context};
@@ -122,7 +122,7 @@ pub(super) fn tiled_loop_iterations(exp: &Experiment) -> u64 {
     let hidden = n.div_ceil(depth) * hidden_round + epilogue;
     let delta = m.div_ceil(depth) * round + 4 + epilogue + 8;
     let losses = n.div_ceil(tile) * batch.div_ceil(tile);
-    let sampler = exp.distribution().sampler_loop_iterations(n) as usize + 4;
+    let sampler = sampler_loop_iterations(&exp.distribution(), n) as usize + CHUNK_FEATURES;
     gradient.max(hidden).max(delta).max(losses).max(sampler) as u64
 }
 
@@ -299,7 +299,7 @@ impl GpuTrainer {
             },
         };
         // The register kernel's loop iterations per step, its samples' draws included.
-        let sampler = exp.distribution().sampler_loop_iterations(n);
+        let sampler = sampler_loop_iterations(&exp.distribution(), n);
         let register_iterations = |variant| {
             register::loop_iterations(n, m, batch, variant)
                 + batch.div_ceil(REGISTER_WG as usize) as u64 * sampler
@@ -339,7 +339,7 @@ impl GpuTrainer {
         }
         let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
         let tile = TILE as usize;
-        let samplers = (batch * n.div_ceil(4)).div_ceil(SAMPLER_WG as usize);
+        let samplers = sampler_workgroups(batch, n);
         if tiled && samplers > max_groups {
             bail!("batch {batch} of {n} features needs {samplers} sampler workgroups, more than the adapter's {max_groups} per dimension");
         }
@@ -434,6 +434,7 @@ impl GpuTrainer {
                 total_steps: exp.steps,
                 seed_lo,
                 seed_hi,
+                presence_stream: Stream::TrainPresence as u32,
                 mask_stream: Stream::TrainMask as u32,
                 value_stream: Stream::TrainValue as u32,
                 beta1: o.beta1 as f32,
@@ -556,7 +557,7 @@ impl GpuTrainer {
             let adam_groups = (shard.count * params).div_ceil(ADAM_WG as usize);
             let adam_x =
                 adam_groups.min(self.gpu.limits.max_compute_workgroups_per_dimension as usize);
-            let samplers = (batch * n.div_ceil(4)).div_ceil(SAMPLER_WG as usize) as u32;
+            let samplers = sampler_workgroups(batch, n) as u32;
             let grids = [
                 (samplers, 1, count),
                 hidden_grid,

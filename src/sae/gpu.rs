@@ -23,10 +23,10 @@ use super::cpu::{
 };
 use super::model::{SaeKind, SaeParams, SaeShape, JUMP_BANDWIDTH};
 use super::SaeExperiment;
-use crate::features::{presence_threshold, seed_key, Stream};
+use crate::features::{presence_threshold, seed_key, Stream, CHUNK_FEATURES};
 use crate::gpu::abi::{
-    dispatch_bytes, dispatch_stride, shard_bytes, shard_words, Config, Params, SaeEntry,
-    SAE_JUMPRELU, SAE_L1, SAE_TOPK, SAE_WG, SAMPLER_WG,
+    dispatch_bytes, dispatch_stride, sampler_loop_iterations, sampler_workgroups, shard_bytes,
+    shard_words, Config, Params, SaeEntry, SAE_JUMPRELU, SAE_L1, SAE_TOPK, SAE_WG,
 };
 use crate::gpu::trainer::LOOP_BUDGET;
 use crate::gpu::{Bindings, Gpu};
@@ -196,13 +196,13 @@ impl<'a> SaeGpuTrainer<'a> {
             }
         }
 
-        // Grids: generate over (sample, feature group) × toys, then the passes of PASSES.
+        // Grids: generate over (sample, chunk of features) × toys, then the passes of PASSES.
         let k_max = shapes.iter().map(|s| s.latents).max().expect("an SAE");
         let p_max = shapes.iter().map(param_count).max().expect("an SAE");
         let wg = SAE_WG as usize;
         let grid = |threads: usize, y: usize, z: usize| (threads.div_ceil(wg), y, z);
         let grids = [
-            ((b * n.div_ceil(4)).div_ceil(SAMPLER_WG as usize), 1, span),
+            (sampler_workgroups(b, n), 1, span),
             grid(b * d, 1, span),
             grid(b * k_max, saes, 1),
             grid(b, saes, 1),
@@ -229,8 +229,8 @@ impl<'a> SaeGpuTrainer<'a> {
                 .unwrap_or(0);
             let update = k_max + p_max.div_ceil(wg) + 2 * d * k_max.div_ceil(wg);
             // The sampler: the distribution's own loops (exactly-K ranks every mask word of the
-            // sample), then its four lanes.
-            let sampler = exp.toy_data.sampler_loop_iterations(n) as usize + 4;
+            // sample), then the sixteen features of its chunk.
+            let sampler = sampler_loop_iterations(&exp.toy_data, n) as usize + CHUNK_FEATURES;
             let iterations = [sampler, n, d, topk, k_max, 2 * d + k_max, b, update]
                 .into_iter()
                 .max()
@@ -253,6 +253,7 @@ impl<'a> SaeGpuTrainer<'a> {
             total_steps: exp.steps,
             seed_lo,
             seed_hi,
+            presence_stream: Stream::SaePresence as u32,
             mask_stream: Stream::SaeMask as u32,
             value_stream: Stream::SaeValue as u32,
             beta1: o.beta1 as f32,
