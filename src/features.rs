@@ -448,6 +448,24 @@ pub fn signed_float(word: u32) -> f32 {
     (word >> 8) as f32 * (1.0 / 8_388_608.0) - 1.0
 }
 
+/// Ties of [`FeatureSource::presence`] waiting for their mask words: up to [`LANES`] of them, each
+/// with its group's counter first word and (stream word, bit, word of the mask call).
+#[derive(Default)]
+struct PendingTies {
+    groups: [u32; LANES],
+    targets: [(usize, u32, usize); LANES],
+    count: usize,
+}
+
+impl PendingTies {
+    #[inline(always)]
+    fn push(&mut self, group: u32, target: (usize, u32, usize)) {
+        self.groups[self.count] = group;
+        self.targets[self.count] = target;
+        self.count += 1;
+    }
+}
+
 /// Features per presence call: sixteen, a byte each (see the module documentation).
 pub const CHUNK_FEATURES: usize = 16;
 
@@ -545,7 +563,7 @@ impl FeatureSource {
     /// 16 · chunks · s + f of the stream (bit b is bit b % 32 of `stream[b / 32]`), so chunk c of
     /// local sample s is the 16 bits from 16 · (chunks · s + c); the bits of the bytes past n in a
     /// sample's last chunk are clear. `P` computes the Philox calls (the same bits
-    /// whichever it is); the rare ties are settled by [`FeatureSource::break_ties`].
+    /// whichever it is), including the mask words of the rare ties ([`FeatureSource::break_ties`]).
     #[inline(always)]
     pub fn presence<P: PhiloxLanes>(
         &self,
@@ -558,55 +576,73 @@ impl FeatureSource {
         let calls = (end - start).div_ceil(LANES as u32) as usize;
         let rest = [step, self.instance, self.presence_stream as u32];
         let (top, low) = (self.threshold >> 24, self.threshold & 0xFF_FFFF);
-        // The bits of real features: all but the bytes past n in each sample's last chunk.
+        // The bits of real features: all but the bytes past n in each sample's last chunk. Each
+        // lane's chunk (index mod chunks) is kept up to date by adding LANES mod chunks.
         let last = (1u32 << (self.features - CHUNK_FEATURES * (chunks as usize - 1))) - 1;
-        let valid = |index: u32| {
-            if index % chunks == chunks - 1 {
-                last
-            } else {
-                0xFFFF
-            }
-        };
+        let mut chunk_of: [u32; LANES] = std::array::from_fn(|l| (start + l as u32) % chunks);
+        let advance = LANES as u32 % chunks;
+        let mut ties = PendingTies::default();
         let mut first: [u32; LANES] = std::array::from_fn(|l| start + l as u32);
-        for out in stream[..calls * LANES / 2].chunks_exact_mut(LANES / 2) {
-            let (below, ties) = P::presence_bytes(first, rest, self.key, top);
-            let real: [u32; LANES / 2] =
-                std::array::from_fn(|k| valid(first[2 * k]) | valid(first[2 * k + 1]) << 16);
+        for call in 0..calls {
+            let (below, equal) = P::presence_bytes(first, rest, self.key, top);
+            let real: [u32; LANES / 2] = if last == 0xFFFF {
+                [u32::MAX; LANES / 2]
+            } else {
+                let valid = |l: usize| {
+                    if chunk_of[l] == chunks - 1 {
+                        last
+                    } else {
+                        0xFFFF
+                    }
+                };
+                std::array::from_fn(|k| valid(2 * k) | valid(2 * k + 1) << 16)
+            };
             for k in 0..LANES / 2 {
-                out[k] = below[k] & real[k];
-            }
-            let ties: [u32; LANES / 2] = std::array::from_fn(|k| ties[k] & real[k]);
-            if ties != [0; LANES / 2] {
+                let at = call * LANES / 2 + k;
+                stream[at] = below[k] & real[k];
+                let mut tied = equal[k] & real[k];
                 if low == 0xFF_FFFF {
                     // Every tie is present: M >> 8 ≤ 2²⁴ − 1 always.
-                    (0..LANES / 2).for_each(|k| out[k] |= ties[k]);
-                } else {
-                    self.break_ties(step, first[0], ties, out);
+                    stream[at] |= tied;
+                    continue;
+                }
+                while tied != 0 {
+                    let bit = tied.trailing_zeros();
+                    tied &= tied - 1;
+                    let lane = 2 * k + bit as usize / 16;
+                    let feature = chunk_of[lane] * CHUNK_FEATURES as u32 + bit % 16;
+                    let group = first[lane] / chunks * self.groups() as u32 + feature / 4;
+                    ties.push(group, (at, bit, feature as usize % 4));
+                    if ties.count == LANES {
+                        self.break_ties::<P>(step, &mut ties, stream);
+                    }
                 }
             }
-            for f in &mut first {
+            for (f, c) in first.iter_mut().zip(&mut chunk_of) {
                 *f += LANES as u32;
+                *c += advance;
+                if *c >= chunks {
+                    *c -= chunks;
+                }
             }
         }
+        self.break_ties::<P>(step, &mut ties, stream);
     }
 
-    /// Settles the ties of one call of [`FeatureSource::presence`] whose first chunk index
-    /// (sample · chunks + chunk) is `first`: sets the bit of every tied feature that is present.
-    #[inline(never)]
-    fn break_ties(&self, step: u32, first: u32, ties: [u32; LANES / 2], out: &mut [u32]) {
-        let chunks = self.chunks() as u32;
-        for (k, &word) in ties.iter().enumerate() {
-            let mut rest = word;
-            while rest != 0 {
-                let bit = rest.trailing_zeros();
-                rest &= rest - 1;
-                let index = first + 2 * k as u32 + bit / 16;
-                let feature = (index % chunks) as usize * CHUNK_FEATURES + (bit % 16) as usize;
-                if self.tie_present(step, index / chunks, feature) {
-                    out[k] |= 1 << bit;
-                }
-            }
+    /// Settles the pending ties of [`FeatureSource::presence`] with one batched call of their mask
+    /// words: sets the stream bit of every tied feature that is present.
+    #[inline(always)]
+    fn break_ties<P: PhiloxLanes>(&self, step: u32, ties: &mut PendingTies, stream: &mut [u32]) {
+        if ties.count == 0 {
+            return;
         }
+        let rest = [step, self.instance, self.mask_stream as u32];
+        let words = P::words(ties.groups, rest, self.key);
+        let low = self.threshold & 0xFF_FFFF;
+        for (lane, &(at, bit, word)) in ties.targets[..ties.count].iter().enumerate() {
+            stream[at] |= u32::from(words[word][lane] >> 8 <= low) << bit;
+        }
+        ties.count = 0;
     }
 
     /// Whether `feature` of `sample`, whose presence byte equals the threshold's top byte, is
