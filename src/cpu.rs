@@ -24,8 +24,8 @@ pub const CHUNK_SAMPLES: usize = 256;
 
 /// Models whose per-lane gradient accumulators (m·n·8 floats per chunk) exceed this many bytes take
 /// the matrix path (`dense`). Measured (one thread, CPU time per step): `large` (2048 × 256) 955 →
-/// 275 ms, `geometry` (400 × 30, 375 KiB of accumulators) 124 → 104 ms. Smaller models, among them
-/// every committed result (at most 100 × 10), stay on the block pass, bit for bit as before.
+/// 275 ms, `geometry` (400 × 30, 375 KiB of accumulators) 124 → 104 ms. Smaller models (every
+/// committed result but results/geometry's 400 × 30) stay on the block pass.
 const MATRIX_PATH_ABOVE_BYTES: usize = 128 << 10;
 
 /// Whether the chunks of `exp` take the matrix path (written for the tied models without a hidden
