@@ -23,12 +23,12 @@ use super::cpu::{
 };
 use super::model::{SaeKind, SaeParams, SaeShape, JUMP_BANDWIDTH};
 use super::SaeExperiment;
-use crate::features::{presence_threshold, seed_key, Stream, CHUNK_FEATURES};
+use crate::features::{presence_threshold, Stream, CHUNK_FEATURES};
 use crate::gpu::abi::{
     dispatch_bytes, dispatch_stride, sampler_loop_iterations, sampler_workgroups, shard_bytes,
     shard_words, Config, Params, SaeEntry, SAE_JUMPRELU, SAE_L1, SAE_TOPK, SAE_WG,
 };
-use crate::gpu::trainer::LOOP_BUDGET;
+use crate::gpu::plan::LOOP_BUDGET;
 use crate::gpu::{Bindings, Gpu};
 use crate::optim::optimizer_constants;
 use anyhow::{bail, Context};
@@ -240,28 +240,16 @@ impl<'a> SaeGpuTrainer<'a> {
             }
         }
 
-        let o = &exp.optimizer;
-        let [seed_lo, seed_hi] = seed_key(exp.toy_seed);
+        let streams = [Stream::SaePresence, Stream::SaeMask, Stream::SaeValue];
         let config = Config {
-            features: n as u32,
-            hidden: d as u32,
-            batch: b as u32,
-            instances: span as u32,
-            first_instance: first,
-            slices: 1,
-            log_every: exp.log_every,
-            total_steps: exp.steps,
-            seed_lo,
-            seed_hi,
-            presence_stream: Stream::SaePresence as u32,
-            mask_stream: Stream::SaeMask as u32,
-            value_stream: Stream::SaeValue as u32,
-            beta1: o.beta1 as f32,
-            beta2: o.beta2 as f32,
-            eps: o.eps as f32,
-            scale: 1.0 / b as f32,
             hidden_relu: u32::from(exp.toy_hidden_relu),
-            ..Default::default()
+            ..Config::sampler(n, b, span, first, exp.toy_seed, streams).training(
+                d,
+                &exp.optimizer,
+                exp.log_every,
+                exp.steps,
+                1.0 / b as f32,
+            )
         };
         // Shard words: (unused, zero) importances, presence thresholds, the layout of the toy run's
         // feature distribution, then W of every toy slot; slots of instances no SAE reads stay
