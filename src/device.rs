@@ -134,7 +134,7 @@ impl Device {
             Device::Gpu { adapter } => Placement::Gpu(GpuPlan::new(exp, &options(adapter))?),
             // Software adapters (llvmpipe/lavapipe) run the kernels on the CPU, far slower than the
             // CPU trainer: `auto` only takes a hardware GPU; `gpu` takes whatever there is.
-            Device::Auto { .. } if !list_adapters().iter().any(|a| a.device_type != "Cpu") => {
+            Device::Auto { .. } if !list_adapters().iter().any(|a| !a.software()) => {
                 Placement::Auto(Err("no hardware GPU adapter found".into()))
             }
             Device::Auto { adapter } => Placement::Auto(

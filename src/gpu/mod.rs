@@ -19,6 +19,7 @@ pub mod trainer;
 pub use plan::{GpuOptions, GpuPlan, Kernel};
 pub use trainer::GpuTrainer;
 
+use crate::error::UsageError;
 use abi::{
     BATCH_BINDING, DELTA_BINDING, DISPATCH_BINDING, GRAD_BINDING, HIDDEN_BINDING, LOSSES_BINDING,
     SHARD_BINDING, STATE_BINDING,
@@ -41,6 +42,14 @@ pub struct AdapterSummary {
     pub max_workgroups_per_dimension: u32,
     /// The smallest subgroup the adapter may run, where it has subgroup operations.
     pub subgroup_min_size: Option<u32>,
+}
+
+impl AdapterSummary {
+    /// A CPU implementation (llvmpipe, lavapipe): its loops stop after 65,535 iterations in all
+    /// per invocation, and it trains slower than the CPU trainer.
+    pub fn software(&self) -> bool {
+        self.device_type == "Cpu"
+    }
 }
 
 impl std::fmt::Display for AdapterSummary {
@@ -122,15 +131,29 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
     adapters().iter().map(summary).collect()
 }
 
+/// The adapter `want` picks (see [`adapter_position`]; the best one when `None`) as its number in
+/// [`list_adapters`] and its description; refused when there is none.
+pub fn find_adapter(want: Option<&str>) -> Result<(usize, AdapterSummary), UsageError> {
+    let adapters = list_adapters();
+    let names: Vec<String> = adapters.iter().map(|a| a.name.clone()).collect();
+    let position = match want {
+        Some(want) => adapter_position(&names, want).ok_or_else(|| {
+            UsageError(format!("no GPU adapter matches {want:?} (see tms devices)"))
+        })?,
+        None if adapters.is_empty() => {
+            return Err(UsageError("no GPU adapter found (see tms devices)".into()))
+        }
+        None => 0,
+    };
+    Ok((position, adapters[position].clone()))
+}
+
 /// A device and its queue, with the adapter's description and the limits the device was given.
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
-    /// A CPU implementation (llvmpipe, lavapipe): its loops stop after 65,535 iterations in all per
-    /// invocation, so long dispatches must be cut shorter.
-    pub software: bool,
     /// Bytes of all buffers created through this `Gpu` (what `tms bench` reports as device memory).
     allocated: std::sync::atomic::AtomicU64,
 }
@@ -160,16 +183,34 @@ impl Gpu {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
             .context("cannot open the GPU device")?;
-        let info = adapter.get_info();
-        let software = info.device_type == wgpu::DeviceType::Cpu;
         Ok(Gpu {
             device,
             queue,
             adapter: summary(adapter),
             limits,
-            software,
             allocated: Default::default(),
         })
+    }
+
+    /// Opens adapter number `adapter` of [`list_adapters`] and builds what runs there with
+    /// `build`, reporting validation errors (a backend that cannot run `kernels`) as errors, not
+    /// panics.
+    pub(crate) fn open_and_build<T>(
+        adapter: usize,
+        kernels: &str,
+        build: impl FnOnce(Gpu) -> T,
+    ) -> anyhow::Result<T> {
+        let gpu = Gpu::open(Some(&adapter.to_string()))?;
+        let name = gpu.adapter.name.clone();
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let built = build(gpu);
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            anyhow::bail!(
+                "the GPU adapter {name} cannot run the {kernels}: {}",
+                error.to_string().replace('\n', " ")
+            );
+        }
+        Ok(built)
     }
 
     /// Whether the device can time passes with timestamp queries.

@@ -12,7 +12,7 @@ use super::abi::{
     NARROW_ROWS, REGISTER_WG, TILE, TILE_COPIES, TILE_DEPTH, TILE_THREADS,
 };
 use super::register::{self, fits_register, Variant};
-use super::{adapter_position, list_adapters, AdapterSummary};
+use super::{find_adapter, AdapterSummary};
 use crate::error::UsageError;
 use crate::experiment::Experiment;
 use crate::features::CHUNK_FEATURES;
@@ -79,7 +79,7 @@ pub struct Decision {
 #[derive(Clone, Debug)]
 pub struct GpuPlan {
     pub(super) exp: Experiment,
-    /// The adapter's number in [`list_adapters`].
+    /// The adapter's number in [`super::list_adapters`].
     pub(super) adapter: usize,
     pub(super) decision: Decision,
 }
@@ -88,19 +88,9 @@ impl GpuPlan {
     /// Checks `exp` against the adapter `options` names (the best one when none): refused, as a
     /// usage error, when there is no such adapter or the adapter cannot train it.
     pub fn new(exp: &Experiment, options: &GpuOptions) -> Result<GpuPlan, UsageError> {
-        let adapters = list_adapters();
-        let names: Vec<String> = adapters.iter().map(|a| a.name.clone()).collect();
-        let adapter = match options.adapter.as_deref() {
-            Some(want) => adapter_position(&names, want).ok_or_else(|| {
-                UsageError(format!("no GPU adapter matches {want:?} (see tms devices)"))
-            })?,
-            None if adapters.is_empty() => {
-                return Err(UsageError("no GPU adapter found (see tms devices)".into()))
-            }
-            None => 0,
-        };
+        let (adapter, summary) = find_adapter(options.adapter.as_deref())?;
         Ok(GpuPlan {
-            decision: decide(exp, &adapters[adapter], options)?,
+            decision: decide(exp, &summary, options)?,
             exp: exp.clone(),
             adapter,
         })
@@ -151,7 +141,7 @@ pub fn decide(
     options: &GpuOptions,
 ) -> Result<Decision, UsageError> {
     let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
-    let software = adapter.device_type == "Cpu";
+    let software = adapter.software();
     let refuse = |why: String| Err(UsageError(why));
     // On llvmpipe a step of a one-workgroup-per-instance kernel must fit the loop budget.
     let in_budget = |iterations: u64| !software || iterations <= LOOP_BUDGET;

@@ -28,7 +28,7 @@ use crate::experiment::Experiment;
 use crate::features::{presence_threshold, Stream};
 use crate::optim::step_table;
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 /// Steps per command buffer (sizes the step table and the dispatch buffer).
 const SUBMIT_STEPS: u32 = 1000;
@@ -120,18 +120,9 @@ pub struct GpuTrainer {
 impl GpuTrainer {
     /// Opens the adapter `plan` was checked against and uploads `state`.
     pub fn new(plan: &GpuPlan, state: TrainState) -> anyhow::Result<GpuTrainer> {
-        let gpu = Gpu::open(Some(&plan.adapter.to_string()))?;
-        // Catch validation errors (e.g. a backend that cannot run a kernel) as errors, not panics.
-        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let trainer = GpuTrainer::build(gpu, plan, state);
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            bail!(
-                "the GPU adapter {} cannot run the kernels: {}",
-                trainer.gpu.adapter.name,
-                error.to_string().replace('\n', " ")
-            );
-        }
-        Ok(trainer)
+        Gpu::open_and_build(plan.adapter, "kernels", |gpu| {
+            GpuTrainer::build(gpu, plan, state)
+        })
     }
 
     fn build(gpu: Gpu, plan: &GpuPlan, state: TrainState) -> GpuTrainer {
