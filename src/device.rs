@@ -1,9 +1,9 @@
 //! Where training runs, as one value: [`Device`] is the CPU trainer, a GPU adapter, the automatic
-//! choice between them, or several devices sharing one sweep. [`Device::check`] is the one place that
-//! decides whether and how a device trains an experiment, before anything is written; the
-//! [`Placement`] it returns is the one place that builds the trainer. The command line's `--backend`, `--adapter` and
-//! `--devices` become a `Device` ([`Device::from_flags`]) before anything is written; `tms bench`
-//! lists every available one ([`Device::every`]).
+//! choice between them, or several devices sharing one sweep. [`Device::check`] is the one place
+//! that decides whether and how a device trains an experiment, before anything is written; the
+//! [`Placement`] it returns is the one place that builds the trainer. The command line's
+//! `--backend`, `--adapter` and `--devices` become a `Device` ([`Device::from_flags`]) before
+//! anything is written; `tms bench` lists every available one ([`Device::every`]).
 
 use crate::cpu::CpuTrainer;
 use crate::error::UsageError;

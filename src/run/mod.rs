@@ -106,6 +106,11 @@ pub fn resume_watched(
     checkpoint_every: Option<u32>,
     watch: &Watch,
 ) -> anyhow::Result<Finished> {
+    // From the claim on, a signal must stop the run cleanly, also while the device is checked
+    // (enumerating adapters may take a while).
+    if watch.stop.is_none() {
+        install_stop_handler()?;
+    }
     let claimed = dir::claim_to_resume(dir)?;
     let checkpoint = read_checkpoint(dir)?;
     check_host_memory(&checkpoint.experiment)?;
