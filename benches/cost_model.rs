@@ -5,7 +5,7 @@
 //! about ×2 (design/gpu-kernels.md §4 derives the constants and checks them against the kernels).
 //!
 //! Counts come from the same shapes the host uses: the workloads of `tms::bench`, the kernel the
-//! trainer picks (`tms::gpu::trainer::default_kernel`, on a hardware adapter), the register kernel's
+//! trainer picks (`tms::gpu::plan::default_kernel`, on a hardware adapter), the register kernel's
 //! workgroup size and reduction, the tiled kernels' blocks. Per kernel launch it counts integer ops
 //! (Philox4x32-10 without a native mulhi: about 420 per call), flops, workgroup-memory wavefronts
 //! (32 lanes × 4 bytes), barriers and DRAM bytes, and takes per compute unit the slowest resource
@@ -17,8 +17,8 @@ use tms::features::{presence_threshold, CHUNK_FEATURES};
 use tms::gpu::abi::{
     hidden_block, sampler_workgroups, REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH, TILE_THREADS,
 };
+use tms::gpu::plan::{default_kernel, Kernel};
 use tms::gpu::register::fits_register;
-use tms::gpu::trainer::{default_kernel, Kernel};
 
 /// Integer ops of one Philox4x32-10 call emulated in WGSL (10 rounds of two 32×32→64 products
 /// built from 16-bit halves, about 17 ops each, plus the xors and key additions).

@@ -323,11 +323,14 @@ pub fn run(options: &BenchOptions) -> anyhow::Result<()> {
     for workload in &workloads {
         for (name, device) in Device::every(options.backend) {
             let exp = workload.experiment(MAX_STEPS);
-            if let Err(why) = device.check(&exp) {
-                eprintln!("skipping {} on {name}: {why}", workload.name);
-                continue;
-            }
-            let (mut trainer, _) = device.trainer(&exp, TrainState::initial(&exp))?;
+            let placement = match device.check(&exp) {
+                Ok(placement) => placement,
+                Err(why) => {
+                    eprintln!("skipping {} on {name}: {why}", workload.name);
+                    continue;
+                }
+            };
+            let (mut trainer, _) = placement.trainer(&exp, TrainState::initial(&exp))?;
             eprintln!("timing {} on {name} ({})", workload.name, trainer.device());
             rows.push(measure(
                 workload,

@@ -248,9 +248,9 @@ fn train(args: &TrainArgs) -> anyhow::Result<()> {
                 Some((index, count)) => exp.shard(index, count)?,
                 None => exp,
             };
-            device.check(&exp)?;
+            let placement = device.check(&exp)?;
             let dir = crate::run::new_run(&exp, &args.out, args.force)?;
-            crate::run::train(exp, &device, &dir, args.checkpoint_every)?
+            crate::run::train(exp, &placement, &dir, args.checkpoint_every)?
         }
     };
     let diverged: Vec<usize> = results

@@ -1,14 +1,15 @@
 //! Where training runs, as one value: [`Device`] is the CPU trainer, a GPU adapter, the automatic
-//! choice between them, or several devices sharing one sweep, and [`Device::trainer`] is the one place
-//! that builds the trainer for any of them. The command line's `--backend`, `--adapter` and
-//! `--devices` become a `Device` ([`Device::from_flags`]) before anything is written; `tms bench`
-//! lists every available one ([`Device::every`]).
+//! choice between them, or several devices sharing one sweep. [`Device::check`] is the one place
+//! that decides whether and how a device trains an experiment, before anything is written; the
+//! [`Placement`] it returns is the one place that builds the trainer. The command line's
+//! `--backend`, `--adapter` and `--devices` become a `Device` ([`Device::from_flags`]) before
+//! anything is written; `tms bench` lists every available one ([`Device::every`]).
 
 use crate::cpu::CpuTrainer;
 use crate::error::UsageError;
 use crate::experiment::Experiment;
-use crate::gpu::{adapter_position, list_adapters, GpuOptions, GpuTrainer};
-use crate::multi::{MultiTrainer, SendTrainer, WorkerFactory};
+use crate::gpu::{adapter_position, list_adapters, GpuOptions, GpuPlan, GpuTrainer};
+use crate::multi::{parts, MultiTrainer, SendTrainer, WorkerFactory};
 use crate::trainer::TrainState;
 
 /// Which kind of trainer the command line asks for (`--backend`).
@@ -119,56 +120,96 @@ impl Device {
         devices
     }
 
-    /// Refuses an experiment this device cannot train (on a software adapter, a model past its loop
-    /// budget), before a run directory is touched; `auto` falls back to the CPU instead.
-    pub fn check(&self, exp: &Experiment) -> Result<(), UsageError> {
-        match self {
-            Device::Gpu { adapter } => crate::gpu::check_model(exp, adapter.as_deref()),
-            Device::Many(devices) => devices.iter().try_for_each(|d| d.check(exp)),
-            Device::Cpu | Device::Auto { .. } => Ok(()),
-        }
+    /// Checks `exp` on this device before a run directory is touched: refuses what it cannot train
+    /// (a GPU adapter's [`GpuPlan::new`]; for several devices, each on its part of the instances)
+    /// and returns the checked [`Placement`] that builds the trainer. `auto` falls back to the CPU
+    /// instead of refusing.
+    pub fn check(&self, exp: &Experiment) -> Result<Placement, UsageError> {
+        let options = |adapter: &Option<String>| GpuOptions {
+            adapter: adapter.clone(),
+            ..Default::default()
+        };
+        Ok(match self {
+            Device::Cpu => Placement::Cpu,
+            Device::Gpu { adapter } => Placement::Gpu(GpuPlan::new(exp, &options(adapter))?),
+            // Software adapters (llvmpipe/lavapipe) run the kernels on the CPU, far slower than the
+            // CPU trainer: `auto` only takes a hardware GPU; `gpu` takes whatever there is.
+            Device::Auto { .. } if !list_adapters().iter().any(|a| !a.software()) => {
+                Placement::Auto(Err("no hardware GPU adapter found".into()))
+            }
+            Device::Auto { adapter } => Placement::Auto(
+                GpuPlan::new(exp, &options(adapter))
+                    .map_err(|e| format!("the GPU adapter cannot train this ({})", e.0)),
+            ),
+            Device::Many(devices) => Placement::Many(
+                parts(devices.len(), exp.instances.len())
+                    .into_iter()
+                    .zip(devices)
+                    .map(|(range, device)| device.check(&exp.subset(range)))
+                    .collect::<Result<_, _>>()?,
+            ),
+        })
     }
 
-    /// Builds the trainer of `exp` from `state` on this device; returns it with the backend's name
-    /// for config.json (`cpu`, `gpu` or `devices`).
+    /// Checks `exp` on this device and builds its trainer from `state` (for callers with nothing to
+    /// write before training; see [`Placement::trainer`]).
     pub fn trainer(
         &self,
         exp: &Experiment,
         state: TrainState,
     ) -> anyhow::Result<(SendTrainer, &'static str)> {
-        let gpu_options = |adapter: &Option<String>| GpuOptions {
-            adapter: adapter.clone(),
-            ..Default::default()
+        self.check(exp)?.trainer(exp, state)
+    }
+}
+
+/// A device checked for one experiment by [`Device::check`]: every refusal made, what remains is
+/// building the trainer.
+#[derive(Clone, Debug)]
+pub enum Placement {
+    Cpu,
+    Gpu(GpuPlan),
+    /// `auto`: the GPU's plan, or why the CPU trains instead.
+    Auto(Result<GpuPlan, String>),
+    /// One placement per worker, for its part of the instances ([`parts`]).
+    Many(Vec<Placement>),
+}
+
+impl Placement {
+    /// Builds the trainer of `exp` (the experiment this was checked for) from `state`; returns it
+    /// with the backend's name for config.json (`cpu`, `gpu` or `devices`).
+    pub fn trainer(
+        &self,
+        exp: &Experiment,
+        state: TrainState,
+    ) -> anyhow::Result<(SendTrainer, &'static str)> {
+        let cpu = |state| -> (SendTrainer, &'static str) {
+            (Box::new(CpuTrainer::new(exp, state)), "cpu")
         };
+        if let Placement::Gpu(plan) | Placement::Auto(Ok(plan)) = self {
+            anyhow::ensure!(plan.experiment() == exp, "a GPU plan of another experiment");
+        }
         match self {
-            Device::Cpu => Ok((Box::new(CpuTrainer::new(exp, state)), "cpu")),
-            Device::Gpu { adapter } => Ok((
-                Box::new(GpuTrainer::new(exp, state, &gpu_options(adapter))?),
-                "gpu",
-            )),
-            // Software adapters (llvmpipe/lavapipe) run the kernels on the CPU, far slower than the
-            // CPU trainer: `auto` only takes a hardware GPU; `gpu` takes whatever there is.
-            Device::Auto { .. } if !list_adapters().iter().any(|a| a.device_type != "Cpu") => {
-                eprintln!("no hardware GPU adapter found; training on the CPU");
-                Device::Cpu.trainer(exp, state)
+            Placement::Cpu => Ok(cpu(state)),
+            Placement::Gpu(plan) => Ok((Box::new(GpuTrainer::new(plan, state)?), "gpu")),
+            Placement::Auto(Err(why)) => {
+                eprintln!("{why}; training on the CPU");
+                Ok(cpu(state))
             }
-            Device::Auto { adapter } => {
-                match GpuTrainer::new(exp, state.clone(), &gpu_options(adapter)) {
-                    Ok(trainer) => Ok((Box::new(trainer), "gpu")),
-                    Err(e) => {
-                        eprintln!(
-                            "the GPU adapter cannot train this ({}); training on the CPU",
-                            crate::error::one_line(&e)
-                        );
-                        Device::Cpu.trainer(exp, state)
-                    }
+            Placement::Auto(Ok(plan)) => match GpuTrainer::new(plan, state.clone()) {
+                Ok(trainer) => Ok((Box::new(trainer), "gpu")),
+                Err(e) => {
+                    eprintln!(
+                        "the GPU adapter cannot train this ({}); training on the CPU",
+                        crate::error::one_line(&e)
+                    );
+                    Ok(cpu(state))
                 }
-            }
-            Device::Many(devices) => {
-                let workers = devices
+            },
+            Placement::Many(workers) => {
+                let workers = workers
                     .iter()
-                    .map(|device| -> WorkerFactory<'_> {
-                        Box::new(move |exp: &Experiment, state| Ok(device.trainer(exp, state)?.0))
+                    .map(|worker| -> WorkerFactory<'_> {
+                        Box::new(move |exp: &Experiment, state| Ok(worker.trainer(exp, state)?.0))
                     })
                     .collect();
                 Ok((Box::new(MultiTrainer::new(exp, state, workers)?), "devices"))

@@ -26,20 +26,27 @@ impl MultiTrainer {
         state: TrainState,
         factories: Vec<WorkerFactory>,
     ) -> anyhow::Result<MultiTrainer> {
-        let count = factories.len().min(exp.instances.len()) as u32;
-        anyhow::ensure!(count > 0, "no device to train on");
+        let ranges = parts(factories.len(), exp.instances.len());
+        anyhow::ensure!(!ranges.is_empty(), "no device to train on");
         let parts = factories
             .into_iter()
-            .take(count as usize)
-            .enumerate()
-            .map(|(k, factory)| {
-                let range = Shard::range(k as u32, count, exp.instances.len());
+            .zip(ranges)
+            .map(|(factory, range)| {
                 let trainer = factory(&exp.subset(range.clone()), state.slice(exp, range.clone()))?;
                 Ok((range, trainer))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(MultiTrainer { parts })
     }
+}
+
+/// The instances each of `workers` workers owns of `instances`: even contiguous parts, at most one
+/// worker per instance (the workers past the last part get none).
+pub fn parts(workers: usize, instances: usize) -> Vec<std::ops::Range<usize>> {
+    let count = workers.min(instances) as u32;
+    (0..count)
+        .map(|k| Shard::range(k, count, instances))
+        .collect()
 }
 
 impl Trainer for MultiTrainer {

@@ -19,7 +19,7 @@ use tms::device::Device;
 use tms::experiment::{Experiment, ModelKind, Settings};
 use tms::features::{AnticorrelatedMode, Distribution, FeatureSet, FeatureSource, Values};
 use tms::gpu::batch::{generate, BatchSpec};
-use tms::gpu::{list_adapters, Gpu, GpuOptions, GpuTrainer, Kernel};
+use tms::gpu::{list_adapters, Gpu, GpuOptions, GpuPlan, GpuTrainer, Kernel};
 use tms::trainer::{LossRecord, TrainState, Trainer};
 
 fn experiment(
@@ -47,7 +47,8 @@ fn experiment(
 }
 
 fn gpu_trainer(exp: &Experiment, options: &GpuOptions) -> GpuTrainer {
-    GpuTrainer::new(exp, TrainState::initial(exp), options).unwrap()
+    let plan = GpuPlan::new(exp, options).unwrap();
+    GpuTrainer::new(&plan, TrainState::initial(exp)).unwrap()
 }
 
 fn run(trainer: &mut dyn Trainer, steps: u32) -> (TrainState, Vec<LossRecord>) {
@@ -222,7 +223,7 @@ fn wgsl_sampler_reproduces_the_cpu_batches_bit_for_bit() {
 /// tiled kernels.
 fn small_model_kernels() -> Vec<(String, GpuOptions)> {
     let mut all = vec![];
-    let subgroups = Gpu::open(None).unwrap().subgroup_min_size.is_some();
+    let subgroups = list_adapters()[0].subgroup_min_size.is_some();
     for w_in_registers in [true, false] {
         for subgroups in [subgroups, false] {
             all.push((
@@ -708,7 +709,8 @@ fn abs_model_trains_on_every_distribution() {
 /// What the adapter cannot train is refused before the run directory is claimed (exit 2, nothing
 /// written): an instance whose δ buffer alone (batch · n floats) is over the adapter's storage
 /// binding, and on a software adapter a model past the register kernel whose tiled step is over
-/// llvmpipe's loop budget (exactly-K at n = 460: the sampler ranks 115 groups of mask words).
+/// llvmpipe's loop budget (exactly-K at n = 460: the sampler ranks 115 groups of mask words), also
+/// where the register kernel would take the model but for its own step's loop budget.
 #[test]
 fn what_the_adapter_cannot_train_is_refused_before_anything_is_written() {
     if !have_gpu() {
@@ -723,6 +725,12 @@ fn what_the_adapter_cannot_train_is_refused_before_anything_is_written() {
     if adapter.device_type == "Cpu" {
         cases.push((
             vec!["--features", "460", "--hidden", "20", "--exactly-k", "3"],
+            "loop iterations",
+        ));
+        // Small enough for the register kernel, but its step is over the loop budget: the tiled
+        // path, whose step is over it too.
+        cases.push((
+            vec!["--features", "20", "--hidden", "5", "--batch", "120000"],
             "loop iterations",
         ));
     }

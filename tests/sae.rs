@@ -20,7 +20,7 @@ use common::{have_gpu, tms};
 use std::path::Path;
 use tms::experiment::{Optimizer, OptimizerKind};
 use tms::features::{AnticorrelatedMode, Distribution, FeatureSet, FeatureSource, Values};
-use tms::sae::gpu::SaeGpuTrainer;
+use tms::sae::gpu::{SaeGpuPlan, SaeGpuTrainer};
 use tms::sae::model::SaeKind;
 use tms::sae::{cpu, gpu, SaeExperiment, SaeSpec, ToyInstance};
 
@@ -203,6 +203,18 @@ fn many_saes_train_at_once_and_bad_input_is_refused() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(!dir.exists(), "{args:?} wrote its directory");
     }
+    // What the GPU adapter cannot train (a grid of 131,072 workgroups per SAE pass) is refused
+    // before the output directory is claimed.
+    if have_gpu() {
+        let dir = root.path().join("too-large");
+        let args = ["--backend", "gpu", "--batch", "65536", "--latents", "128"];
+        let full = [&["sae", toy_arg, "--out", dir.to_str().unwrap()][..], &args].concat();
+        let out = tms(&full);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("use --backend cpu"), "{stderr}");
+        assert!(!dir.exists(), "the refused GPU run wrote its directory");
+    }
     // An output directory another tms process holds is refused.
     let held = root.path().join("held");
     let _lock = tms::run::dir::claim_new(&held, false).unwrap();
@@ -318,7 +330,7 @@ fn the_gpu_draws_the_cpu_sae_data_bit_for_bit() {
 
 fn sae_batches_agree(exp: &SaeExperiment) {
     let (n, m, b) = (exp.features, exp.toys[0].hidden, exp.batch);
-    let trainer = SaeGpuTrainer::new(exp, None).unwrap();
+    let trainer = SaeGpuTrainer::new(&SaeGpuPlan::new(exp, None).unwrap()).unwrap();
     for step in [0, 7] {
         let (x_gpu, h_gpu) = trainer.sample_batch(step).unwrap();
         for toy in &exp.toys {
@@ -367,7 +379,7 @@ fn gpu_saes_of_every_kind_train_to_the_cpu_weights() {
     }
     let exp = experiment(150, Some(50));
     let on_cpu = cpu::train(&exp);
-    let on_gpu = gpu::train(&exp, None).unwrap();
+    let on_gpu = gpu::train(&SaeGpuPlan::new(&exp, None).unwrap()).unwrap();
     let resampled: Vec<usize> = on_cpu.iter().map(|s| s.resampled).collect();
     assert!(
         resampled.iter().any(|&r| r > 0),
@@ -426,6 +438,6 @@ fn the_loop_budget_of_software_adapters_covers_the_sampler() {
         saes: base.saes[..1].to_vec(),
         ..base
     };
-    let error = SaeGpuTrainer::new(&exp, None).err().expect("refused");
-    assert!(error.to_string().contains("loop iterations"), "{error}");
+    let error = SaeGpuPlan::new(&exp, None).expect_err("refused");
+    assert!(error.0.contains("loop iterations"), "{}", error.0);
 }

@@ -210,6 +210,7 @@ fn train(
         Some((index, count)) => exp.shard(index, count).map_err(usage)?,
         None => exp,
     };
+    let placement = device.check(&exp).map_err(usage)?;
     let claimed = match &out {
         Some(dir) => Some(run::new_run(&exp, dir, force).map_err(usage)?),
         None => {
@@ -218,7 +219,7 @@ fn train(
         }
     };
     let finished = watched(py, progress, |watch| {
-        run::train_watched(exp, &device, claimed.as_ref(), checkpoint_every, watch)
+        run::train_watched(exp, &placement, claimed.as_ref(), checkpoint_every, watch)
     })?;
     Ok(finished.into())
 }

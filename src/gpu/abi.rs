@@ -14,7 +14,10 @@
 //! the generated struct and a runtime-sized array; the host lays them out with [`shard_bytes`] and
 //! [`dispatch_bytes`].
 
-use crate::features::{Distribution, CHUNK_FEATURES, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1};
+use crate::experiment::Optimizer;
+use crate::features::{
+    seed_key, Distribution, Stream, CHUNK_FEATURES, PHILOX_M0, PHILOX_M1, PHILOX_W0, PHILOX_W1,
+};
 use crate::optim::StepConstants;
 use bytemuck::{Pod, Zeroable};
 
@@ -142,6 +145,59 @@ interface_struct! {
     }
 }
 
+impl Config {
+    /// The fields the sampler reads (the head of every kernel's config): `batch` samples of
+    /// `features` features per step for `instances` instances from global instance
+    /// `first_instance`, drawn from `streams` (presence, mask, value) of `seed`; one slice, every
+    /// step a log step, and the model's and the optimizer's fields zero until [`Config::training`].
+    pub fn sampler(
+        features: usize,
+        batch: usize,
+        instances: usize,
+        first_instance: u32,
+        seed: u64,
+        [presence, mask, value]: [Stream; 3],
+    ) -> Config {
+        let [seed_lo, seed_hi] = seed_key(seed);
+        Config {
+            features: features as u32,
+            batch: batch as u32,
+            instances: instances as u32,
+            first_instance,
+            slices: 1,
+            log_every: 1,
+            seed_lo,
+            seed_hi,
+            presence_stream: presence as u32,
+            mask_stream: mask as u32,
+            value_stream: value as u32,
+            ..Default::default()
+        }
+    }
+
+    /// This config for training `hidden` dimensions with `optimizer`'s Adam constants, `steps`
+    /// steps in all logged every `log_every`, the loss's mean taken with `scale`.
+    pub fn training(
+        self,
+        hidden: usize,
+        optimizer: &Optimizer,
+        log_every: u32,
+        steps: u32,
+        scale: f32,
+    ) -> Config {
+        Config {
+            hidden: hidden as u32,
+            log_every,
+            total_steps: steps,
+            beta1: optimizer.beta1 as f32,
+            beta2: optimizer.beta2 as f32,
+            eps: optimizer.eps as f32,
+            scale,
+            ..self
+        }
+    }
+}
+
 interface_struct! {
     /// Per dispatch: which steps it runs and where their losses go; the head of a dispatch slot,
     /// followed by the [`StepConstants`] of those steps.
@@ -249,6 +305,12 @@ pub fn hidden_block(m: usize) -> (usize, usize) {
     } else {
         (TILE as usize, TILE as usize)
     }
+}
+
+/// Tiles of output_delta's partial losses per instance: TILE × TILE blocks of features × samples,
+/// each writing one partial sum after the gradients in the gradient buffer.
+pub fn loss_tiles(features: usize, batch: usize) -> usize {
+    features.div_ceil(TILE as usize) * batch.div_ceil(TILE as usize)
 }
 
 /// Workgroups of the sampler kernel (shaders/features.wgsl) for `samples` samples of `features`

@@ -3,6 +3,7 @@
 //!
 //! Reading order: [`abi`] (the structs, constants and bindings the host shares with the kernels),
 //! [`shaders`] (the WGSL sources), [`register`] (the small-model kernel generated per model size), this module (device, layout, buffers),
+//! [`plan`] (what an adapter can train and how, decided before anything is written),
 //! [`trainer`] (the training loop on the device), [`batch`] (the sampler kernel the tests check
 //! against the CPU). No optional feature is required, so the same kernels run on Vulkan, Metal, DX12
 //! and GL; where the adapter has them, subgroup operations sum the small-model gradients and
@@ -10,49 +11,15 @@
 
 pub mod abi;
 pub mod batch;
+pub mod plan;
 pub mod register;
 pub mod shaders;
 pub mod trainer;
 
-pub use trainer::{GpuOptions, GpuTrainer, Kernel};
+pub use plan::{GpuOptions, GpuPlan, Kernel};
+pub use trainer::GpuTrainer;
 
 use crate::error::UsageError;
-use crate::experiment::Experiment;
-
-/// Refuses, before a run directory is touched, what adapter `adapter` (the best one when `None`)
-/// cannot train: an instance whose largest buffer is over the adapter's storage binding, and on a
-/// software adapter (llvmpipe, lavapipe) a model too large for the register kernel whose tiled step
-/// needs more loop iterations per invocation than llvmpipe runs ([`trainer::LOOP_BUDGET`]). An
-/// adapter that is not there is `GpuTrainer::new`'s to report.
-pub fn check_model(exp: &Experiment, adapter: Option<&str>) -> Result<(), UsageError> {
-    let adapters = list_adapters();
-    let names: Vec<String> = adapters.iter().map(|a| a.name.clone()).collect();
-    let Some(found) = adapter
-        .map_or(Some(0), |want| adapter_position(&names, want))
-        .and_then(|p| adapters.get(p))
-    else {
-        return Ok(());
-    };
-    let register = exp.params_per_instance() <= abi::REGISTER_MAX_PARAMS as usize;
-    let kernel = if register {
-        Kernel::Register
-    } else {
-        Kernel::Tiled
-    };
-    let (per_instance, max_binding) = (
-        trainer::bytes_per_instance(exp, kernel),
-        found.max_storage_binding.min(found.max_buffer),
-    );
-    if per_instance > max_binding {
-        return Err(UsageError(trainer::too_large(per_instance, max_binding)));
-    }
-    let software = found.device_type == "Cpu";
-    if software && !register && trainer::tiled_loop_iterations(exp) > trainer::LOOP_BUDGET {
-        return Err(UsageError(trainer::over_budget(exp, &found.name)));
-    }
-    Ok(())
-}
-
 use abi::{
     BATCH_BINDING, DELTA_BINDING, DISPATCH_BINDING, GRAD_BINDING, HIDDEN_BINDING, LOSSES_BINDING,
     SHARD_BINDING, STATE_BINDING,
@@ -72,7 +39,17 @@ pub struct AdapterSummary {
     pub max_buffer: u64,
     pub max_workgroup_storage: u32,
     pub max_invocations: u32,
-    pub subgroups: bool,
+    pub max_workgroups_per_dimension: u32,
+    /// The smallest subgroup the adapter may run, where it has subgroup operations.
+    pub subgroup_min_size: Option<u32>,
+}
+
+impl AdapterSummary {
+    /// A CPU implementation (llvmpipe, lavapipe): its loops stop after 65,535 iterations in all
+    /// per invocation, and it trains slower than the CPU trainer.
+    pub fn software(&self) -> bool {
+        self.device_type == "Cpu"
+    }
 }
 
 impl std::fmt::Display for AdapterSummary {
@@ -86,7 +63,11 @@ impl std::fmt::Display for AdapterSummary {
             self.max_storage_binding >> 20,
             self.max_workgroup_storage >> 10,
             self.max_invocations,
-            if self.subgroups { "yes" } else { "no" }
+            if self.subgroup_min_size.is_some() {
+                "yes"
+            } else {
+                "no"
+            }
         )
     }
 }
@@ -106,7 +87,11 @@ fn summary(adapter: &wgpu::Adapter) -> AdapterSummary {
         max_buffer: limits.max_buffer_size,
         max_workgroup_storage: limits.max_compute_workgroup_storage_size,
         max_invocations: limits.max_compute_invocations_per_workgroup,
-        subgroups: adapter.features().contains(wgpu::Features::SUBGROUP),
+        max_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+        subgroup_min_size: adapter
+            .features()
+            .contains(wgpu::Features::SUBGROUP)
+            .then_some(info.subgroup_min_size),
     }
 }
 
@@ -146,17 +131,29 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
     adapters().iter().map(summary).collect()
 }
 
+/// The adapter `want` picks (see [`adapter_position`]; the best one when `None`) as its number in
+/// [`list_adapters`] and its description; refused when there is none.
+pub fn find_adapter(want: Option<&str>) -> Result<(usize, AdapterSummary), UsageError> {
+    let adapters = list_adapters();
+    let names: Vec<String> = adapters.iter().map(|a| a.name.clone()).collect();
+    let position = match want {
+        Some(want) => adapter_position(&names, want).ok_or_else(|| {
+            UsageError(format!("no GPU adapter matches {want:?} (see tms devices)"))
+        })?,
+        None if adapters.is_empty() => {
+            return Err(UsageError("no GPU adapter found (see tms devices)".into()))
+        }
+        None => 0,
+    };
+    Ok((position, adapters[position].clone()))
+}
+
 /// A device and its queue, with the adapter's description and the limits the device was given.
 pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
-    /// A CPU implementation (llvmpipe, lavapipe): its loops stop after 65,535 iterations in all per
-    /// invocation, so long dispatches must be cut shorter.
-    pub software: bool,
-    /// The smallest subgroup the device may run, where it has subgroup operations.
-    pub subgroup_min_size: Option<u32>,
     /// Bytes of all buffers created through this `Gpu` (what `tms bench` reports as device memory).
     allocated: std::sync::atomic::AtomicU64,
 }
@@ -186,20 +183,34 @@ impl Gpu {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
             .context("cannot open the GPU device")?;
-        let info = adapter.get_info();
-        let software = info.device_type == wgpu::DeviceType::Cpu;
-        let subgroup_min_size = features
-            .contains(wgpu::Features::SUBGROUP)
-            .then_some(info.subgroup_min_size);
         Ok(Gpu {
             device,
             queue,
             adapter: summary(adapter),
             limits,
-            software,
-            subgroup_min_size,
             allocated: Default::default(),
         })
+    }
+
+    /// Opens adapter number `adapter` of [`list_adapters`] and builds what runs there with
+    /// `build`, reporting validation errors (a backend that cannot run `kernels`) as errors, not
+    /// panics.
+    pub(crate) fn open_and_build<T>(
+        adapter: usize,
+        kernels: &str,
+        build: impl FnOnce(Gpu) -> T,
+    ) -> anyhow::Result<T> {
+        let gpu = Gpu::open(Some(&adapter.to_string()))?;
+        let name = gpu.adapter.name.clone();
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let built = build(gpu);
+        if let Some(error) = pollster::block_on(scope.pop()) {
+            anyhow::bail!(
+                "the GPU adapter {name} cannot run the {kernels}: {}",
+                error.to_string().replace('\n', " ")
+            );
+        }
+        Ok(built)
     }
 
     /// Whether the device can time passes with timestamp queries.

@@ -5,8 +5,8 @@
 //! Two kernels do the work ([`Kernel`]):
 //! - small models (the seed's n = 20, m = 5; m·n + n ≤ 256): the register kernel generated for each
 //!   (n, m) by [`super::register`], one workgroup per instance running up to 100 steps per dispatch
-//!   (fewer on llvmpipe, see [`LOOP_BUDGET`]) with each thread's gradient sums in registers; on a
-//!   hardware GPU with fewer instances than [`SPLIT_BELOW`], each instance split over several
+//!   (fewer on llvmpipe, see [`super::plan::LOOP_BUDGET`]) with each thread's gradient sums in
+//!   registers; on a hardware GPU with few instances, each instance split over several
 //!   workgroups instead (partial sums, then `shaders/split_adam.wgsl`: two dispatches per step);
 //! - everything else: `shaders/features.wgsl`, `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, six
 //!   dispatches per step: the batch X sampled once into a device buffer, then register-blocked
@@ -18,144 +18,20 @@
 //! Shards never interact; each dispatch runs over one shard.
 
 use super::abi::{
-    dispatch_bytes, dispatch_stride, hidden_block, narrow_hidden, sampler_loop_iterations,
-    sampler_workgroups, shard_bytes, shard_words, Config, Params, ADAM_WG, NARROW_COLS,
-    NARROW_ROWS, REGISTER_WG, TILE, TILE_COPIES, TILE_DEPTH, TILE_THREADS,
+    dispatch_bytes, dispatch_stride, hidden_block, loss_tiles, narrow_hidden, sampler_workgroups,
+    shard_bytes, shard_words, Config, Params, ADAM_WG, TILE,
 };
-use super::register::{self, fits_register, Variant};
+use super::plan::{Decision, GpuPlan, Kernel, LOG_SLOTS};
+use super::register;
 use super::{shaders, Bindings, Gpu};
 use crate::experiment::Experiment;
-use crate::features::{presence_threshold, seed_key, Stream, CHUNK_FEATURES};
+use crate::features::{presence_threshold, Stream};
 use crate::optim::step_table;
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
-use anyhow::{bail, Context};
+use anyhow::Context;
 
-/// Steps one small-model dispatch runs at most: long enough to amortise the launch, short enough to
-/// stay far from GPU watchdog timeouts.
-const SMALL_DISPATCH_STEPS: u32 = 100;
-/// Loop iterations one invocation may run on a software adapter. Mesa's llvmpipe (lavapipe, and its
-/// OpenGL driver) counts every loop back-edge of an invocation against one limit of 65,535 and then
-/// silently leaves all loops: a long small-model dispatch would stop training midway. Dispatches
-/// there are cut to stay below this, with a margin for the estimate in [`register::loop_iterations`].
-pub const LOOP_BUDGET: u64 = 50_000;
-/// wgpu does not report an adapter's compute units: a hardware GPU is taken to have about this many
-/// (an H100 has 132 SMs, an RTX 4090 128), so that fewer instances than this leave most of it idle
-/// unless each is split over several workgroups, enough to give it about this many in all.
-const SPLIT_BELOW: usize = 128;
-/// Steps and log points per command buffer (sizes the step table, params and loss buffers).
+/// Steps per command buffer (sizes the step table and the dispatch buffer).
 const SUBMIT_STEPS: u32 = 1000;
-const LOG_SLOTS: usize = 64;
-
-/// The kernels that train an experiment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kernel {
-    /// Generated per (n, m), gradient sums in registers: m·n + n ≤ 256.
-    Register,
-    /// The register kernel with each instance split over `slices` workgroups of samples.
-    Split { slices: u32 },
-    /// `shaders/tiled.wgsl` + `shaders/tiled_adam.wgsl`, any size.
-    Tiled,
-}
-
-/// Choices a caller may make about the device and the kernels.
-#[derive(Clone, Debug, Default)]
-pub struct GpuOptions {
-    /// Adapter name substring (case-insensitive); the best adapter when absent.
-    pub adapter: Option<String>,
-    /// A cap on the bytes of one storage binding below the adapter's (tests force splits with it).
-    pub max_binding_bytes: Option<u64>,
-    /// Use this kernel even where a faster one fits (tests); the fastest that fits when absent.
-    pub kernel: Option<Kernel>,
-    /// Keep W in registers in the register kernel (default: on software adapters only).
-    pub w_in_registers: Option<bool>,
-    /// Sum the register kernel's gradients with subgroup operations (default: where the adapter has
-    /// them; `Some(false)` forces the workgroup reduction).
-    pub subgroups: Option<bool>,
-    /// Run at most this many steps per small-model dispatch (tests: many dispatches quickly).
-    pub max_steps_per_dispatch: Option<u32>,
-}
-
-/// The kernel that trains `instances` models of n features, m hidden dimensions and `batch`
-/// samples: the register kernel where it fits (`register_fits`: the model, and on software
-/// adapters the loop budget), split over several workgroups per instance on hardware adapters
-/// that few instances would leave idle; the tiled kernels otherwise.
-pub fn default_kernel(
-    n: usize,
-    m: usize,
-    batch: usize,
-    instances: usize,
-    software: bool,
-    register_fits: bool,
-) -> Kernel {
-    let slices = batch
-        .div_ceil(REGISTER_WG as usize)
-        .min(SPLIT_BELOW.div_ceil(instances)) as u32;
-    if !register_fits || !fits_register(n, m) {
-        Kernel::Tiled
-    } else if !software && slices > 1 {
-        Kernel::Split { slices }
-    } else {
-        Kernel::Register
-    }
-}
-
-/// An upper estimate of the loop iterations of the busiest invocation of the tiled path: the
-/// gradient tile's loop over the batch, the hidden tiles' loop over features, the loss sum over
-/// output_delta's tiles, or the sampler pass with the distribution's own loops (exactly-K ranks
-/// every mask word of the sample), counted as the SAE trainer counts them.
-pub(super) fn tiled_loop_iterations(exp: &Experiment) -> u64 {
-    let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
-    let (tile, depth) = (TILE as usize, TILE_DEPTH as usize);
-    // A round: its copies, the multiply-adds over its depth, and the loop's own back-edge (the
-    // hidden products' narrow blocks copy NARROW_ROWS + NARROW_COLS rows).
-    let round = TILE_COPIES as usize + depth + 1;
-    let threads = (TILE_THREADS * TILE_THREADS) as usize;
-    let narrow_copies = (NARROW_ROWS + NARROW_COLS) as usize * depth / threads;
-    let hidden_round = if narrow_hidden(m) {
-        narrow_copies + depth + 1
-    } else {
-        round + TILE_COPIES as usize
-    };
-    // The epilogue's loops over a thread's 4 × 4 outputs.
-    let epilogue = 4 + 16;
-    let gradient = 2 * batch.div_ceil(depth) * (round + depth) + epilogue + 4;
-    let hidden = n.div_ceil(depth) * hidden_round + epilogue;
-    let delta = m.div_ceil(depth) * round + 4 + epilogue + 8;
-    let losses = n.div_ceil(tile) * batch.div_ceil(tile);
-    let sampler = sampler_loop_iterations(&exp.distribution(), n) as usize + CHUNK_FEATURES;
-    gradient.max(hidden).max(delta).max(losses).max(sampler) as u64
-}
-
-/// Bytes per instance of the largest storage binding `kernel` needs to train `exp`: the parameters
-/// and moments, the shard's words, the losses, and the split kernel's partial sums or the tiled
-/// path's H and dH, δ and X, and gradients and partial losses.
-pub(super) fn bytes_per_instance(exp: &Experiment, kernel: Kernel) -> u64 {
-    let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
-    let count = exp.params_per_instance();
-    let tile = TILE as usize;
-    let mut bytes = vec![3 * count * 4, (n + 1) * 4, LOG_SLOTS * 4];
-    if let Kernel::Split { slices } = kernel {
-        bytes.push(slices as usize * (count + 2) * 4);
-    }
-    if kernel == Kernel::Tiled {
-        let loss_tiles = n.div_ceil(tile) * batch.div_ceil(tile);
-        bytes.extend([2 * batch * m * 4, batch * n * 4, (count + loss_tiles) * 4]);
-    }
-    *bytes.iter().max().expect("non-empty") as u64
-}
-
-/// The refusal of an instance whose largest binding is over the adapter's `max_binding` bytes.
-pub(super) fn too_large(per_instance: u64, max_binding: u64) -> String {
-    format!("one instance needs {per_instance} bytes in one storage buffer, more than the GPU adapter's {max_binding}; use --backend cpu or a smaller --batch")
-}
-
-/// The refusal of an experiment whose tiled step is over the software adapter `adapter`'s budget.
-pub(super) fn over_budget(exp: &Experiment, adapter: &str) -> String {
-    format!(
-        "n = {}, m = {}, batch {} needs more loop iterations per invocation than the software adapter {adapter} runs; use --backend cpu",
-        exp.features, exp.hidden, exp.batch
-    )
-}
 
 /// A contiguous range of instances with its own buffers.
 struct Shard {
@@ -242,123 +118,28 @@ pub struct GpuTrainer {
 }
 
 impl GpuTrainer {
-    /// Opens the adapter and uploads `state`.
-    pub fn new(
-        exp: &Experiment,
-        state: TrainState,
-        options: &GpuOptions,
-    ) -> anyhow::Result<GpuTrainer> {
-        super::check_model(exp, options.adapter.as_deref())?;
-        let gpu = Gpu::open(options.adapter.as_deref())?;
-        // Catch validation errors (e.g. a backend that cannot run a kernel) as errors, not panics.
-        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let trainer = GpuTrainer::build(gpu, exp, state, options)?;
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            bail!(
-                "the GPU adapter {} cannot run the kernels: {}",
-                trainer.gpu.adapter.name,
-                error.to_string().replace('\n', " ")
-            );
-        }
-        Ok(trainer)
+    /// Opens the adapter `plan` was checked against and uploads `state`.
+    pub fn new(plan: &GpuPlan, state: TrainState) -> anyhow::Result<GpuTrainer> {
+        Gpu::open_and_build(plan.adapter, "kernels", |gpu| {
+            GpuTrainer::build(gpu, plan, state)
+        })
     }
 
-    fn build(
-        gpu: Gpu,
-        exp: &Experiment,
-        state: TrainState,
-        options: &GpuOptions,
-    ) -> anyhow::Result<GpuTrainer> {
+    fn build(gpu: Gpu, plan: &GpuPlan, state: TrainState) -> GpuTrainer {
+        let exp = &plan.exp;
+        let Decision {
+            kernel,
+            variant,
+            per_dispatch,
+            per_shard,
+        } = plan.decision;
         let (n, m, batch) = (exp.features, exp.hidden, exp.batch);
         let count = exp.weights_per_instance() + n;
-        // On llvmpipe a step of a one-workgroup-per-instance kernel must fit the loop budget.
-        let in_budget = |iterations: u64| !gpu.software || iterations <= LOOP_BUDGET;
-        let w_in_registers = options.w_in_registers.unwrap_or(gpu.software);
-        let with_subgroups = Variant {
-            w_in_registers,
-            subgroup_min_size: gpu.subgroup_min_size,
-            split: false,
-            hidden_relu: exp.model.hidden_relu(),
-            abs: exp.model.untied(),
-        };
-        // Subgroup partial sums take a row per subgroup: fall back where they do not fit.
-        let subgroups_fit = gpu.subgroup_min_size.is_some()
-            && register::workgroup_bytes(n, m, with_subgroups)
-                <= gpu.limits.max_compute_workgroup_storage_size;
-        if options.subgroups == Some(true) && !subgroups_fit {
-            bail!(
-                "the GPU adapter {} cannot sum n = {n}, m = {m} with subgroup operations",
-                gpu.adapter.name
-            );
-        }
-        let variant = match subgroups_fit && options.subgroups != Some(false) {
-            true => with_subgroups,
-            false => Variant {
-                subgroup_min_size: None,
-                ..with_subgroups
-            },
-        };
-        // The register kernel's loop iterations per step, its samples' draws included.
-        let sampler = sampler_loop_iterations(&exp.distribution(), n);
-        let register_iterations = |variant| {
-            register::loop_iterations(n, m, batch, variant)
-                + batch.div_ceil(REGISTER_WG as usize) as u64 * sampler
-        };
-        let register_fits =
-            register::fits(n, m, variant) && in_budget(register_iterations(variant));
         let instances = exp.instances.len();
-        let kernel = match options.kernel {
-            Some(Kernel::Register) if !register_fits => {
-                bail!("the register kernel cannot train n = {n}, m = {m}, batch {batch}")
-            }
-            Some(Kernel::Split { slices })
-                if !fits_register(n, m) || slices == 0 || exp.model.untied() =>
-            {
-                bail!("the split register kernel cannot train --model {} with n = {n}, m = {m} in {slices} slices", exp.model.name())
-            }
-            Some(kernel) => kernel,
-            // The abs model's U and its bias offset are the whole-instance register kernel's, not
-            // the split one's (shaders/split_adam.wgsl knows one W).
-            None if exp.model.untied() && register_fits => Kernel::Register,
-            None if exp.model.untied() => Kernel::Tiled,
-            None => default_kernel(n, m, batch, instances, gpu.software, register_fits),
-        };
         let slices = match kernel {
             Kernel::Split { slices } => slices,
             _ => 1,
         };
-        let variant = Variant {
-            split: matches!(kernel, Kernel::Split { .. }),
-            ..variant
-        };
-        let tiled = kernel == Kernel::Tiled;
-        // `check_model` refuses this before a run starts where the register kernel cannot take the
-        // model at all; here also where it was left for its own loop budget.
-        if gpu.software && tiled && tiled_loop_iterations(exp) > LOOP_BUDGET {
-            bail!(over_budget(exp, &gpu.adapter.name));
-        }
-        let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
-        let tile = TILE as usize;
-        let samplers = sampler_workgroups(batch, n);
-        if tiled && samplers > max_groups {
-            bail!("batch {batch} of {n} features needs {samplers} sampler workgroups, more than the adapter's {max_groups} per dimension");
-        }
-        if tiled && batch.div_ceil(tile) > max_groups {
-            bail!("batch {batch} needs {} tiles of samples, more than the adapter's {max_groups} workgroups per dimension", batch.div_ceil(tile));
-        }
-
-        // A shard holds as many instances as keep the largest binding within one binding.
-        let loss_tiles = n.div_ceil(tile) * batch.div_ceil(tile);
-        let per_instance = bytes_per_instance(exp, kernel);
-        let max_binding = gpu
-            .limits
-            .max_storage_buffer_binding_size
-            .min(gpu.limits.max_buffer_size)
-            .min(options.max_binding_bytes.unwrap_or(u64::MAX));
-        let per_shard = ((max_binding / per_instance) as usize).min(max_groups);
-        if per_shard == 0 {
-            bail!(too_large(per_instance, max_binding));
-        }
 
         let (group_layout, layout) = gpu.layout();
         let pipelines = match kernel {
@@ -395,15 +176,6 @@ impl GpuTrainer {
             }
         };
 
-        let per_dispatch = if kernel != Kernel::Register {
-            1
-        } else if gpu.software {
-            (LOOP_BUDGET / register_iterations(variant)).clamp(1, u64::from(SMALL_DISPATCH_STEPS))
-                as u32
-        } else {
-            SMALL_DISPATCH_STEPS
-        }
-        .min(options.max_steps_per_dispatch.unwrap_or(u32::MAX).max(1));
         let dispatch_stride = dispatch_stride(per_dispatch, gpu.storage_alignment());
         let dispatches = gpu.storage_zeroed(
             "dispatches",
@@ -415,32 +187,25 @@ impl GpuTrainer {
             (3 * count * 4 * per_shard.min(instances)) as u64,
         );
 
-        let [seed_lo, seed_hi] = seed_key(exp.seed);
-        let o = &exp.optimizer;
+        let streams = [Stream::TrainPresence, Stream::TrainMask, Stream::TrainValue];
         let mut shards = vec![];
         for first in (0..instances).step_by(per_shard) {
             let len = per_shard.min(instances - first);
+            let shard_config =
+                Config::sampler(n, batch, len, exp.global_index(first), exp.seed, streams)
+                    .training(
+                        m,
+                        &exp.optimizer,
+                        exp.log_every,
+                        exp.steps,
+                        1.0 / (batch * n) as f32,
+                    );
             let config = Config {
-                features: n as u32,
-                hidden: m as u32,
-                batch: batch as u32,
-                instances: len as u32,
-                first_instance: exp.global_index(first),
                 slices,
                 relu: u32::from(exp.model.output_relu()),
                 hidden_relu: u32::from(exp.model.hidden_relu()),
                 untied: u32::from(exp.model.untied()),
-                log_every: exp.log_every,
-                total_steps: exp.steps,
-                seed_lo,
-                seed_hi,
-                presence_stream: Stream::TrainPresence as u32,
-                mask_stream: Stream::TrainMask as u32,
-                value_stream: Stream::TrainValue as u32,
-                beta1: o.beta1 as f32,
-                beta2: o.beta2 as f32,
-                eps: o.eps as f32,
-                scale: 1.0 / (batch * n) as f32,
+                ..shard_config
             };
             let inst = &exp.instances[first..first + len];
             let words = shard_words(
@@ -455,7 +220,10 @@ impl GpuTrainer {
                 Kernel::Tiled => (
                     gpu.storage_zeroed("hidden", (2 * len * batch * m * 4) as u64),
                     gpu.storage_zeroed("delta", (len * batch * n * 4) as u64),
-                    gpu.storage_zeroed("gradients", (len * (count + loss_tiles) * 4) as u64),
+                    gpu.storage_zeroed(
+                        "gradients",
+                        (len * (count + loss_tiles(n, batch)) * 4) as u64,
+                    ),
                     gpu.storage_zeroed("batch", (len * batch * n * 4) as u64),
                 ),
                 _ => (
@@ -490,7 +258,7 @@ impl GpuTrainer {
                 bind_group,
             });
         }
-        Ok(GpuTrainer {
+        GpuTrainer {
             exp: exp.clone(),
             step: state.step,
             kernel,
@@ -503,7 +271,7 @@ impl GpuTrainer {
             state_readback,
             timer: Timer::new(&gpu),
             gpu,
-        })
+        }
     }
 
     /// The number of shards the instances were split into.

@@ -264,7 +264,7 @@ impl Counts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::device::Device;
+    use crate::device::Placement;
     use crate::run::{train_watched, Watch};
     use std::sync::atomic::AtomicBool;
 
@@ -283,7 +283,7 @@ mod tests {
             stop: Some(&stop),
             progress: Some(&|_, _, _| {}),
         };
-        let run = train_watched(exp, &Device::Cpu, None, None, &watch).unwrap();
+        let run = train_watched(exp, &Placement::Cpu, None, None, &watch).unwrap();
         let best = best_instances(&run.results)[0];
         let counts = Counts::of(best);
         assert_eq!((counts.represented, counts.pairs), (3, 3), "{best:?}");

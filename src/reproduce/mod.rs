@@ -96,9 +96,10 @@ pub fn reproduce(
         .unwrap_or_else(|| Path::new("results").join(reproduction.name()));
     let experiments = reproduction.experiments(options)?;
     let device = Device::from_flags(options.backend, None, None)?;
-    for (_, exp) in &experiments {
-        device.check(exp)?;
-    }
+    let placements = experiments
+        .iter()
+        .map(|(_, exp)| device.check(exp))
+        .collect::<Result<Vec<_>, _>>()?;
     // Every run directory is claimed (checked and locked) before the first run trains.
     let claimed = match options.redraw {
         true => vec![],
@@ -108,9 +109,9 @@ pub fn reproduce(
             .collect::<Result<Vec<_>, _>>()?,
     };
     let mut runs = vec![];
-    for (k, (name, exp)) in experiments.into_iter().enumerate() {
+    for (k, ((name, exp), placement)) in experiments.into_iter().zip(&placements).enumerate() {
         if let Some(dir) = claimed.get(k) {
-            train_watched(exp, &device, Some(dir), None, watch)?;
+            train_watched(exp, placement, Some(dir), None, watch)?;
         }
         let dir = out.join(name);
         runs.push((read_config(&dir)?, read_results(&dir)?));

@@ -13,7 +13,7 @@ pub mod dir;
 pub mod driver;
 
 use crate::cpu::CpuTrainer;
-use crate::device::Device;
+use crate::device::{Device, Placement};
 use crate::error::{Interrupted, UsageError};
 use crate::experiment::{Experiment, Shard};
 use crate::store::checkpoint::{checkpoint_path, read_checkpoint};
@@ -36,16 +36,23 @@ pub fn new_run(exp: &Experiment, dir: &Path, force: bool) -> Result<RunDir, Usag
     dir::claim_new(dir, force)
 }
 
-/// Trains `exp` from its initial state on `device` into `dir` (claimed by [`new_run`]), with a
-/// checkpoint every `checkpoint_every` steps if given; returns the results it wrote.
+/// Trains `exp` from its initial state on `placement` (its device checked for it by
+/// [`Device::check`]) into `dir` (claimed by [`new_run`]), with a checkpoint every
+/// `checkpoint_every` steps if given; returns the results it wrote.
 pub fn train(
     exp: Experiment,
-    device: &Device,
+    placement: &Placement,
     dir: &RunDir,
     checkpoint_every: Option<u32>,
 ) -> anyhow::Result<Results> {
-    train_watched(exp, device, Some(dir), checkpoint_every, &Watch::default())
-        .map(|run| run.results)
+    train_watched(
+        exp,
+        placement,
+        Some(dir),
+        checkpoint_every,
+        &Watch::default(),
+    )
+    .map(|run| run.results)
 }
 
 /// Continues the interrupted run in `dir` from its checkpoint (its experiment and checkpoint interval
@@ -78,18 +85,18 @@ pub struct Finished {
     pub state: TrainState,
 }
 
-/// Trains `exp` from its initial state on `device`, watched by `watch`: into `dir` (claimed by
-/// [`new_run`]) with its checkpoints and files, or, with no `dir`, in memory (checked by
-/// [`check_host_memory`]; no checkpoints, nothing written).
+/// Trains `exp` from its initial state on `placement` (see [`train`]), watched by `watch`: into
+/// `dir` (claimed by [`new_run`]) with its checkpoints and files, or, with no `dir`, in memory
+/// (checked by [`check_host_memory`]; no checkpoints, nothing written).
 pub fn train_watched(
     exp: Experiment,
-    device: &Device,
+    placement: &Placement,
     dir: Option<&RunDir>,
     checkpoint_every: Option<u32>,
     watch: &Watch,
 ) -> anyhow::Result<Finished> {
     let state = TrainState::initial(&exp);
-    train_from(exp, device, dir, state, vec![], checkpoint_every, watch)
+    train_from(exp, placement, dir, state, vec![], checkpoint_every, watch)
 }
 
 /// [`resume`], watched by `watch`.
@@ -99,9 +106,15 @@ pub fn resume_watched(
     checkpoint_every: Option<u32>,
     watch: &Watch,
 ) -> anyhow::Result<Finished> {
+    // From the claim on, a signal must stop the run cleanly, also while the device is checked
+    // (enumerating adapters may take a while).
+    if watch.stop.is_none() {
+        install_stop_handler()?;
+    }
     let claimed = dir::claim_to_resume(dir)?;
     let checkpoint = read_checkpoint(dir)?;
     check_host_memory(&checkpoint.experiment)?;
+    let placement = device.check(&checkpoint.experiment)?;
     if watch.progress.is_none() {
         eprintln!(
             "resuming {} at step {}",
@@ -111,7 +124,7 @@ pub fn resume_watched(
     }
     train_from(
         checkpoint.experiment,
-        device,
+        &placement,
         Some(&claimed),
         checkpoint.state,
         checkpoint.records,
@@ -134,7 +147,7 @@ fn install_stop_handler() -> anyhow::Result<()> {
 /// given, and writes the run's files there. Stops with [`Interrupted`] when `watch` says so.
 fn train_from(
     exp: Experiment,
-    device: &Device,
+    placement: &Placement,
     dir: Option<&RunDir>,
     state: TrainState,
     records: Vec<LossRecord>,
@@ -150,7 +163,7 @@ fn train_from(
     };
     let talk = watch.progress.is_none(); // the command line's messages on stderr
     let start = state.step;
-    let (mut trainer, backend) = device.trainer(&exp, state)?;
+    let (mut trainer, backend) = placement.trainer(&exp, state)?;
     let device = trainer.device();
     if talk {
         eprintln!(

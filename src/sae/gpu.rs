@@ -23,15 +23,16 @@ use super::cpu::{
 };
 use super::model::{SaeKind, SaeParams, SaeShape, JUMP_BANDWIDTH};
 use super::SaeExperiment;
-use crate::features::{presence_threshold, seed_key, Stream, CHUNK_FEATURES};
+use crate::error::UsageError;
+use crate::features::{presence_threshold, Stream, CHUNK_FEATURES};
 use crate::gpu::abi::{
     dispatch_bytes, dispatch_stride, sampler_loop_iterations, sampler_workgroups, shard_bytes,
     shard_words, Config, Params, SaeEntry, SAE_JUMPRELU, SAE_L1, SAE_TOPK, SAE_WG,
 };
-use crate::gpu::trainer::LOOP_BUDGET;
-use crate::gpu::{Bindings, Gpu};
+use crate::gpu::plan::LOOP_BUDGET;
+use crate::gpu::{find_adapter, Bindings, Gpu};
 use crate::optim::optimizer_constants;
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 /// Steps per command buffer at most (sizes the dispatch buffer).
 pub const SUBMIT_STEPS: u32 = 1000;
@@ -47,10 +48,9 @@ const PASSES: [&str; 7] = [
     "sae_update",
 ];
 
-/// Trains every SAE of `exp` on GPU adapter `adapter` (its number or a name substring; the best
-/// adapter when absent); returns their states, in order.
-pub fn train(exp: &SaeExperiment, adapter: Option<&str>) -> anyhow::Result<Vec<SaeState>> {
-    let mut trainer = SaeGpuTrainer::new(exp, adapter)?;
+/// Trains every SAE of `plan` on its adapter; returns their states, in order.
+pub fn train(plan: &SaeGpuPlan) -> anyhow::Result<Vec<SaeState>> {
+    let mut trainer = SaeGpuTrainer::new(plan)?;
     eprintln!(
         "on the GPU adapter {} ({})",
         trainer.gpu.adapter.name, trainer.gpu.adapter.backend
@@ -62,10 +62,7 @@ pub fn train(exp: &SaeExperiment, adapter: Option<&str>) -> anyhow::Result<Vec<S
 pub struct SaeGpuTrainer<'a> {
     exp: &'a SaeExperiment,
     gpu: Gpu,
-    entries: Vec<SaeEntry>,
-    shapes: Vec<SaeShape>,
-    /// The toy slots of the batch buffer: global instances first..first + span.
-    span: usize,
+    blocks: Blocks,
     /// The kernels of a step with their workgroup grids: `generate`, then [`PASSES`] (but
     /// `sae_select` only where there are Top-K SAEs).
     steps: Vec<(wgpu::ComputePipeline, [u32; 3])>,
@@ -79,9 +76,6 @@ pub struct SaeGpuTrainer<'a> {
     dispatches: wgpu::Buffer,
     dispatch_stride: u64,
     readback: wgpu::Buffer,
-    /// Floats of all SAEs' params (the gradient buffer's first part), and of all their latents.
-    param_total: usize,
-    latent_total: usize,
 }
 
 /// Parameters of an SAE (one of params, m, v): W_enc, b_enc, W_dec, b_dec, log θ.
@@ -109,28 +103,48 @@ fn unflatten(shape: &SaeShape, data: &[f32]) -> SaeParams {
 }
 
 /// A word offset into a buffer, refused past what the kernels' u32 arithmetic addresses.
-fn offset(words: usize) -> anyhow::Result<u32> {
-    u32::try_from(words).context("an SAE buffer would exceed 2³² floats; train fewer SAEs at once")
+fn offset(words: usize) -> Result<u32, UsageError> {
+    u32::try_from(words).map_err(|_| {
+        UsageError("an SAE buffer would exceed 2³² floats; train fewer SAEs at once".into())
+    })
 }
 
-impl<'a> SaeGpuTrainer<'a> {
-    /// Opens the adapter, lays out every SAE in the shared buffers and uploads the initial state.
-    pub fn new(exp: &'a SaeExperiment, adapter: Option<&str>) -> anyhow::Result<Self> {
-        let gpu = Gpu::open(adapter)?;
-        // Catch validation errors (a backend that cannot run a kernel) as errors, not panics.
-        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let trainer = Self::build(gpu, exp)?;
-        if let Some(error) = pollster::block_on(scope.pop()) {
-            bail!(
-                "the GPU adapter {} cannot run the SAE kernels: {}",
-                trainer.gpu.adapter.name,
-                error.to_string().replace('\n', " ")
-            );
-        }
-        Ok(trainer)
-    }
+/// Where every SAE's blocks lie in the buffers they share, and the grids of a step's passes.
+#[derive(Clone, Debug)]
+struct Blocks {
+    /// The toy slots of the batch buffer: global instances first..first + span.
+    first: u32,
+    span: usize,
+    shapes: Vec<SaeShape>,
+    entries: Vec<SaeEntry>,
+    /// Floats of the state and work buffers.
+    state_at: usize,
+    work_at: usize,
+    /// Floats of all SAEs' params (the gradient buffer's first part), and of all their latents.
+    param_total: usize,
+    latent_total: usize,
+    /// `generate`, then the passes of [`PASSES`].
+    grids: [(usize, usize, usize); 8],
+}
 
-    fn build(gpu: Gpu, exp: &'a SaeExperiment) -> anyhow::Result<Self> {
+/// The SAEs of an experiment checked against the adapter that will train them, before anything is
+/// written: what [`SaeGpuTrainer::new`] takes.
+#[derive(Clone, Debug)]
+pub struct SaeGpuPlan<'a> {
+    exp: &'a SaeExperiment,
+    /// The adapter's number in `tms devices`.
+    adapter: usize,
+    blocks: Blocks,
+}
+
+impl<'a> SaeGpuPlan<'a> {
+    /// Lays out every SAE of `exp` for adapter `adapter` (its number or a name substring; the best
+    /// adapter when absent), refusing, as a usage error, buffers past the adapter's binding or u32
+    /// offsets, grids past its workgroups per dimension, and on a software adapter passes over its
+    /// loop budget.
+    pub fn new(exp: &'a SaeExperiment, adapter: Option<&str>) -> Result<Self, UsageError> {
+        let (position, adapter) = find_adapter(adapter)?;
+        let refuse = |why: String| Err(UsageError(why));
         let (n, d, b) = (exp.features, exp.toys[0].hidden, exp.batch);
         let first = exp
             .toys
@@ -185,14 +199,11 @@ impl<'a> SaeGpuTrainer<'a> {
             ("batch", span * b * (n + d)),
             ("shard", span * (n + 1 + d * n) + 4 + 2 * n + 16),
         ];
-        let max_binding = gpu
-            .limits
-            .max_storage_buffer_binding_size
-            .min(gpu.limits.max_buffer_size);
+        let max_binding = adapter.max_storage_binding.min(adapter.max_buffer);
         for (name, words) in sizes {
             offset(words)?;
             if 4 * words as u64 > max_binding {
-                bail!("the {name} buffer of these SAEs needs {} bytes, more than the adapter's {max_binding} per buffer; train fewer SAEs at once or use --backend cpu", 4 * words);
+                return refuse(format!("the {name} buffer of these SAEs needs {} bytes, more than the adapter's {max_binding} per buffer; train fewer SAEs at once or use --backend cpu", 4 * words));
             }
         }
 
@@ -211,16 +222,16 @@ impl<'a> SaeGpuTrainer<'a> {
             grid(p_max, saes, 1),
             (saes, 1, 1),
         ];
-        let max_groups = gpu.limits.max_compute_workgroups_per_dimension as usize;
+        let max_groups = adapter.max_workgroups_per_dimension as usize;
         if let Some(&(x, y, z)) = grids
             .iter()
             .find(|&&(x, y, z)| x.max(y).max(z) > max_groups)
         {
-            bail!("these SAEs need a grid of {x} × {y} × {z} workgroups, more than the adapter's {max_groups} per dimension; train fewer SAEs, fewer latents or a smaller batch at once, or use --backend cpu");
+            return refuse(format!("these SAEs need a grid of {x} × {y} × {z} workgroups, more than the adapter's {max_groups} per dimension; train fewer SAEs, fewer latents or a smaller batch at once, or use --backend cpu"));
         }
         // llvmpipe leaves every loop after 65,535 iterations per invocation: the busiest
         // invocation of each pass must stay within the budget.
-        if gpu.software {
+        if adapter.software() {
             let topk = shapes
                 .iter()
                 .filter(|s| s.kind == SaeKind::Topk)
@@ -236,39 +247,57 @@ impl<'a> SaeGpuTrainer<'a> {
                 .max()
                 .expect("passes") as u64;
             if iterations > LOOP_BUDGET {
-                bail!("these SAEs need {iterations} loop iterations per invocation, more than the software adapter {} runs; use --backend cpu", gpu.adapter.name);
+                return refuse(format!("these SAEs need {iterations} loop iterations per invocation, more than the software adapter {} runs; use --backend cpu", adapter.name));
             }
         }
 
-        let o = &exp.optimizer;
-        let [seed_lo, seed_hi] = seed_key(exp.toy_seed);
+        Ok(SaeGpuPlan {
+            exp,
+            adapter: position,
+            blocks: Blocks {
+                first,
+                span,
+                shapes,
+                entries,
+                state_at,
+                work_at,
+                param_total,
+                latent_total,
+                grids,
+            },
+        })
+    }
+}
+
+impl<'a> SaeGpuTrainer<'a> {
+    /// Opens the adapter `plan` was checked against and uploads the initial state.
+    pub fn new(plan: &SaeGpuPlan<'a>) -> anyhow::Result<Self> {
+        Gpu::open_and_build(plan.adapter, "SAE kernels", |gpu| Self::build(gpu, plan))
+    }
+
+    fn build(gpu: Gpu, plan: &SaeGpuPlan<'a>) -> Self {
+        let exp = plan.exp;
+        let (n, d, b) = (exp.features, exp.toys[0].hidden, exp.batch);
+        let blocks = plan.blocks.clone();
+        let saes = blocks.shapes.len();
+        let streams = [Stream::SaePresence, Stream::SaeMask, Stream::SaeValue];
         let config = Config {
-            features: n as u32,
-            hidden: d as u32,
-            batch: b as u32,
-            instances: span as u32,
-            first_instance: first,
-            slices: 1,
-            log_every: exp.log_every,
-            total_steps: exp.steps,
-            seed_lo,
-            seed_hi,
-            presence_stream: Stream::SaePresence as u32,
-            mask_stream: Stream::SaeMask as u32,
-            value_stream: Stream::SaeValue as u32,
-            beta1: o.beta1 as f32,
-            beta2: o.beta2 as f32,
-            eps: o.eps as f32,
-            scale: 1.0 / b as f32,
             hidden_relu: u32::from(exp.toy_hidden_relu),
-            ..Default::default()
+            ..Config::sampler(n, b, blocks.span, blocks.first, exp.toy_seed, streams).training(
+                d,
+                &exp.optimizer,
+                exp.log_every,
+                exp.steps,
+                1.0 / b as f32,
+            )
         };
         // Shard words: (unused, zero) importances, presence thresholds, the layout of the toy run's
         // feature distribution, then W of every toy slot; slots of instances no SAE reads stay
         // empty (threshold 0, W zero).
-        let mut thresholds = vec![0u32; span];
+        let mut thresholds = vec![0u32; blocks.span];
         for toy in &exp.toys {
-            thresholds[(toy.global_index - first) as usize] = presence_threshold(toy.density);
+            thresholds[(toy.global_index - blocks.first) as usize] =
+                presence_threshold(toy.density);
         }
         let no_importance = vec![0.0f32; n];
         let mut words = shard_words(
@@ -277,34 +306,37 @@ impl<'a> SaeGpuTrainer<'a> {
             n,
         );
         let weights_at = words.len();
-        words.resize(weights_at + span * d * n, 0);
+        words.resize(weights_at + blocks.span * d * n, 0);
         for toy in &exp.toys {
-            let slot = (toy.global_index - first) as usize;
+            let slot = (toy.global_index - blocks.first) as usize;
             let w = &mut words[weights_at + slot * d * n..][..d * n];
             for (word, v) in w.iter_mut().zip(&toy.w) {
                 *word = v.to_bits();
             }
         }
-        let mut state = Vec::with_capacity(state_at);
-        for (q, shape) in shapes.iter().enumerate() {
+        let mut state = Vec::with_capacity(blocks.state_at);
+        for (q, shape) in blocks.shapes.iter().enumerate() {
             flatten(&initial_params(exp, q), &mut state);
             state.resize(state.len() + 2 * param_count(shape), 0.0);
         }
 
         let state_buffer = gpu.storage("sae state", &state);
-        let losses = gpu.storage_zeroed("sae losses", 4 * (saes + latent_total) as u64);
-        let grads = gpu.storage_zeroed("sae gradients", 4 * (param_total + 2 * b * saes) as u64);
-        let batch = gpu.storage_zeroed("sae batch", 4 * (span * b * (n + d)) as u64);
-        let work = gpu.storage_zeroed("sae work", 4 * work_at as u64);
-        let table = gpu.storage("sae table", &entries);
+        let losses = gpu.storage_zeroed("sae losses", 4 * (saes + blocks.latent_total) as u64);
+        let grads = gpu.storage_zeroed(
+            "sae gradients",
+            4 * (blocks.param_total + 2 * b * saes) as u64,
+        );
+        let batch = gpu.storage_zeroed("sae batch", 4 * (blocks.span * b * (n + d)) as u64);
+        let work = gpu.storage_zeroed("sae work", 4 * blocks.work_at as u64);
+        let table = gpu.storage("sae table", &blocks.entries);
         let dispatch_stride = dispatch_stride(1, gpu.storage_alignment());
         let dispatches =
             gpu.storage_zeroed("sae dispatches", dispatch_stride * u64::from(SUBMIT_STEPS));
         let readback_words = [
-            state_at,
-            saes + latent_total,
+            blocks.state_at,
+            saes + blocks.latent_total,
             2 * b * saes,
-            span * b * (n + d),
+            blocks.span * b * (n + d),
         ]
         .into_iter()
         .max()
@@ -327,26 +359,24 @@ impl<'a> SaeGpuTrainer<'a> {
         );
         let sampler = gpu.module("features.wgsl");
         let kernels = gpu.module("sae.wgsl");
-        let topk = shapes.iter().any(|s| s.kind == SaeKind::Topk);
+        let topk = blocks.shapes.iter().any(|s| s.kind == SaeKind::Topk);
         let steps = std::iter::once(gpu.pipeline(&layout, &sampler, "generate"))
             .chain(
                 PASSES
                     .iter()
                     .map(|entry| gpu.pipeline(&layout, &kernels, entry)),
             )
-            .zip(grids)
+            .zip(blocks.grids)
             .zip(std::iter::once("generate").chain(PASSES))
             .filter(|(_, entry)| topk || *entry != "sae_select")
             .map(|((pipeline, (x, y, z)), _)| (pipeline, [x as u32, y as u32, z as u32]))
             .collect();
-        Ok(SaeGpuTrainer {
+        SaeGpuTrainer {
             steps,
             loss: gpu.pipeline(&layout, &kernels, "sae_loss"),
             exp,
             gpu,
-            entries,
-            shapes,
-            span,
+            blocks,
             bind_group,
             state: state_buffer,
             losses,
@@ -355,9 +385,7 @@ impl<'a> SaeGpuTrainer<'a> {
             dispatches,
             dispatch_stride,
             readback,
-            param_total,
-            latent_total,
-        })
+        }
     }
 
     /// Writes the dispatch slots of steps `from..to`: each step's index and Adam constants.
@@ -389,7 +417,7 @@ impl<'a> SaeGpuTrainer<'a> {
     /// after the last step and its losses, read back.
     fn submit(&self, from: u32, to: u32, log: bool) -> anyhow::Result<Option<Vec<f32>>> {
         self.write_dispatches(from, to);
-        let saes = self.entries.len();
+        let saes = self.blocks.entries.len();
         let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
         let mut step = from;
         while step < to {
@@ -436,11 +464,12 @@ impl<'a> SaeGpuTrainer<'a> {
 
     /// Every SAE's (params, m, v), read back.
     fn states(&self) -> anyhow::Result<Vec<[SaeParams; 3]>> {
-        let data = self.download(&self.state, 0, self.param_total * 3)?;
+        let data = self.download(&self.state, 0, self.blocks.param_total * 3)?;
         Ok(self
+            .blocks
             .entries
             .iter()
-            .zip(&self.shapes)
+            .zip(&self.blocks.shapes)
             .map(|(e, shape)| {
                 let count = param_count(shape);
                 let block = &data[e.state as usize..][..3 * count];
@@ -451,7 +480,7 @@ impl<'a> SaeGpuTrainer<'a> {
 
     /// Uploads every SAE's (params, m, v).
     fn upload(&self, states: &[[SaeParams; 3]]) {
-        let mut data = Vec::with_capacity(self.param_total * 3);
+        let mut data = Vec::with_capacity(self.blocks.param_total * 3);
         for state in states {
             for p in state {
                 flatten(p, &mut data);
@@ -466,13 +495,13 @@ impl<'a> SaeGpuTrainer<'a> {
     /// doc); returns how many each had.
     fn resample_all(&self, step: u32) -> anyhow::Result<Vec<usize>> {
         let (exp, b, d) = (self.exp, self.exp.batch, self.exp.toys[0].hidden);
-        let saes = self.entries.len();
+        let saes = self.blocks.entries.len();
         let mut states = self.states()?;
-        let active = self.download(&self.losses, saes, self.latent_total)?;
-        let samples = self.download(&self.grads, self.param_total, 2 * b * saes)?;
+        let active = self.download(&self.losses, saes, self.blocks.latent_total)?;
+        let samples = self.download(&self.grads, self.blocks.param_total, 2 * b * saes)?;
         let hidden = self.hidden()?;
         let mut counts = vec![];
-        for (q, (e, [p, m, v])) in self.entries.iter().zip(&mut states).enumerate() {
+        for (q, (e, [p, m, v])) in self.blocks.entries.iter().zip(&mut states).enumerate() {
             let active: Vec<u32> = active[e.activity as usize - saes..][..e.latents as usize]
                 .iter()
                 .map(|&c| c as u32)
@@ -488,7 +517,11 @@ impl<'a> SaeGpuTrainer<'a> {
     /// H of every toy slot from the last step run, [toys][batch][m].
     fn hidden(&self) -> anyhow::Result<Vec<f32>> {
         let (n, d, b) = (self.exp.features, self.exp.toys[0].hidden, self.exp.batch);
-        self.download(&self.batch, self.span * b * n, self.span * b * d)
+        self.download(
+            &self.batch,
+            self.blocks.span * b * n,
+            self.blocks.span * b * d,
+        )
     }
 
     /// The data of step `step` as the kernels see it: (X [toys][batch][n], H [toys][batch][m]),
@@ -502,14 +535,14 @@ impl<'a> SaeGpuTrainer<'a> {
             self.encode_step(&mut pass, 0, 2);
         }
         self.gpu.queue.submit([encoder.finish()]);
-        let x_len = self.span * self.exp.batch * self.exp.features;
+        let x_len = self.blocks.span * self.exp.batch * self.exp.features;
         Ok((self.download(&self.batch, 0, x_len)?, self.hidden()?))
     }
 
     /// Trains to the end: returns every SAE's state.
     pub fn run(&mut self) -> anyhow::Result<Vec<SaeState>> {
         let exp = self.exp;
-        let saes = self.entries.len();
+        let saes = self.blocks.entries.len();
         let mut curves = vec![vec![]; saes];
         let mut resampled = vec![0; saes];
         let mut step = 0;

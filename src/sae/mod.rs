@@ -9,7 +9,7 @@
 //! - [`gpu`]: the same training on a GPU adapter, all SAEs in the same dispatches.
 //!
 //! [`SaeOptions`] are the command line's flags, [`SaeOptions::resolve`] checks them against the run
-//! and gives an [`SaeExperiment`]; [`train_on`] trains it on a [`Device`] and [`train_into`] writes
+//! and gives an [`SaeExperiment`]; [`check`] places it on a [`Device`], [`train_on`] trains it there and [`train_into`] writes
 //! `DIR/sae.json`.
 
 pub mod cpu;
@@ -402,35 +402,58 @@ pub struct SaeFile {
     pub saes: Vec<SaeResult>,
 }
 
-/// Trains every SAE of `exp` on `device` (the CPU, a GPU adapter, or auto: a hardware GPU if one
-/// can train them, else the CPU, saying so); returns their states and the backend's name.
+/// Where the SAEs of an experiment train, checked by [`check`] before anything is written.
+pub enum SaePlacement<'a> {
+    Cpu,
+    Gpu(gpu::SaeGpuPlan<'a>),
+    /// `auto`: the GPU's plan, or why the CPU trains instead.
+    Auto(Result<gpu::SaeGpuPlan<'a>, String>),
+}
+
+/// Checks the SAEs of `exp` on `device` (the CPU, a GPU adapter, or auto: a hardware GPU if one
+/// can train them, else the CPU): refuses what a GPU adapter cannot train, before anything is
+/// written.
+pub fn check<'a>(exp: &'a SaeExperiment, device: &Device) -> Result<SaePlacement<'a>, UsageError> {
+    Ok(match device {
+        Device::Cpu => SaePlacement::Cpu,
+        Device::Gpu { adapter } => {
+            SaePlacement::Gpu(gpu::SaeGpuPlan::new(exp, adapter.as_deref())?)
+        }
+        // As for toy runs: software adapters are far slower than the CPU trainer.
+        Device::Auto { .. } if !crate::gpu::list_adapters().iter().any(|a| !a.software()) => {
+            SaePlacement::Auto(Err("no hardware GPU adapter found".into()))
+        }
+        Device::Auto { adapter } => SaePlacement::Auto(
+            gpu::SaeGpuPlan::new(exp, adapter.as_deref())
+                .map_err(|e| format!("the GPU adapter cannot train these SAEs ({})", e.0)),
+        ),
+        Device::Many(_) => return Err(UsageError("tms sae trains on one device".into())),
+    })
+}
+
+/// Trains every SAE of `exp` as `placement` (checked for `exp` by [`check`]) says, saying so where
+/// the CPU trains them instead of the GPU; returns their states and the backend's name.
 pub fn train_on(
     exp: &SaeExperiment,
-    device: &Device,
+    placement: &SaePlacement,
 ) -> anyhow::Result<(Vec<cpu::SaeState>, &'static str)> {
-    match device {
-        Device::Cpu => Ok((cpu::train(exp), "cpu")),
-        Device::Gpu { adapter } => Ok((gpu::train(exp, adapter.as_deref())?, "gpu")),
-        // As for toy runs: software adapters are far slower than the CPU trainer.
-        Device::Auto { .. }
-            if !crate::gpu::list_adapters()
-                .iter()
-                .any(|a| a.device_type != "Cpu") =>
-        {
-            eprintln!("no hardware GPU adapter found; training the SAEs on the CPU");
-            train_on(exp, &Device::Cpu)
+    match placement {
+        SaePlacement::Cpu => Ok((cpu::train(exp), "cpu")),
+        SaePlacement::Gpu(plan) => Ok((gpu::train(plan)?, "gpu")),
+        SaePlacement::Auto(Err(why)) => {
+            eprintln!("{why}; training the SAEs on the CPU");
+            Ok((cpu::train(exp), "cpu"))
         }
-        Device::Auto { adapter } => match gpu::train(exp, adapter.as_deref()) {
+        SaePlacement::Auto(Ok(plan)) => match gpu::train(plan) {
             Ok(states) => Ok((states, "gpu")),
             Err(e) => {
                 eprintln!(
                     "the GPU adapter cannot train these SAEs ({}); training on the CPU",
                     one_line(&e)
                 );
-                train_on(exp, &Device::Cpu)
+                Ok((cpu::train(exp), "cpu"))
             }
         },
-        Device::Many(_) => anyhow::bail!("tms sae trains on one device"),
     }
 }
 
@@ -438,6 +461,7 @@ pub fn train_on(
 pub fn train_into(options: &SaeOptions) -> anyhow::Result<SaeFile> {
     let exp = options.resolve()?;
     let device = Device::from_flags(options.backend, options.adapter.clone(), None)?;
+    let placement = check(&exp, &device)?;
     let out = claim_sae_dir(&options.out, options.force)?;
     eprintln!(
         "training {} SAEs on {} toy instances (m = {}) for {} steps",
@@ -446,7 +470,7 @@ pub fn train_into(options: &SaeOptions) -> anyhow::Result<SaeFile> {
         exp.toys[0].hidden,
         exp.steps
     );
-    let (states, backend) = train_on(&exp, &device)?;
+    let (states, backend) = train_on(&exp, &placement)?;
     let d = exp.toys[0].hidden;
     let saes = exp
         .saes
