@@ -219,7 +219,8 @@ pub fn seed_key(seed: u64) -> [u32; 2] {
     [seed as u32, (seed >> 32) as u32]
 }
 
-/// A feature is present iff its mask word is ≤ this threshold, so it is present with probability
+/// A feature is present iff its 32-bit presence word (its presence byte and 24 bits of its mask word;
+/// sets and exactly-K: its mask word) is ≤ this threshold, so it is present with probability
 /// (threshold + 1) / 2³² = ⌈density · 2³²⌉ / 2³² (density 1 → always). Computed once on the host in
 /// f64 and handed to the kernels as an integer, so both sides agree exactly.
 pub fn presence_threshold(density: f64) -> u32 {
