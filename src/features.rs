@@ -449,6 +449,11 @@ pub fn signed_float(word: u32) -> f32 {
     (word >> 8) as f32 * (1.0 / 8_388_608.0) - 1.0
 }
 
+/// The version of the layout in the module documentation: 1 until 2026-11-25 (a 32-bit mask word per
+/// feature), 2 since (presence bytes). Checkpoints and config.json record it, so that a run is never
+/// resumed or merged on other draws than it started with.
+pub const DATA_STREAM: u32 = 2;
+
 /// Ties of [`FeatureSource::presence`] waiting for their mask words: up to [`LANES`] of them, each
 /// with its group's counter first word and (stream word, bit, word of the mask call).
 #[derive(Default)]

@@ -137,7 +137,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
                 first.dir.display()
             ))
         })?;
-    let reference = unsharded(&first.config.experiment);
+    let (reference, stream) = (
+        unsharded(&first.config.experiment),
+        first.config.data_stream,
+    );
     for shard in &shards {
         let exp = &shard.config.experiment;
         let Some(info) = exp.shard else {
@@ -147,9 +150,10 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
             ))
             .into());
         };
-        if info.count != count || unsharded(exp) != reference {
+        if info.count != count || unsharded(exp) != reference || shard.config.data_stream != stream
+        {
             return Err(UsageError(format!(
-                "{} is a shard of a different sweep than {} (settings or shard count differ)",
+                "{} is a shard of a different sweep than {} (settings, shard count or data stream differ)",
                 shard.dir.display(),
                 first.dir.display()
             ))
@@ -210,6 +214,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> anyhow::Result<Result
         backend: joined(|c| &c.backend),
         device: joined(|c| &c.device),
         tms_version: env!("CARGO_PKG_VERSION").into(),
+        data_stream: stream,
         weights_sha256: None, // recorded as the merged weights are written
     };
     let claimed = dir::claim_new(out, force)?;

@@ -82,15 +82,22 @@ fn merged_shards_equal_the_sweep_in_one_piece() {
 #[test]
 fn merge_refuses_missing_repeated_and_foreign_shards() {
     let root = tempfile::tempdir().unwrap();
-    let [a, b, other, out] = ["a", "b", "other", "out"].map(|d| root.path().join(d));
+    let [a, b, other, old, out] = ["a", "b", "other", "old", "out"].map(|d| root.path().join(d));
     train(&a, &["--shard", "0/3"], &[]);
     train(&b, &["--shard", "1/3"], &[]);
     train(&other, &["--shard", "2/3", "--seed", "9"], &[]);
+    // The last shard as a tms before the presence-byte stream wrote it: config.json without
+    // data_stream (stream 1), trained on other draws.
+    train(&old, &["--shard", "2/3"], &[]);
+    let mut config = json(&old.join("config.json"));
+    config.as_object_mut().unwrap().remove("data_stream");
+    std::fs::write(old.join("config.json"), config.to_string()).unwrap();
     let s = |p: &Path| p.to_str().unwrap().to_string();
-    let cases: [(Vec<String>, &str); 3] = [
+    let cases: [(Vec<String>, &str); 4] = [
         (vec![s(&a), s(&b)], "shard 2 of 3 is missing"),
         (vec![s(&a), s(&a), s(&b)], "given twice"),
         (vec![s(&a), s(&b), s(&other)], "different sweep"),
+        (vec![s(&a), s(&b), s(&old)], "data stream differ"),
     ];
     for (dirs, needle) in cases {
         let mut args = vec!["merge".to_string()];

@@ -247,6 +247,7 @@ mod tests {
             backend: "cpu".into(),
             device: "cpu".into(),
             tms_version: "0".into(),
+            data_stream: crate::features::DATA_STREAM,
             weights_sha256: None,
         };
         let runs = vec![

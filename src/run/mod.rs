@@ -206,6 +206,7 @@ fn train_from(
         backend: backend.into(),
         device,
         tms_version: env!("CARGO_PKG_VERSION").into(),
+        data_stream: crate::features::DATA_STREAM,
         weights_sha256: None, // recorded as the weights are written
     };
     if let Some(dir) = dir {

@@ -8,6 +8,7 @@ use super::tensors::{to_bytes, TensorFile};
 use super::{hex, write_atomic};
 use crate::error::UsageError;
 use crate::experiment::Experiment;
+use crate::features::DATA_STREAM;
 use crate::trainer::{LossRecord, TrainState};
 use anyhow::Context;
 use safetensors::tensor::TensorView;
@@ -94,6 +95,7 @@ pub fn write_checkpoint(
         ("experiment".to_string(), experiment),
         ("checkpoint_every".to_string(), every),
         ("sha256".to_string(), sha256),
+        ("data_stream".to_string(), DATA_STREAM.to_string()),
     ]);
     write_atomic(&checkpoint_path(dir), &to_bytes(tensors, Some(metadata))?)
 }
@@ -118,17 +120,38 @@ pub fn read_checkpoint(dir: &Path) -> anyhow::Result<Checkpoint> {
             path.display()
         )
     })?;
-    parse(bytes).map_err(|why| {
+    let damaged = |why: String| -> anyhow::Error {
         UsageError(format!(
             "cannot resume from {}: {why}; it is damaged or not a tms checkpoint",
             path.display()
         ))
         .into()
-    })
+    };
+    let file = TensorFile::from_bytes(bytes).map_err(|e| damaged(e.to_string()))?;
+    // Written before checkpoints recorded it: the first stream.
+    let stream = match file
+        .metadata()
+        .map_err(|e| damaged(e.to_string()))?
+        .get("data_stream")
+    {
+        None => 1,
+        Some(text) => text
+            .parse::<u32>()
+            .map_err(|_| damaged(format!("its data_stream {text:?} is not a number")))?,
+    };
+    if stream != DATA_STREAM {
+        return Err(UsageError(format!(
+            "cannot resume from {}: the run drew data stream {stream}, this tms draws stream \
+             {DATA_STREAM} (src/features.rs): finish it with the tms that started it, or start it \
+             again with --force",
+            path.display()
+        ))
+        .into());
+    }
+    parse(file).map_err(damaged)
 }
 
-fn parse(bytes: Vec<u8>) -> Result<Checkpoint, String> {
-    let file = TensorFile::from_bytes(bytes).map_err(|e| e.to_string())?;
+fn parse(file: TensorFile) -> Result<Checkpoint, String> {
     let meta = file.metadata().map_err(|e| e.to_string())?;
     let field = |key: &str| {
         meta.get(key)
@@ -240,6 +263,53 @@ mod tests {
         assert_eq!(back.state, state);
         assert_eq!(back.records[0], records[0]);
         assert!(back.records[1].losses[0].is_nan());
+    }
+
+    /// Rewrites the metadata of the safetensors file at `path` with `edit` (the header is JSON after
+    /// its 8-byte length, padded to a multiple of 8).
+    fn edit_metadata(
+        path: &Path,
+        edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+    ) {
+        let bytes = std::fs::read(path).unwrap();
+        let len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + len]).unwrap();
+        edit(header["__metadata__"].as_object_mut().unwrap());
+        let mut text = serde_json::to_vec(&header).unwrap();
+        text.resize(text.len().div_ceil(8) * 8, b' ');
+        let mut out = (text.len() as u64).to_le_bytes().to_vec();
+        out.extend(text);
+        out.extend(&bytes[8 + len..]);
+        std::fs::write(path, out).unwrap();
+    }
+
+    /// A checkpoint of another data stream (one written before checkpoints recorded it is stream 1)
+    /// is refused as bad input, naming both streams, so that no run continues on other draws.
+    #[test]
+    fn checkpoints_of_another_data_stream_are_refused() {
+        let exp = crate::experiment::Experiment::seed_default();
+        let dir = tempfile::tempdir().unwrap();
+        write_checkpoint(dir.path(), &exp, &TrainState::initial(&exp), &[], None).unwrap();
+        let path = checkpoint_path(dir.path());
+        for (edit, stream) in [(None, "1"), (Some("3"), "3")] {
+            edit_metadata(&path, |meta| match edit {
+                None => drop(meta.remove("data_stream")),
+                Some(v) => drop(meta.insert("data_stream".into(), v.into())),
+            });
+            let err = read_checkpoint(dir.path()).err().expect("refused");
+            assert!(err.downcast_ref::<UsageError>().is_some(), "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!(
+                    "drew data stream {stream}, this tms draws stream {DATA_STREAM}"
+                )),
+                "{text}"
+            );
+        }
+        edit_metadata(&path, |meta| {
+            meta.insert("data_stream".into(), DATA_STREAM.to_string().into());
+        });
+        assert!(read_checkpoint(dir.path()).is_ok());
     }
 
     /// The untied model's weights (W₁ and W₂ᵀ, 2m rows) round-trip too.

@@ -23,10 +23,19 @@ pub struct RunConfig {
     pub backend: String,
     pub device: String,
     pub tms_version: String,
+    /// The data stream the run drew ([`crate::features::DATA_STREAM`]; 1 in files older than the
+    /// field).
+    #[serde(default = "first_data_stream")]
+    pub data_stream: u32,
     /// SHA-256 of weights.safetensors as written beside it (absent in runs older than the field), so
     /// a reader can tell a weights file that does not belong to this run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_sha256: Option<String>,
+}
+
+/// The data stream of runs written before config.json recorded it.
+fn first_data_stream() -> u32 {
+    1
 }
 
 /// One instance in results.json.
