@@ -149,6 +149,7 @@ pub fn abi_description() -> anyhow::Result<Value> {
         },
         "defaults": defaults,
         "tms_version": env!("CARGO_PKG_VERSION"),
+        "data_stream": crate::features::DATA_STREAM,
         "known_answers": known_answers(&defaults),
     }))
 }

@@ -205,8 +205,9 @@ fn run_page(query: &str) -> Option<BTreeMap<String, Vec<u8>>> {
     Some(files)
 }
 
-/// Writes the reported files into a run directory, checks that the CLI reads them (results, config,
-/// weights with the digest config.json gives, figures) and returns the results.
+/// Writes the reported files into a run directory, checks that the CLI reads them (results, config
+/// with the data stream the page drew, weights with the digest config.json gives, figures) and returns
+/// the results.
 fn as_run_directory(files: &BTreeMap<String, Vec<u8>>, dir: &Path) -> Results {
     for name in ["config.json", "results.json", "weights.safetensors"] {
         std::fs::write(dir.join(name), &files[name]).unwrap();
@@ -215,6 +216,11 @@ fn as_run_directory(files: &BTreeMap<String, Vec<u8>>, dir: &Path) -> Results {
     let config = read_config(dir).unwrap();
     let weights = read_weights(dir).unwrap();
     assert_eq!(config.weights_sha256, Some(weights.digest));
+    assert_eq!(
+        config.data_stream,
+        tms::features::DATA_STREAM,
+        "the page's data stream"
+    );
     let flat_w: Vec<f32> = results
         .instances
         .iter()

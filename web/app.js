@@ -150,7 +150,7 @@ async function train(gpu, abi, kernels, host, stopRequested) {
   const weights = await trainer.weights();
   say("status", `${exp.steps} steps in ${seconds.toFixed(1)} s (${((1000 * seconds) / exp.steps).toFixed(2)} ms per step); evaluating…`);
   const evalLosses = await evaluate(exp, weights, host);
-  const files = await runFiles(exp, weights, records, evalLosses, gpu.name, abi.tms_version);
+  const files = await runFiles(exp, weights, records, evalLosses, gpu.name, abi);
   drawRun(viewOf(exp, weights, records));
   offerDownloads(files);
   say("status", `${exp.steps} steps in ${seconds.toFixed(1)} s (${((1000 * seconds) / exp.steps).toFixed(2)} ms per step) on ${gpu.name}`);

@@ -76,10 +76,13 @@ export function resultsJson(exp, weights, records, evalLosses) {
 }
 
 // The three files of a run directory, as {name: bytes}.
-export async function runFiles(exp, weights, records, evalLosses, device, version) {
+// `abi` is abi.json (the crate's version and data stream).
+export async function runFiles(exp, weights, records, evalLosses, device, abi) {
   const encoder = new TextEncoder();
   const safetensors = weightsSafetensors(exp, weights);
-  const config = { experiment: exp, backend: "webgpu", device, tms_version: version };
+  const config = {
+    experiment: exp, backend: "webgpu", device, tms_version: abi.tms_version, data_stream: abi.data_stream,
+  };
   const digest = await sha256Hex(safetensors);
   if (digest) config.weights_sha256 = digest;
   return {

@@ -146,7 +146,7 @@ def test_load_reads_the_committed_runs():
         run = tms.load(directory)
         results = json.loads((directory / "results.json").read_text())
         metrics = json.loads((directory / "metrics.json").read_text())
-        assert run.model == kind and run.W.shape == (7, 5, 20)
+        assert run.model == kind and run.W.shape == (7, 5, 20) and run.data_stream == 2
         assert np.array_equal(run.W, np.array([i["W"] for i in results["instances"]], np.float32))
         assert np.array_equal(run.b, np.array([i["b"] for i in results["instances"]], np.float32))
         got = run.metrics

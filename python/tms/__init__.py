@@ -255,6 +255,7 @@ class Run:
         model, features, hidden, steps: the experiment's kind and sizes.
         experiment: dict, the fully resolved experiment (config.json's ``experiment``).
         backend, device: where it was trained.
+        data_stream: the version of the random data's layout it drew (2 since 2026-11-25; 1 before).
         metrics: ``Metrics``, the superposition metrics (tms::analysis).
     """
 
@@ -266,6 +267,7 @@ class Run:
         self.backend: str = config["backend"]
         self.device: str = config["device"]
         self.tms_version: str = config["tms_version"]
+        self.data_stream: int = config["data_stream"]
         self.model: str = results["model"]
         self.features: int = results["features"]
         self.hidden: int = results["hidden"]
