@@ -13,7 +13,7 @@
 //! the matrix path of `dense` instead (see [`MATRIX_PATH_ABOVE_BYTES`]).
 
 use crate::experiment::{Experiment, ModelKind};
-use crate::features::{FeatureSource, CHUNK_FEATURES, LANES};
+use crate::features::{FeatureSource, PendingCalls, CHUNK_FEATURES, LANES};
 use crate::model::{backward, forward_over, output_delta, zero_sample, Scratch};
 use crate::optim::{adam_update, step_table, AdamHyper};
 use crate::trainer::{is_log_step, LossRecord, TrainState, Trainer};
@@ -186,15 +186,9 @@ struct Chunk<L> {
     dense: bool,
 }
 
-/// Value calls waiting to be made: up to [`LANES`] calls of the current block
-/// ([`FeatureSource::value_calls`]), each with its lane, its chunk's first feature and the presence
-/// bits (in the chunk) of the features it serves.
-#[derive(Default)]
-struct PendingValues {
-    indices: [u32; LANES],
-    targets: [(usize, usize, u32); LANES],
-    count: usize,
-}
+/// Value calls of the current block waiting to be made ([`FeatureSource::value_calls`]), each with
+/// (its lane, its chunk's first feature) and the presence bits (in the chunk) of the features it serves.
+type PendingValues = PendingCalls<((usize, usize), u32)>;
 
 /// What a chunk's step reads: the step, and the instance's model kind, weights, bias and importance;
 /// `c` = 1 / (batch · n); `log`: whether the step's loss is read (a log step; the matrix path sums
@@ -359,10 +353,7 @@ impl<L: Lanes> Chunk<L> {
                 any = true;
                 self.block_bits[c / 4] |= u64::from(bits) << (16 * (c % 4));
                 for (index, served) in self.source.value_calls(sample, c, bits) {
-                    pending.indices[pending.count] = index;
-                    pending.targets[pending.count] = (lane, CHUNK_FEATURES * c, served);
-                    pending.count += 1;
-                    if pending.count == LANES {
+                    if pending.push(index, ((lane, CHUNK_FEATURES * c), served)) {
                         self.draw_values(step, &mut pending);
                     }
                 }
@@ -413,23 +404,11 @@ impl<L: Lanes> Chunk<L> {
     /// Draws the pending value words and writes the present features' values into the block.
     #[inline(always)]
     fn draw_values(&mut self, step: u32, pending: &mut PendingValues) {
-        if pending.count == 0 {
-            return;
-        }
-        // Every word to its value first (branch-free, so vectorized), then the present ones in place.
-        let words = self.source.value_lanes::<L::Philox>(step, pending.indices);
-        let values = words.map(|word| word.map(|word| self.source.value(word)));
-        for (call, &(lane, first, served)) in pending.targets[..pending.count].iter().enumerate() {
-            let mut rest = served;
-            for value in &values {
-                if rest == 0 {
-                    break;
-                }
-                self.x[first + rest.trailing_zeros() as usize].set(lane, value[call]);
-                rest &= rest - 1;
-            }
-        }
-        pending.count = 0;
+        let x = &mut self.x;
+        self.source
+            .make_value_calls::<L::Philox, _>(step, pending, |(lane, first), bit, value| {
+                x[first + bit].set(lane, value)
+            });
     }
 
     /// Forward and backward pass of the block's `lanes` samples (the model's maths, eight samples at a

@@ -19,7 +19,7 @@
 
 use super::lanes::Lanes;
 use super::StepInputs;
-use crate::features::{FeatureSource, PhiloxLanes, CHUNK_FEATURES, LANES};
+use crate::features::{FeatureSource, PendingCalls, PhiloxLanes, CHUNK_FEATURES, LANES};
 use crate::model::{loss_and_delta, output_term};
 
 /// The matrix path's buffers. Each pair a step's ∂W multiplies is stacked in one buffer, so that
@@ -75,7 +75,7 @@ impl Dense {
     /// [`FeatureSource::presence`] packs them), written into `grad_w` and `grad_b`; value words
     /// drawn by `L`'s generator. Returns the loss at log steps (`at.log`), else 0.
     #[inline(always)]
-    pub fn compute<L: Lanes>(
+    fn compute<L: Lanes>(
         &mut self,
         source: &FeatureSource,
         samples: std::ops::Range<u32>,
@@ -138,46 +138,21 @@ fn fill_samples<P: PhiloxLanes>(
 ) {
     let n = x.len() / samples.len();
     x.fill(0.0);
-    let mut indices = [0u32; LANES];
-    let mut targets = [(0usize, 0u32); LANES];
-    let mut count = 0;
-    // Inlined, like the whole chunk, so that `P`'s intrinsics compile with its instruction set.
-    #[inline(always)]
-    fn draw<P: PhiloxLanes>(
-        source: &FeatureSource,
-        step: u32,
-        x: &mut [f32],
-        indices: &[u32; LANES],
-        targets: &[(usize, u32)],
-    ) {
-        let values = source.value_lanes::<P>(step, *indices);
-        for (call, &(at, served)) in targets.iter().enumerate() {
-            let mut rest = served;
-            for word in &values {
-                if rest == 0 {
-                    break;
-                }
-                x[at + rest.trailing_zeros() as usize] = source.value(word[call]);
-                rest &= rest - 1;
-            }
-        }
-    }
+    // Each call's target is the row offset of its chunk's first feature.
+    let mut pending = PendingCalls::<(usize, u32)>::default();
+    let mut put = |at: usize, bit: usize, value: f32| x[at + bit] = value;
     for s in 0..samples.len() {
         let sample = samples.start + s as u32;
         for c in 0..source.chunks() {
             let bits = source.chunk_bits(present, s, c);
             for (index, served) in source.value_calls(sample, c, bits) {
-                indices[count] = index;
-                targets[count] = (s * n + CHUNK_FEATURES * c, served);
-                count += 1;
-                if count == LANES {
-                    draw::<P>(source, step, x, &indices, &targets);
-                    count = 0;
+                if pending.push(index, (s * n + CHUNK_FEATURES * c, served)) {
+                    source.make_value_calls::<P, _>(step, &mut pending, &mut put);
                 }
             }
         }
     }
-    draw::<P>(source, step, x, &indices, &targets[..count]);
+    source.make_value_calls::<P, _>(step, &mut pending, put);
 }
 
 /// The Δ row of [`loss_and_delta`] for the pre-activation y + b, without the loss (what steps

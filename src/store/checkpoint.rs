@@ -128,12 +128,9 @@ pub fn read_checkpoint(dir: &Path) -> anyhow::Result<Checkpoint> {
         .into()
     };
     let file = TensorFile::from_bytes(bytes).map_err(|e| damaged(e.to_string()))?;
+    let meta = file.metadata().map_err(|e| damaged(e.to_string()))?;
     // Written before checkpoints recorded it: the first stream.
-    let stream = match file
-        .metadata()
-        .map_err(|e| damaged(e.to_string()))?
-        .get("data_stream")
-    {
+    let stream = match meta.get("data_stream") {
         None => 1,
         Some(text) => text
             .parse::<u32>()
@@ -148,11 +145,11 @@ pub fn read_checkpoint(dir: &Path) -> anyhow::Result<Checkpoint> {
         ))
         .into());
     }
-    parse(file).map_err(damaged)
+    parse(&file, &meta).map_err(damaged)
 }
 
-fn parse(file: TensorFile) -> Result<Checkpoint, String> {
-    let meta = file.metadata().map_err(|e| e.to_string())?;
+/// The checkpoint in `file`, whose metadata is `meta`, once checked (see [`read_checkpoint`]).
+fn parse(file: &TensorFile, meta: &HashMap<String, String>) -> Result<Checkpoint, String> {
     let field = |key: &str| {
         meta.get(key)
             .map(String::as_str)
