@@ -341,33 +341,40 @@ impl<L: Lanes> Chunk<L> {
         let mut loss = 0.0f64;
         let (mut live, mut lane) = (0usize, 0usize);
         let mut pending = PendingValues::default();
-        for s in 0..self.samples.len() {
-            // The sample's value calls go to the current lane; it is kept if any chunk is present.
-            let sample = self.samples.start + s as u32;
-            let mut any = false;
-            for c in 0..chunks {
-                let bits = self.source.chunk_bits(&self.present, s, c);
-                if bits == 0 {
+        // The presence stream holds chunk c of local sample s as 16-bit unit chunks · s + c, two
+        // per word: only the nonzero units are visited (most words of a sparse instance are zero),
+        // and a sample takes the next lane when its first present unit is met.
+        let units = self.samples.len() * chunks;
+        let mut current = usize::MAX;
+        for index in 0..self.present.len() {
+            let word = self.present[index];
+            if word == 0 {
+                continue;
+            }
+            for half in 0..2 {
+                let (unit, bits) = (2 * index + half, word >> (16 * half) & 0xFFFF);
+                if bits == 0 || unit >= units {
                     continue;
                 }
-                any = true;
+                let (s, c) = (unit / chunks, unit % chunks);
+                if s != current {
+                    if current != usize::MAX {
+                        loss += self.next_lane(&at, &mut lane, &mut pending);
+                    }
+                    current = s;
+                    live += 1;
+                }
                 self.block_bits[c / 4] |= u64::from(bits) << (16 * (c % 4));
-                for (index, served) in self.source.value_calls(sample, c, bits) {
-                    if pending.push(index, ((lane, CHUNK_FEATURES * c), served)) {
+                let sample = self.samples.start + s as u32;
+                for (call, served) in self.source.value_calls(sample, c, bits) {
+                    if pending.push(call, ((lane, CHUNK_FEATURES * c), served)) {
                         self.draw_values(step, &mut pending);
                     }
                 }
             }
-            if !any {
-                continue;
-            }
-            live += 1;
-            lane += 1;
-            if lane == LANES {
-                self.draw_values(step, &mut pending);
-                loss += self.block(&at, lane);
-                lane = 0;
-            }
+        }
+        if current != usize::MAX {
+            loss += self.next_lane(&at, &mut lane, &mut pending);
         }
         if lane > 0 {
             self.draw_values(step, &mut pending);
@@ -399,6 +406,19 @@ impl<L: Lanes> Chunk<L> {
         }
         debug_assert_eq!(self.grad_b.len(), n);
         self.loss = loss;
+    }
+
+    /// Moves on from a filled lane of the block: when all [`LANES`] are filled, draws their values
+    /// and runs the block; returns the block's loss (0 otherwise).
+    #[inline(always)]
+    fn next_lane(&mut self, at: &StepInputs, lane: &mut usize, pending: &mut PendingValues) -> f64 {
+        *lane += 1;
+        if *lane < LANES {
+            return 0.0;
+        }
+        *lane = 0;
+        self.draw_values(at.step, pending);
+        self.block(at, LANES)
     }
 
     /// Draws the pending value words and writes the present features' values into the block.
