@@ -163,8 +163,9 @@ pub fn hidden<T: Real>(
 
 /// `out[k]` = Σ_{j in `columns`} w[k, j] · v[j] for each row k of the m × n matrix `w` (m =
 /// out.len()), each sum from zero in the order of `columns`, so rounded exactly as a row alone
-/// would be; but four rows at a time, so that four chains of dependent adds run side by side
-/// instead of one after another (one chain of n adds at 3–4 cycles each bounded the block pass).
+/// would be; but up to [`ROWS_AT_ONCE`] rows at a time (m split into equal blocks), so that their
+/// chains of dependent adds run side by side instead of one after another (one chain of n adds at
+/// 3–4 cycles each bounded the block pass at m = 5).
 #[inline(always)]
 pub fn row_dots<T: Real>(
     w: &[T::Scalar],
@@ -173,31 +174,43 @@ pub fn row_dots<T: Real>(
     columns: impl Iterator<Item = usize> + Clone,
     out: &mut [T],
 ) {
-    let row = |k: usize| &w[k * n..(k + 1) * n];
-    for (block, outs) in out.chunks_mut(4).enumerate() {
-        let k = 4 * block;
-        let c = columns.clone();
-        match outs.len() {
-            4 => outs.copy_from_slice(&dots([row(k), row(k + 1), row(k + 2), row(k + 3)], v, c)),
-            3 => outs.copy_from_slice(&dots([row(k), row(k + 1), row(k + 2)], v, c)),
-            2 => outs.copy_from_slice(&dots([row(k), row(k + 1)], v, c)),
-            _ => outs.copy_from_slice(&dots([row(k)], v, c)),
+    let m = out.len();
+    let per_block = m.div_ceil(m.div_ceil(ROWS_AT_ONCE).max(1));
+    for (block, outs) in out.chunks_mut(per_block.max(1)).enumerate() {
+        let (k, c) = (block * per_block, columns.clone());
+        macro_rules! rows {
+            ($($r:literal)+) => {
+                match outs.len() {
+                    $($r => outs.copy_from_slice(&dots::<T, $r>(w, n, k, v, c)),)+
+                    _ => unreachable!("blocks hold at most ROWS_AT_ONCE rows"),
+                }
+            };
         }
+        rows!(1 2 3 4 5 6 7 8);
     }
 }
 
-/// The R sums of [`row_dots`] for the rows `rows`, side by side.
+/// Rows whose sums [`row_dots`] keeps in registers side by side.
+const ROWS_AT_ONCE: usize = 8;
+
+/// The R sums of [`row_dots`] for rows k .. k + R of `w`, side by side.
 #[inline(always)]
 fn dots<T: Real, const R: usize>(
-    rows: [&[T::Scalar]; R],
+    w: &[T::Scalar],
+    n: usize,
+    k: usize,
     v: &[T],
     columns: impl Iterator<Item = usize>,
 ) -> [T; R] {
+    let mut rows: [&[T::Scalar]; R] = [&[]; R];
+    for (r, row) in rows.iter_mut().enumerate() {
+        *row = &w[(k + r) * n..(k + r + 1) * n];
+    }
     let mut acc = [T::ZERO; R];
     for j in columns {
         let vj = v[j];
-        for r in 0..R {
-            acc[r] += T::splat(rows[r][j]) * vj;
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            *a += T::splat(row[j]) * vj;
         }
     }
     acc
