@@ -345,6 +345,10 @@ impl<L: Lanes> Chunk<L> {
         // per word: only the nonzero units are visited (most words of a sparse instance are zero),
         // and a sample takes the next lane when its first present unit is met.
         let units = self.samples.len() * chunks;
+        // unit / chunks and unit % chunks by a shift and a mask where chunks is a power of two (n ≤
+        // 32 has one or two chunks): a division (20–40 cycles) per live unit otherwise.
+        let shift = chunks.trailing_zeros();
+        let power_of_two = chunks == 1 << shift;
         let mut current = usize::MAX;
         for index in 0..self.present.len() {
             let word = self.present[index];
@@ -356,7 +360,11 @@ impl<L: Lanes> Chunk<L> {
                 if bits == 0 || unit >= units {
                     continue;
                 }
-                let (s, c) = (unit / chunks, unit % chunks);
+                let (s, c) = if power_of_two {
+                    (unit >> shift, unit & (chunks - 1))
+                } else {
+                    (unit / chunks, unit % chunks)
+                };
                 if s != current {
                     if current != usize::MAX {
                         loss += self.next_lane(&at, &mut lane, &mut pending);
