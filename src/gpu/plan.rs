@@ -57,6 +57,11 @@ pub struct GpuOptions {
     /// Sum the register kernel's gradients with subgroup operations (default: where the adapter has
     /// them; `Some(false)` forces the workgroup reduction).
     pub subgroups: Option<bool>,
+    /// Share the register kernel's Philox calls among the lanes of a subgroup
+    /// ([`Variant::cooperative`]; default: on hardware adapters with subgroup operations, for plain
+    /// distributions; `Some(true)` forces it where it can run, `Some(false)` keeps one lane's
+    /// calls to itself).
+    pub cooperative: Option<bool>,
     /// Run at most this many steps per small-model dispatch (tests: many dispatches quickly).
     pub max_steps_per_dispatch: Option<u32>,
 }
@@ -151,6 +156,7 @@ pub fn decide(
         split: false,
         hidden_relu: exp.model.hidden_relu(),
         abs: exp.model.untied(),
+        cooperative: false,
     };
     // Subgroup partial sums take a row per subgroup: fall back where they do not fit.
     let subgroups_fit = adapter.subgroup_min_size.is_some()
@@ -168,8 +174,25 @@ pub fn decide(
             ..with_subgroups
         },
     };
+    // Cooperative calls need subgroup operations and the plain distribution's presence bytes. On
+    // software adapters each lane keeps its calls: llvmpipe runs 8 lanes per SIMD group and every
+    // shuffle as a loop over them (results/bench/bench.md, "Cooperative random calls").
+    let can_cooperate = variant.subgroup_min_size.is_some() && exp.distribution().is_plain();
+    if options.cooperative == Some(true) && !can_cooperate {
+        return refuse(format!(
+            "the GPU adapter {} cannot share the sampler's calls among subgroup lanes for this experiment (it needs subgroup operations and a plain feature distribution)",
+            adapter.name
+        ));
+    }
+    let variant = Variant {
+        cooperative: can_cooperate && options.cooperative.unwrap_or(!software),
+        ..variant
+    };
     // The register kernel's loop iterations per step, its samples' draws included.
-    let sampler = sampler_loop_iterations(&exp.distribution(), n);
+    let sampler = match variant.cooperative {
+        true => register::cooperative_loop_iterations(n),
+        false => sampler_loop_iterations(&exp.distribution(), n),
+    };
     let register_iterations = register::loop_iterations(n, m, batch, variant)
         + batch.div_ceil(REGISTER_WG as usize) as u64 * sampler;
     let register_fits = register::fits(n, m, variant) && in_budget(register_iterations);

@@ -51,6 +51,9 @@ pub struct Variant {
     /// (`features::Values::Signed`, drawn by `sample_chunk`)
     /// (with `hidden_relu`); whole instances only (`split` and `shaders/split_adam.wgsl` know one W).
     pub abs: bool,
+    /// The lanes of a subgroup share out their samples' tie mask calls and value calls (plain
+    /// distributions, with `subgroup_min_size`): see [`cooperative_sampler`].
+    pub cooperative: bool,
 }
 
 impl Variant {
@@ -126,7 +129,9 @@ fn sum(terms: impl Iterator<Item = String>) -> String {
 /// The kernel text for n features and m hidden dimensions (to follow the prelude).
 pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     assert!(
-        fits(n, m, variant) && !(variant.abs && variant.split),
+        fits(n, m, variant)
+            && !(variant.abs && variant.split)
+            && !(variant.cooperative && variant.subgroup_min_size.is_none()),
         "n {n}, m {m} is too large for the register kernel {variant:?}"
     );
     let wg = REGISTER_WG as usize;
@@ -171,9 +176,10 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         o.line("@group(0) @binding(GRAD_BINDING) var<storage, read_write> partials: array<f32>;");
     }
     o.line("@compute @workgroup_size(REGISTER_WG)");
-    let subgroup_inputs = match variant.subgroup_min_size {
-        Some(_) => ", @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) subgroup: u32, @builtin(num_subgroups) subgroups: u32",
-        None => "",
+    let subgroup_inputs = match (variant.subgroup_min_size, variant.cooperative) {
+        (Some(_), false) => ", @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) subgroup: u32, @builtin(num_subgroups) subgroups: u32",
+        (Some(_), true) => ", @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) subgroup: u32, @builtin(num_subgroups) subgroups: u32, @builtin(subgroup_size) subgroup_size: u32",
+        (None, _) => "",
     };
     let entry = if variant.split {
         "train_slice"
@@ -243,26 +249,48 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     }
 
     // Each thread's samples: forward, backward, and the gradient terms into its accumulators.
-    if variant.split {
-        o.line("        for (var s = slice * REGISTER_WG + tid; s < shard.config.batch; s += shard.config.slices * REGISTER_WG) {");
-    } else {
-        o.line("        for (var s = tid; s < shard.config.batch; s += REGISTER_WG) {");
-    }
-    // One `sample_chunk` per 16 features (one presence call each); x{j} is lane j % 4 of its group.
-    for c in 0..n.div_ceil(CHUNK_FEATURES) {
-        o.line(format!(
-            "            let xc{c} = sample_chunk(global_instance, step, s, {c}u, threshold);"
-        ));
-    }
     let group = |g: usize| format!("xc{}.g{}", g / 4, g % 4);
     let present = (0..n.div_ceil(4))
         .map(|g| format!("any({} != vec4<f32>(0.0))", group(g)))
         .collect::<Vec<_>>()
         .join(" || ");
-    o.line(format!("            if !({present}) {{"));
-    o.line(format!("                a{zero_acc} += 1.0;"));
-    o.line("                continue;");
-    o.line("            }");
+    if variant.cooperative {
+        // Every lane of a subgroup runs every iteration (a lane past the batch draws nothing), so
+        // that the subgroup operations of the sampler see the whole subgroup; the sample's work is
+        // then under an `if`, after which the lanes are together again.
+        let (first, stride) = match variant.split {
+            true => ("slice * REGISTER_WG", "shard.config.slices * REGISTER_WG"),
+            false => ("0u", "REGISTER_WG"),
+        };
+        o.line(format!(
+            "        for (var run = {first}; run < shard.config.batch; run += {stride}) {{"
+        ));
+        o.line("            let s = run + tid;");
+        o.line("            let live = s < shard.config.batch;");
+        cooperative_sampler(&mut o, n);
+        o.line(format!("            let nonzero = live && ({present});"));
+        o.line("            if live && !nonzero {");
+        o.line(format!("                a{zero_acc} += 1.0;"));
+        o.line("            }");
+        o.line("            if nonzero {");
+    } else {
+        if variant.split {
+            o.line("        for (var s = slice * REGISTER_WG + tid; s < shard.config.batch; s += shard.config.slices * REGISTER_WG) {");
+        } else {
+            o.line("        for (var s = tid; s < shard.config.batch; s += REGISTER_WG) {");
+        }
+        // One `sample_chunk` per 16 features (one presence call each); x{j} is lane j % 4 of its
+        // group.
+        for c in 0..n.div_ceil(CHUNK_FEATURES) {
+            o.line(format!(
+                "            let xc{c} = sample_chunk(global_instance, step, s, {c}u, threshold);"
+            ));
+        }
+        o.line(format!("            if !({present}) {{"));
+        o.line(format!("                a{zero_acc} += 1.0;"));
+        o.line("                continue;");
+        o.line("            }");
+    }
     const LANES: [&str; 4] = ["x", "y", "z", "w"];
     for j in 0..n {
         o.line(format!(
@@ -324,6 +352,9 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     }
     for j in 0..n {
         o.line(format!("            a{} += d{j};", wn + j));
+    }
+    if variant.cooperative {
+        o.line("            }");
     }
     o.line("        }");
 
@@ -474,4 +505,126 @@ fn workgroup_reduction(o: &mut Text, values: usize) {
         o.line(format!("            total[{first}u + tid] = acc;"));
         o.line("        }");
     }
+}
+
+/// Chunks of 16 features whose calls one cooperative round shares out (eight slots each in one
+/// u32 of needs, as `chunk_needs` numbers them).
+const COOPERATIVE_CHUNKS: usize = 4;
+
+/// The subgroup sizes WGSL allows, largest first below the largest (128): the owner search's steps.
+const SEARCH_STEPS: [u32; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// Features 16·c + 0..15 of sample `s` as xc{c} (plain distributions): what `sample_chunk` returns,
+/// with the calls shared out among the lanes of the subgroup. Each lane makes its presence call of
+/// each chunk (one per sample and chunk, by the data layout: nothing to share), then lists the
+/// other calls its chunks need (`chunk_needs`: the tie groups' mask calls and the value calls, as
+/// bits in a u32, up to [`COOPERATIVE_CHUNKS`] chunks at a time). The subgroup numbers its calls in
+/// lane order (`subgroupExclusiveAdd`) and makes them ⌈total / subgroup size⌉ rounds at a time,
+/// lane i of round r making call r·size + i: it finds the owner (the last lane whose first call is
+/// not after it, a binary search over the lanes by `subgroupShuffle`), its sample and which of its
+/// slots the call is, makes the call, and each owner then takes its calls' words from the lanes
+/// that made them (`subgroupShuffle`, as many times as the most any lane has in the round). A
+/// warp thus pays for the sum of its lanes' calls over its width instead of the busiest lane's
+/// (design/gpu-kernels.md; benches/cost_model.rs). Same counters, same words, same features.
+fn cooperative_sampler(o: &mut Text, n: usize) {
+    let chunks = n.div_ceil(CHUNK_FEATURES);
+    let groups_in = |c: usize| (n - c * CHUNK_FEATURES).min(CHUNK_FEATURES).div_ceil(4);
+    for first in (0..chunks).step_by(COOPERATIVE_CHUNKS) {
+        let block = first..chunks.min(first + COOPERATIVE_CHUNKS);
+        for c in block.clone() {
+            o.line(format!(
+                "            let fl{c} = chunk_flags(presence_words(global_instance, step, s, {c}u), threshold, {c}u);"
+            ));
+            o.line(format!("            var ps{c} = 0xFFFFu;"));
+            for q in 0..groups_in(c) {
+                o.line(format!("            var vw{c}_{q} = vec4<u32>(0u);"));
+            }
+        }
+        let needs = block
+            .clone()
+            .map(|c| format!("(chunk_needs(fl{c}, threshold) << {}u)", 8 * (c - first)))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        o.line("            {");
+        o.line(format!(
+            "                let needs = select(0u, {needs}, live);"
+        ));
+        o.line("                let need = countOneBits(needs);");
+        o.line("                let offset = subgroupExclusiveAdd(need);");
+        o.line("                let total = subgroupAdd(need);");
+        o.line("                for (var base = 0u; base < total; base += subgroup_size) {");
+        o.line("                    let j = base + lane;");
+        o.line("                    var owner = 0u;");
+        for width in SEARCH_STEPS {
+            o.line(format!(
+                "                    if subgroup_size > {width}u {{"
+            ));
+            o.line(format!(
+                "                        let next = owner + {width}u;"
+            ));
+            o.line("                        let starts = subgroupShuffle(offset, next);");
+            o.line(
+                "                        owner = select(owner, next, next < subgroup_size && starts <= j);",
+            );
+            o.line("                    }");
+        }
+        o.line("                    let owner_needs = subgroupShuffle(needs, owner);");
+        o.line("                    let owner_sample = subgroupShuffle(s, owner);");
+        o.line("                    let owner_first = subgroupShuffle(offset, owner);");
+        o.line("                    var words = vec4<u32>(0u);");
+        o.line("                    if j < total {");
+        o.line(format!("                        words = slot_call(global_instance, step, owner_sample, {first}u, nth_bit(owner_needs, j - owner_first));"));
+        o.line("                    }");
+        o.line("                    let lo = max(offset, base);");
+        o.line("                    let hi = min(offset + need, base + subgroup_size);");
+        o.line("                    let mine = select(0u, hi - lo, hi > lo);");
+        o.line("                    let most = subgroupMax(mine);");
+        o.line("                    for (var t = 0u; t < most; t++) {");
+        o.line("                        let got = subgroupShuffle(words, (lo + t - base) & (subgroup_size - 1u));");
+        o.line("                        if t < mine {");
+        o.line("                            let slot = nth_bit(needs, lo + t - offset);");
+        o.line("                            let passes = tie_passes(got, threshold);");
+        for c in block.clone() {
+            for g in 0..groups_in(c) {
+                let slot = 8 * (c - first) + g;
+                o.line(format!("                            ps{c} = select(ps{c}, (ps{c} & {:#X}u) | (passes << {}u), slot == {slot}u);", !(0xFu32 << (4 * g)) & 0xFFFF, 4 * g));
+            }
+            for q in 0..groups_in(c) {
+                let slot = 8 * (c - first) + 4 + q;
+                o.line(format!(
+                    "                            vw{c}_{q} = select(vw{c}_{q}, got, slot == {slot}u);"
+                ));
+            }
+        }
+        o.line("                        }");
+        o.line("                    }");
+        o.line("                }");
+        o.line("            }");
+        for c in block {
+            let words = (0..4)
+                .map(|q| match q < groups_in(c) {
+                    true => format!("vw{c}_{q}"),
+                    false => "vec4<u32>(0u)".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            o.line(format!(
+                "            let xc{c} = chunk_values(fl{c}.x | (fl{c}.y & ps{c}), ChunkMasks({words}));"
+            ));
+        }
+    }
+}
+
+/// Loop iterations per sample of [`cooperative_sampler`] at most (llvmpipe's budget counts them):
+/// per block of chunks, at most 8 calls per chunk and lane, so at most as many rounds, each with
+/// the owners' loop over at most as many calls, and the rounds' loop's exit.
+pub fn cooperative_loop_iterations(n: usize) -> u64 {
+    let chunks = n.div_ceil(CHUNK_FEATURES);
+    (0..chunks)
+        .step_by(COOPERATIVE_CHUNKS)
+        .map(|first| {
+            let slots = 8 * (chunks - first).min(COOPERATIVE_CHUNKS) as u64;
+            slots * (slots + 2) + 1
+        })
+        .sum()
 }
