@@ -334,6 +334,7 @@ fn adam(param: f32, grad: f32, m: f32, v: f32, c: StepConstants) -> vec3<f32> {
 // (src/gpu/register.rs, `Variant::cooperative`): there the lanes of a subgroup share out the tie
 // mask calls and the value calls of their samples, each lane making the calls of other lanes, and
 // each result goes back to the lane that needs it. Same counters, same words, same features.
+// (Subgroup operations only in the generated kernel: every kernel includes this file.)
 
 // The presence words of chunk `chunk` of `sample` (one call of the presence stream).
 fn presence_words(instance: u32, step: u32, sample: u32, chunk: u32) -> vec4<u32> {
@@ -386,31 +387,6 @@ fn slot_call(instance: u32, step: u32, sample: u32, first_chunk: u32, slot: u32)
     let group = 4u * (first_chunk + slot / 8u) + (slot & 3u);
     let stream = select(shard.config.mask_stream, shard.config.value_stream, (slot & 4u) != 0u);
     return philox4x32_10(vec4<u32>(sample * groups + group, step, instance, stream), key);
-}
-
-// The position of the k-th (from 0) set bit of `bits` (which has more than k): halves of 16, 8, 4,
-// 2 and 1 bits skipped while they hold no more than k set bits (written out: llvmpipe counts every
-// loop iteration against its budget).
-fn nth_bit(bits: u32, k: u32) -> u32 {
-    var v = bits;
-    var left = k;
-    var at = 0u;
-    skip_low(&v, &left, &at, 16u);
-    skip_low(&v, &left, &at, 8u);
-    skip_low(&v, &left, &at, 4u);
-    skip_low(&v, &left, &at, 2u);
-    skip_low(&v, &left, &at, 1u);
-    return at;
-}
-
-// One step of `nth_bit`: the low `width` bits of `v` dropped (and `at` advanced) when they hold at
-// most `left` set bits.
-fn skip_low(v: ptr<function, u32>, left: ptr<function, u32>, at: ptr<function, u32>, width: u32) {
-    let low = countOneBits(*v & ((1u << width) - 1u));
-    let skip = *left >= low;
-    *at += select(0u, width, skip);
-    *left -= select(0u, low, skip);
-    *v = select(*v, *v >> width, skip);
 }
 
 // Features 16·chunk + 0..15 of a sample (zero where absent) from the chunk's presence bits and its

@@ -518,19 +518,23 @@ const SEARCH_STEPS: [u32; 7] = [64, 32, 16, 8, 4, 2, 1];
 /// with the calls shared out among the lanes of the subgroup. Each lane makes its presence call of
 /// each chunk (one per sample and chunk, by the data layout: nothing to share), then lists the
 /// other calls its chunks need (`chunk_needs`: the tie groups' mask calls and the value calls, as
-/// bits in a u32, up to [`COOPERATIVE_CHUNKS`] chunks at a time). The subgroup numbers its calls in
-/// lane order (`subgroupExclusiveAdd`) and makes them ⌈total / subgroup size⌉ rounds at a time,
-/// lane i of round r making call r·size + i: it finds the owner (the last lane whose first call is
-/// not after it, a binary search over the lanes by `subgroupShuffle`), its sample and which of its
-/// slots the call is, makes the call, and each owner then takes its calls' words from the lanes
-/// that made them (`subgroupShuffle`, as many times as the most any lane has in the round). A
-/// warp thus pays for the sum of its lanes' calls over its width instead of the busiest lane's
-/// (design/gpu-kernels.md; benches/cost_model.rs). Same counters, same words, same features.
+/// bits of a u32, eight slots per chunk, up to [`COOPERATIVE_CHUNKS`] chunks at a time). The
+/// subgroup numbers its calls slot by slot, and within a slot in lane order (`subgroupExclusiveAdd`
+/// of one byte per slot, four slots per word), and makes them ⌈total / subgroup size⌉ rounds at a
+/// time, lane i of round r making call r·size + i. For each slot whose calls fall in the round
+/// (subgroup-uniform), a lane finds the call's owner (the last lane whose rank in that slot is not
+/// past the call's: a binary search over the lanes by `subgroupShuffle`) and its sample; after the
+/// call, each lane takes its own call of each such slot from the lane that made it (one shuffle
+/// per slot and round, into the slot's own variables: no runtime indexing). A warp thus pays for
+/// the sum of its lanes' calls over its width instead of the busiest lane's (design/gpu-kernels.md;
+/// benches/cost_model.rs). Same counters, same words, same features.
 fn cooperative_sampler(o: &mut Text, n: usize) {
     let chunks = n.div_ceil(CHUNK_FEATURES);
     let groups_in = |c: usize| (n - c * CHUNK_FEATURES).min(CHUNK_FEATURES).div_ceil(4);
     for first in (0..chunks).step_by(COOPERATIVE_CHUNKS) {
         let block = first..chunks.min(first + COOPERATIVE_CHUNKS);
+        // The block's slots: (bit in the needs, chunk, mask group or value call, is a mask call).
+        let mut slots = vec![];
         for c in block.clone() {
             o.line(format!(
                 "            let fl{c} = chunk_flags(presence_words(global_instance, step, s, {c}u), threshold, {c}u);"
@@ -539,6 +543,8 @@ fn cooperative_sampler(o: &mut Text, n: usize) {
             for q in 0..groups_in(c) {
                 o.line(format!("            var vw{c}_{q} = vec4<u32>(0u);"));
             }
+            slots.extend((0..groups_in(c)).map(|g| (8 * (c - first) + g, c, g, true)));
+            slots.extend((0..groups_in(c)).map(|q| (8 * (c - first) + 4 + q, c, q, false)));
         }
         let needs = block
             .clone()
@@ -549,55 +555,105 @@ fn cooperative_sampler(o: &mut Text, n: usize) {
         o.line(format!(
             "                let needs = select(0u, {needs}, live);"
         ));
-        o.line("                let need = countOneBits(needs);");
-        o.line("                let offset = subgroupExclusiveAdd(need);");
-        o.line("                let total = subgroupAdd(need);");
+        // Slot k's byte: byte k % 4 of ranks{k / 4} (this lane's rank among the lanes needing it)
+        // and counts{k / 4} (how many need it).
+        for (w, four) in slots.chunks(4).enumerate() {
+            let bits = four
+                .iter()
+                .enumerate()
+                .map(|(b, &(bit, ..))| format!("(((needs >> {bit}u) & 1u) << {}u)", 8 * b))
+                .collect::<Vec<_>>()
+                .join(" | ");
+            o.line(format!("                let wants{w} = {bits};"));
+            o.line(format!(
+                "                let ranks{w} = subgroupExclusiveAdd(wants{w});"
+            ));
+            o.line(format!(
+                "                let counts{w} = subgroupAdd(wants{w});"
+            ));
+        }
+        let byte = |word: &str, k: usize| format!("(({word}{} >> {}u) & 255u)", k / 4, 8 * (k % 4));
+        for k in 0..slots.len() {
+            let start = match k {
+                0 => "0u".to_string(),
+                _ => format!("end{}", k - 1),
+            };
+            o.line(format!("                let start{k} = {start};"));
+            o.line(format!(
+                "                let end{k} = start{k} + {};",
+                byte("counts", k)
+            ));
+        }
+        o.line(format!(
+            "                let total = end{};",
+            slots.len() - 1
+        ));
         o.line("                for (var base = 0u; base < total; base += subgroup_size) {");
         o.line("                    let j = base + lane;");
-        o.line("                    var owner = 0u;");
-        for width in SEARCH_STEPS {
+        o.line("                    var call_sample = 0u;");
+        o.line("                    var call_slot = 0u;");
+        for (k, &(bit, ..)) in slots.iter().enumerate() {
             o.line(format!(
-                "                    if subgroup_size > {width}u {{"
+                "                    if start{k} < base + subgroup_size && end{k} > base {{"
             ));
+            o.line(format!("                        let want = j - start{k};"));
+            o.line("                        var owner = 0u;");
+            for width in SEARCH_STEPS {
+                o.line(format!(
+                    "                        if subgroup_size > {width}u {{"
+                ));
+                o.line(format!(
+                    "                            let next = owner + {width}u;"
+                ));
+                o.line(format!(
+                    "                            let rank = (subgroupShuffle(ranks{}, next) >> {}u) & 255u;",
+                    k / 4,
+                    8 * (k % 4)
+                ));
+                o.line("                            owner = select(owner, next, next < subgroup_size && rank <= want);");
+                o.line("                        }");
+            }
+            o.line("                        let found = subgroupShuffle(s, owner);");
             o.line(format!(
-                "                        let next = owner + {width}u;"
+                "                        let here = j >= start{k} && j < end{k};"
             ));
-            o.line("                        let starts = subgroupShuffle(offset, next);");
-            o.line(
-                "                        owner = select(owner, next, next < subgroup_size && starts <= j);",
-            );
+            o.line("                        call_sample = select(call_sample, found, here);");
+            o.line(format!(
+                "                        call_slot = select(call_slot, {bit}u, here);"
+            ));
             o.line("                    }");
         }
-        o.line("                    let owner_needs = subgroupShuffle(needs, owner);");
-        o.line("                    let owner_sample = subgroupShuffle(s, owner);");
-        o.line("                    let owner_first = subgroupShuffle(offset, owner);");
         o.line("                    var words = vec4<u32>(0u);");
         o.line("                    if j < total {");
-        o.line(format!("                        words = slot_call(global_instance, step, owner_sample, {first}u, nth_bit(owner_needs, j - owner_first));"));
-        o.line("                    }");
-        o.line("                    let lo = max(offset, base);");
-        o.line("                    let hi = min(offset + need, base + subgroup_size);");
-        o.line("                    let mine = select(0u, hi - lo, hi > lo);");
-        o.line("                    let most = subgroupMax(mine);");
-        o.line("                    for (var t = 0u; t < most; t++) {");
-        o.line("                        let got = subgroupShuffle(words, (lo + t - base) & (subgroup_size - 1u));");
-        o.line("                        if t < mine {");
-        o.line("                            let slot = nth_bit(needs, lo + t - offset);");
-        o.line("                            let passes = tie_passes(got, threshold);");
-        for c in block.clone() {
-            for g in 0..groups_in(c) {
-                let slot = 8 * (c - first) + g;
-                o.line(format!("                            ps{c} = select(ps{c}, (ps{c} & {:#X}u) | (passes << {}u), slot == {slot}u);", !(0xFu32 << (4 * g)) & 0xFFFF, 4 * g));
-            }
-            for q in 0..groups_in(c) {
-                let slot = 8 * (c - first) + 4 + q;
-                o.line(format!(
-                    "                            vw{c}_{q} = select(vw{c}_{q}, got, slot == {slot}u);"
-                ));
-            }
-        }
+        o.line(format!(
+            "                        words = slot_call(global_instance, step, call_sample, {first}u, call_slot);"
+        ));
+        o.line("                        if (call_slot & 4u) == 0u {");
+        o.line("                            words.x = tie_passes(words, threshold);");
         o.line("                        }");
         o.line("                    }");
+        for (k, &(bit, c, t, mask)) in slots.iter().enumerate() {
+            o.line(format!(
+                "                    if start{k} < base + subgroup_size && end{k} > base {{"
+            ));
+            o.line(format!(
+                "                        let at = start{k} + {};",
+                byte("ranks", k)
+            ));
+            o.line("                        let got = subgroupShuffle(words, (at - base) & (subgroup_size - 1u));");
+            o.line(format!("                        if ((needs >> {bit}u) & 1u) != 0u && at >= base && at < base + subgroup_size {{"));
+            if mask {
+                o.line(format!(
+                    "                            ps{c} = (ps{c} & {:#X}u) | (got.x << {}u);",
+                    !(0xFu32 << (4 * t)) & 0xFFFF,
+                    4 * t
+                ));
+            } else {
+                o.line(format!("                            vw{c}_{t} = got;"));
+            }
+            o.line("                        }");
+            o.line("                    }");
+        }
         o.line("                }");
         o.line("            }");
         for c in block {
@@ -616,15 +672,13 @@ fn cooperative_sampler(o: &mut Text, n: usize) {
 }
 
 /// Loop iterations per sample of [`cooperative_sampler`] at most (llvmpipe's budget counts them):
-/// per block of chunks, at most 8 calls per chunk and lane, so at most as many rounds, each with
-/// the owners' loop over at most as many calls, and the rounds' loop's exit.
+/// per block of chunks, its rounds (at most the most calls one lane lists: all its groups' mask
+/// and value calls, as the subgroup's calls are at most its width times that) and the loop's exit.
 pub fn cooperative_loop_iterations(n: usize) -> u64 {
-    let chunks = n.div_ceil(CHUNK_FEATURES);
-    (0..chunks)
-        .step_by(COOPERATIVE_CHUNKS)
-        .map(|first| {
-            let slots = 8 * (chunks - first).min(COOPERATIVE_CHUNKS) as u64;
-            slots * (slots + 2) + 1
-        })
+    let groups = n.div_ceil(4) as u64;
+    let per_block = 4 * COOPERATIVE_CHUNKS as u64;
+    (0..groups)
+        .step_by(per_block as usize)
+        .map(|first| 2 * (groups - first).min(per_block) + 1)
         .sum()
 }
