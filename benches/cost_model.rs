@@ -204,19 +204,19 @@ fn philox_calls_per_sample(n: usize, density: f64) -> f64 {
 }
 
 /// Integer ops of the cooperative sampler's bookkeeping (src/gpu/register.rs,
-/// `cooperative_sampler`), counted from the generated WGSL: per chunk, its presence and tie flags
-/// and its needs (`chunk_flags`, `chunk_needs`: about 60); per block of chunks and slot (a tie
+/// `cooperative_sampler`), counted from the generated WGSL beyond what the per-lane sampler does
+/// too (its presence and tie flags, the features' placement, which neither model counts): per
+/// block of chunks and slot (a tie
 /// group's mask call or a value call), its share of the packed scan and sum of the lanes' needs
 /// (a byte per slot, two subgroup scans of 5 shuffle steps per four slots) and its start (about
 /// 10); per round, the loop, the call's guard and the tie's pass bits (about 25) and each slot's
-/// subgroup-uniform test whether its calls fall in the round (twice, about 8); per slot whose
+/// subgroup-uniform test whether its calls fall in the round (about 5); per slot whose
 /// calls fall in a round, the owner search (5 steps of a shuffle, a compare and a select for 32
 /// lanes), the owner's sample and the selects of the call (about 45), and the shuffle of the
 /// result back with its tests (about 15).
-const COOP_CHUNK_OPS: f64 = 60.0;
 const COOP_SLOT_OPS: f64 = 10.0;
 const COOP_ROUND_OPS: f64 = 25.0;
-const COOP_SLOT_TEST_OPS: f64 = 8.0;
+const COOP_SLOT_TEST_OPS: f64 = 5.0;
 const COOP_PAIR_OPS: f64 = 60.0;
 /// Lanes per warp (NVIDIA) or SIMD group (Apple): the subgroup the cooperative sampler shares over.
 const WARP: usize = 32;
@@ -251,7 +251,7 @@ fn chunk_need_pmf(features: usize, density: f64) -> (Vec<f64>, Vec<f64>) {
     let mut slots = vec![];
     for g in 0..groups {
         let lanes = (features - 4 * g).min(4);
-        let group_ties = 1.0 - (1.0 - tie).powi(lanes as i32);
+        let group_ties = 1.0 - (1.0_f64 - tie).powi(lanes as i32);
         slots.push(if settles { group_ties } else { 0.0 });
         // The group alone: (any tie, count at most the top byte), by enumerating its lanes.
         let mut group = [vec![0.0; lanes + 1], vec![0.0; lanes + 1]];
@@ -307,7 +307,7 @@ fn chunk_need_pmf(features: usize, density: f64) -> (Vec<f64>, Vec<f64>) {
 /// with calls − 1, taken as their number. Returns (calls, other integer ops).
 fn cooperative_calls_per_sample(n: usize, density: f64) -> (f64, f64) {
     let chunks = n.div_ceil(CHUNK_FEATURES);
-    let (mut calls, mut ops) = (chunks as f64, chunks as f64 * COOP_CHUNK_OPS);
+    let (mut calls, mut ops) = (chunks as f64, 0.0);
     for first in (0..chunks).step_by(4) {
         let (mut lane, mut slots) = (vec![1.0], vec![]);
         for c in first..chunks.min(first + 4) {

@@ -58,9 +58,9 @@ pub struct GpuOptions {
     /// them; `Some(false)` forces the workgroup reduction).
     pub subgroups: Option<bool>,
     /// Share the register kernel's Philox calls among the lanes of a subgroup
-    /// ([`Variant::cooperative`]; default: on hardware adapters with subgroup operations, for plain
-    /// distributions; `Some(true)` forces it where it can run, `Some(false)` keeps one lane's
-    /// calls to itself).
+    /// ([`Variant::cooperative`]; default: with subgroup operations, for plain distributions of
+    /// more than 16 features; `Some(true)` forces it where it can run, `Some(false)` keeps one
+    /// lane's calls to itself).
     pub cooperative: Option<bool>,
     /// Run at most this many steps per small-model dispatch (tests: many dispatches quickly).
     pub max_steps_per_dispatch: Option<u32>,
@@ -174,9 +174,11 @@ pub fn decide(
             ..with_subgroups
         },
     };
-    // Cooperative calls need subgroup operations and the plain distribution's presence bytes. On
-    // software adapters each lane keeps its calls: llvmpipe runs 8 lanes per SIMD group and every
-    // shuffle as a loop over them (results/bench/bench.md, "Cooperative random calls").
+    // Cooperative calls need subgroup operations and the plain distribution's presence bytes. By
+    // default only above one chunk of 16 features, where the lanes' calls of several chunks are
+    // shared in one go: there they pay on lavapipe (measured) and on the modelled GPUs; at one
+    // chunk the model has them a little slower (results/bench/bench.md, "Cooperative random calls
+    // in the register kernel").
     let can_cooperate = variant.subgroup_min_size.is_some() && exp.distribution().is_plain();
     if options.cooperative == Some(true) && !can_cooperate {
         return refuse(format!(
@@ -185,7 +187,7 @@ pub fn decide(
         ));
     }
     let variant = Variant {
-        cooperative: can_cooperate && options.cooperative.unwrap_or(!software),
+        cooperative: can_cooperate && options.cooperative.unwrap_or(n > CHUNK_FEATURES),
         ..variant
     };
     // The register kernel's loop iterations per step, its samples' draws included.

@@ -594,8 +594,9 @@ fn cooperative_sampler(o: &mut Text, n: usize) {
         o.line("                    var call_slot = 0u;");
         for (k, &(bit, ..)) in slots.iter().enumerate() {
             o.line(format!(
-                "                    if start{k} < base + subgroup_size && end{k} > base {{"
+                "                    let in{k} = start{k} < base + subgroup_size && end{k} > base;"
             ));
+            o.line(format!("                    if in{k} {{"));
             o.line(format!("                        let want = j - start{k};"));
             o.line("                        var owner = 0u;");
             for width in SEARCH_STEPS {
@@ -633,9 +634,7 @@ fn cooperative_sampler(o: &mut Text, n: usize) {
         o.line("                        }");
         o.line("                    }");
         for (k, &(bit, c, t, mask)) in slots.iter().enumerate() {
-            o.line(format!(
-                "                    if start{k} < base + subgroup_size && end{k} > base {{"
-            ));
+            o.line(format!("                    if in{k} {{"));
             o.line(format!(
                 "                        let at = start{k} + {};",
                 byte("ranks", k)
