@@ -14,17 +14,18 @@
 //!
 //! Random numbers: Philox calls are charged per warp, as a warp runs them. The tiled path's sampler
 //! (one thread per sample and chunk) runs each kind of call as often as its busiest lane needs
-//! ([`chunk_calls_per_warp`]); the register kernel on these GPUs (all have subgroup operations,
-//! and the standard workloads' distributions are plain) shares its lanes' tie mask calls and
-//! value calls out among the warp ([`cooperative_calls_per_sample`]: the sum of the lanes' calls
-//! over 32, rounded up per round, plus the shuffles that move calls and results).
+//! ([`chunk_calls_per_warp`]), and so does the register kernel for n ≤ 16; above that the register
+//! kernel on these GPUs (all have subgroup operations, and the standard workloads' distributions
+//! are plain) shares its lanes' tie mask calls and value calls out among the warp
+//! ([`cooperative_calls_per_sample`]: the sum of the lanes' calls over 32, rounded up per round,
+//! plus the shuffles that move calls and results; `tms::gpu::plan::default_cooperative`).
 
 use tms::bench::{standard_workloads, Workload};
 use tms::features::{presence_threshold, CHUNK_FEATURES};
 use tms::gpu::abi::{
     hidden_block, sampler_workgroups, REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH, TILE_THREADS,
 };
-use tms::gpu::plan::{default_kernel, Kernel};
+use tms::gpu::plan::{default_cooperative, default_kernel, Kernel};
 use tms::gpu::register::fits_register;
 
 /// Integer ops of one Philox4x32-10 call emulated in WGSL (10 rounds of two 32×32→64 products
@@ -522,10 +523,13 @@ fn tms_step(w: &Workload) -> Step {
     let instances = w.densities.len();
     let fits = fits_register(w.features, w.hidden);
     match default_kernel(w.features, w.hidden, BATCH, instances, false, fits) {
-        Kernel::Split { slices } => {
-            register_step(w, slices as usize, Kernel::Split { slices }, true)
-        }
-        Kernel::Register => register_step(w, 1, Kernel::Register, true),
+        Kernel::Split { slices } => register_step(
+            w,
+            slices as usize,
+            Kernel::Split { slices },
+            default_cooperative(w.features),
+        ),
+        Kernel::Register => register_step(w, 1, Kernel::Register, default_cooperative(w.features)),
         Kernel::Tiled => tiled_step(w, host_shape(w.hidden)),
     }
 }
@@ -571,7 +575,7 @@ fn main() {
             );
         }
     }
-    println!("\nThe register kernel's sampler (MODELLED): Philox calls per sample (a warp's calls per lane; one presence call per chunk of 16 features cannot be shared) and tms ms/step with each lane making its own calls (the busiest lane's count of each kind) against the cooperative sampler the kernel runs on these GPUs (the warp's sum over 32 per round, plus the shuffles' ops).\n");
+    println!("\nThe register kernel's sampler (MODELLED): Philox calls per sample (a warp's calls per lane; one presence call per chunk of 16 features cannot be shared) and tms ms/step with each lane making its own calls (the busiest lane's count of each kind) against the cooperative sampler (the warp's sum over 32 per round, plus the shuffles' ops). The host runs the cooperative one for n > 16 (basic, sweep), the per-lane one at n ≤ 16 (privileged).\n");
     println!("| workload | per-lane calls/sample | cooperative calls/sample | bookkeeping int ops/sample | GPU | per-lane ms/step | cooperative ms/step | PyTorch / tms, per-lane → cooperative |");
     println!("|---|---:|---:|---:|---|---:|---:|---|");
     for w in standard_workloads() {

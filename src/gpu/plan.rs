@@ -136,6 +136,14 @@ pub fn default_kernel(
     }
 }
 
+/// Whether the register kernel shares its Philox calls among a subgroup's lanes by default (where
+/// it can: subgroup operations, a plain distribution) for n features: above one chunk of 16, where
+/// it pays on lavapipe (measured) and on the modelled GPUs (benches/cost_model.rs); at one chunk
+/// the model has it a little slower.
+pub fn default_cooperative(n: usize) -> bool {
+    n > CHUNK_FEATURES
+}
+
 /// Decides how `adapter` trains `exp`, or refuses it in one line: a model whose largest buffer per
 /// instance is over the adapter's storage binding, a grid over its workgroups per dimension, and on
 /// a software adapter (llvmpipe, lavapipe) a step over the loop budget on the path it would take;
@@ -174,11 +182,8 @@ pub fn decide(
             ..with_subgroups
         },
     };
-    // Cooperative calls need subgroup operations and the plain distribution's presence bytes. By
-    // default only above one chunk of 16 features, where the lanes' calls of several chunks are
-    // shared in one go: there they pay on lavapipe (measured) and on the modelled GPUs; at one
-    // chunk the model has them a little slower (results/bench/bench.md, "Cooperative random calls
-    // in the register kernel").
+    // Cooperative calls need subgroup operations and the plain distribution's presence bytes
+    // (results/bench/bench.md, "Cooperative random calls in the register kernel").
     let can_cooperate = variant.subgroup_min_size.is_some() && exp.distribution().is_plain();
     if options.cooperative == Some(true) && !can_cooperate {
         return refuse(format!(
@@ -187,7 +192,7 @@ pub fn decide(
         ));
     }
     let variant = Variant {
-        cooperative: can_cooperate && options.cooperative.unwrap_or(n > CHUNK_FEATURES),
+        cooperative: can_cooperate && options.cooperative.unwrap_or(default_cooperative(n)),
         ..variant
     };
     // The register kernel's loop iterations per step, its samples' draws included.
