@@ -18,6 +18,12 @@
 //! write it to a partials buffer; `shaders/split_adam.wgsl` then sums the slices in slice order
 //! and applies Adam. Two dispatches per step, but every compute unit busy.
 //!
+//! The samples' random numbers: per chunk of 16 features a presence call, tie mask calls and value
+//! calls (`sample_chunk` in shaders/common.wgsl, one lane's calls in loops), or, where the adapter
+//! has subgroup operations and the distribution is plain, the cooperative sampler
+//! ([`Variant::cooperative`]): the lanes of a subgroup share out their tie mask and value calls, so
+//! a warp pays for their sum over its width instead of its busiest lane's count.
+//!
 //! Where W lives: on software adapters every thread copies W and b into registers once per step
 //! (llvmpipe turns each workgroup-memory access into a loop over its SIMD lanes); on GPUs W is read
 //! from workgroup memory at constant addresses, a broadcast that costs no registers.
