@@ -182,10 +182,9 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         o.line("@group(0) @binding(GRAD_BINDING) var<storage, read_write> partials: array<f32>;");
     }
     o.line("@compute @workgroup_size(REGISTER_WG)");
-    let subgroup_inputs = match (variant.subgroup_min_size, variant.cooperative) {
-        (Some(_), false) => ", @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) subgroup: u32, @builtin(num_subgroups) subgroups: u32",
-        (Some(_), true) => ", @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) subgroup: u32, @builtin(num_subgroups) subgroups: u32, @builtin(subgroup_size) subgroup_size: u32",
-        (None, _) => "",
+    let subgroup_inputs = match variant.subgroup_min_size {
+        Some(_) => ", @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_id) subgroup: u32, @builtin(num_subgroups) subgroups: u32",
+        None => "",
     };
     let entry = if variant.split {
         "train_slice"
@@ -273,6 +272,9 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
         ));
         o.line("            let s = run + tid;");
         o.line("            let live = s < shard.config.batch;");
+        // The subgroup's lanes (all of them run here): fewer than its size where the workgroup
+        // is smaller than a subgroup.
+        o.line("            let lanes = subgroupAdd(1u);");
         cooperative_sampler(&mut o, n);
         o.line(format!("            let nonzero = live && ({present});"));
         o.line("            if live && !nonzero {");
@@ -517,7 +519,7 @@ fn workgroup_reduction(o: &mut Text, values: usize) {
 /// u32 of needs, as `chunk_needs` numbers them).
 const COOPERATIVE_CHUNKS: usize = 4;
 
-/// The subgroup sizes WGSL allows, largest first below the largest (128): the owner search's steps.
+/// Powers of two below WGSL's largest subgroup (128), largest first: the owner search's steps.
 const SEARCH_STEPS: [u32; 7] = [64, 32, 16, 8, 4, 2, 1];
 
 /// Features 16·c + 0..15 of sample `s` as xc{c} (plain distributions): what `sample_chunk` returns,
@@ -594,21 +596,19 @@ fn cooperative_sampler(o: &mut Text, n: usize) {
             "                let total = end{};",
             slots.len() - 1
         ));
-        o.line("                for (var base = 0u; base < total; base += subgroup_size) {");
+        o.line("                for (var base = 0u; base < total; base += lanes) {");
         o.line("                    let j = base + lane;");
         o.line("                    var call_sample = 0u;");
         o.line("                    var call_slot = 0u;");
         for (k, &(bit, ..)) in slots.iter().enumerate() {
             o.line(format!(
-                "                    let in{k} = start{k} < base + subgroup_size && end{k} > base;"
+                "                    let in{k} = start{k} < base + lanes && end{k} > base;"
             ));
             o.line(format!("                    if in{k} {{"));
             o.line(format!("                        let want = j - start{k};"));
             o.line("                        var owner = 0u;");
             for width in SEARCH_STEPS {
-                o.line(format!(
-                    "                        if subgroup_size > {width}u {{"
-                ));
+                o.line(format!("                        if lanes > {width}u {{"));
                 o.line(format!(
                     "                            let next = owner + {width}u;"
                 ));
@@ -617,7 +617,7 @@ fn cooperative_sampler(o: &mut Text, n: usize) {
                     k / 4,
                     8 * (k % 4)
                 ));
-                o.line("                            owner = select(owner, next, next < subgroup_size && rank <= want);");
+                o.line("                            owner = select(owner, next, next < lanes && rank <= want);");
                 o.line("                        }");
             }
             o.line("                        let found = subgroupShuffle(s, owner);");
@@ -645,8 +645,8 @@ fn cooperative_sampler(o: &mut Text, n: usize) {
                 "                        let at = start{k} + {};",
                 byte("ranks", k)
             ));
-            o.line("                        let got = subgroupShuffle(words, (at - base) & (subgroup_size - 1u));");
-            o.line(format!("                        if ((needs >> {bit}u) & 1u) != 0u && at >= base && at < base + subgroup_size {{"));
+            o.line("                        let got = subgroupShuffle(words, min(at - base, lanes - 1u));");
+            o.line(format!("                        if ((needs >> {bit}u) & 1u) != 0u && at >= base && at < base + lanes {{"));
             if mask {
                 o.line(format!(
                     "                            ps{c} = (ps{c} & {:#X}u) | (got.x << {}u);",
