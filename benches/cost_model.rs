@@ -11,13 +11,21 @@
 //! (32 lanes × 4 bytes), barriers and DRAM bytes, and takes per compute unit the slowest resource
 //! at the occupancy the grid gives (few warps cannot hide latency: throughput scales with resident
 //! warps up to 16 per unit), plus a fixed cost per dependent dispatch.
+//!
+//! Random numbers: Philox calls are charged per warp, as a warp runs them. The tiled path's sampler
+//! (one thread per sample and chunk) runs each kind of call as often as its busiest lane needs
+//! ([`chunk_calls_per_warp`]), and so does the register kernel for n ≤ 16; above that the register
+//! kernel on these GPUs (all have subgroup operations, and the standard workloads' distributions
+//! are plain) shares its lanes' tie mask calls and value calls out among the warp
+//! ([`cooperative_calls_per_sample`]: the sum of the lanes' calls over 32, rounded up per round,
+//! plus the shuffles that move calls and results; `tms::gpu::plan::default_cooperative`).
 
 use tms::bench::{standard_workloads, Workload};
 use tms::features::{presence_threshold, CHUNK_FEATURES};
 use tms::gpu::abi::{
     hidden_block, sampler_workgroups, REGISTER_WG, SAMPLER_WG, TILE, TILE_DEPTH, TILE_THREADS,
 };
-use tms::gpu::plan::{default_kernel, Kernel};
+use tms::gpu::plan::{default_cooperative, default_kernel, Kernel};
 use tms::gpu::register::fits_register;
 
 /// Integer ops of one Philox4x32-10 call emulated in WGSL (10 rounds of two 32×32→64 products
@@ -196,8 +204,141 @@ fn philox_calls_per_sample(n: usize, density: f64) -> f64 {
         .sum()
 }
 
+/// Integer ops of the cooperative sampler's bookkeeping (src/gpu/register.rs,
+/// `cooperative_sampler`), counted from the generated WGSL beyond what the per-lane sampler does
+/// too (its presence and tie flags, the features' placement, which neither model counts): per
+/// block of chunks and slot (a tie
+/// group's mask call or a value call), its share of the packed scan and sum of the lanes' needs
+/// (a byte per slot, two subgroup scans of 5 shuffle steps per four slots) and its start (about
+/// 10); per round, the loop, the call's guard and the tie's pass bits (about 25) and each slot's
+/// subgroup-uniform test whether its calls fall in the round (about 5); per slot whose
+/// calls fall in a round, the owner search (5 steps of a shuffle, a compare and a select for 32
+/// lanes), the owner's sample and the selects of the call (about 45), and the shuffle of the
+/// result back with its tests (about 15).
+const COOP_SLOT_OPS: f64 = 10.0;
+const COOP_ROUND_OPS: f64 = 25.0;
+const COOP_SLOT_TEST_OPS: f64 = 5.0;
+const COOP_PAIR_OPS: f64 = 60.0;
+/// Lanes per warp (NVIDIA) or SIMD group (Apple): the subgroup the cooperative sampler shares over.
+const WARP: usize = 32;
+
+/// `a` convolved with `b` (the distribution of the sum of two independent counts).
+fn convolve(a: &[f64], b: &[f64]) -> Vec<f64> {
+    let mut out = vec![0.0; a.len() + b.len() - 1];
+    for (i, x) in a.iter().enumerate() {
+        for (j, y) in b.iter().enumerate() {
+            out[i + j] += x * y;
+        }
+    }
+    out
+}
+
+/// The distribution (index: count) of the calls one lane lists for one chunk of `features` (≤ 16)
+/// features besides its presence call (`chunk_needs` in shaders/common.wgsl): a mask call per
+/// group with a tie (a presence byte equal to the threshold's top byte; none when every tie
+/// passes), ⌈p / 4⌉ value calls for its p features at most the top byte (present or tied). Each
+/// byte is uniform on 0..255: below the top byte with probability top / 256, a tie with 1 / 256.
+/// Also the probability that the lane needs each of the chunk's slots (the groups' mask calls, then
+/// the value calls).
+fn chunk_need_pmf(features: usize, density: f64) -> (Vec<f64>, Vec<f64>) {
+    let threshold = presence_threshold(density);
+    let below = f64::from(threshold >> 24) / 256.0;
+    let tie = 1.0 / 256.0;
+    let settles = threshold & 0xFF_FFFF != 0xFF_FFFF;
+    // joint[t][p]: t groups with a tie, p features at most the top byte.
+    let groups = features.div_ceil(4);
+    let mut joint = vec![vec![0.0; features + 1]; groups + 1];
+    joint[0][0] = 1.0;
+    let mut slots = vec![];
+    for g in 0..groups {
+        let lanes = (features - 4 * g).min(4);
+        let group_ties = 1.0 - (1.0_f64 - tie).powi(lanes as i32);
+        slots.push(if settles { group_ties } else { 0.0 });
+        // The group alone: (any tie, count at most the top byte), by enumerating its lanes.
+        let mut group = [vec![0.0; lanes + 1], vec![0.0; lanes + 1]];
+        for states in 0..3usize.pow(lanes as u32) {
+            let (mut prob, mut ties, mut count, mut code) = (1.0, false, 0, states);
+            for _ in 0..lanes {
+                match code % 3 {
+                    0 => (prob, count) = (prob * below, count + 1),
+                    1 => (prob, count, ties) = (prob * tie, count + 1, true),
+                    _ => prob *= 1.0 - below - tie,
+                }
+                code /= 3;
+            }
+            group[usize::from(ties)][count] += prob;
+        }
+        let mut next = vec![vec![0.0; features + 1]; groups + 1];
+        for t in 0..=g {
+            for p in 0..=features {
+                if joint[t][p] == 0.0 {
+                    continue;
+                }
+                for (tied, counts) in group.iter().enumerate() {
+                    for (c, q) in counts.iter().enumerate() {
+                        if p + c <= features {
+                            next[t + tied][p + c] += joint[t][p] * q;
+                        }
+                    }
+                }
+            }
+        }
+        joint = next;
+    }
+    let mut pmf = vec![0.0; groups + features.div_ceil(4) + 1];
+    for (t, row) in joint.iter().enumerate() {
+        for (p, prob) in row.iter().enumerate() {
+            pmf[if settles { t } else { 0 } + p.div_ceil(4)] += prob;
+        }
+    }
+    // Value call q is needed when more than 4q features are at most the top byte.
+    for q in 0..groups {
+        let more = 1.0 - binomial_cdf(4 * q, features, below + tie);
+        slots.push(more);
+    }
+    (pmf, slots)
+}
+
+/// Philox calls and bookkeeping ops per sample of n features in the register kernel's cooperative
+/// sampler (one sample per lane, a warp of 32): each lane's presence call per chunk, then per block
+/// of up to four chunks ⌈S / 32⌉ rounds of calls for the S calls its lanes list (the distribution
+/// of S: 32 lanes' [`chunk_need_pmf`] convolved), against the busiest lane's count of each kind in
+/// the per-lane sampler ([`philox_calls_per_sample`]). The calls are numbered slot by slot, so a
+/// slot's calls are consecutive: the (round, slot) pairs with calls are at most rounds + slots
+/// with calls − 1, taken as their number. Returns (calls, other integer ops).
+fn cooperative_calls_per_sample(n: usize, density: f64) -> (f64, f64) {
+    let chunks = n.div_ceil(CHUNK_FEATURES);
+    let (mut calls, mut ops) = (chunks as f64, 0.0);
+    for first in (0..chunks).step_by(4) {
+        let (mut lane, mut slots) = (vec![1.0], vec![]);
+        for c in first..chunks.min(first + 4) {
+            let (pmf, needed) =
+                chunk_need_pmf((n - CHUNK_FEATURES * c).min(CHUNK_FEATURES), density);
+            lane = convolve(&lane, &pmf);
+            slots.extend(needed);
+        }
+        let warp = (0..WARP).fold(vec![1.0], |acc, _| convolve(&acc, &lane));
+        let rounds: f64 = warp
+            .iter()
+            .enumerate()
+            .map(|(s, p)| p * s.div_ceil(WARP) as f64)
+            .sum();
+        let used: f64 = slots
+            .iter()
+            .map(|p| 1.0 - (1.0 - p).powi(WARP as i32))
+            .sum();
+        let any = 1.0 - warp[0];
+        calls += rounds;
+        ops += slots.len() as f64 * COOP_SLOT_OPS
+            + rounds * (COOP_ROUND_OPS + slots.len() as f64 * COOP_SLOT_TEST_OPS)
+            + (rounds + used - any).max(0.0) * COOP_PAIR_OPS;
+    }
+    (calls, ops)
+}
+
 /// The register kernel (split into `slices` workgroups per instance, or whole).
-fn register_step(w: &Workload, slices: usize, kernel: Kernel) -> Step {
+/// `cooperative`: the cooperative sampler (what hardware adapters run), else the per-lane one.
+fn register_step(w: &Workload, slices: usize, kernel: Kernel, cooperative: bool) -> Step {
     let (n, m) = (w.features as f64, w.hidden as f64);
     let wg = REGISTER_WG as f64;
     let values = m * n + n + 2.0;
@@ -209,7 +350,11 @@ fn register_step(w: &Workload, slices: usize, kernel: Kernel) -> Step {
     for &d in &w.densities {
         // A warp runs the dense path when any of its lanes has a present feature.
         let dense = any_present(any_present(d, n), 32.0);
-        int_ops += samples * philox_calls_per_sample(w.features, d) * PHILOX_OPS / count;
+        let (calls, bookkeeping) = match cooperative {
+            true => cooperative_calls_per_sample(w.features, d),
+            false => (philox_calls_per_sample(w.features, d), 0.0),
+        };
+        int_ops += samples * (calls * PHILOX_OPS + bookkeeping) / count;
         flops += samples * dense * (10.0 * n * m + 12.0 * n) / count;
         // W and b read at uniform addresses (broadcast): h, y and Wδ, per warp-iteration.
         shared += samples / 32.0 * dense * (3.0 * n * m + n) / count;
@@ -217,7 +362,9 @@ fn register_step(w: &Workload, slices: usize, kernel: Kernel) -> Step {
     // The reduction: subgroup adds (5 shuffle steps), one row per warp, the sum over the rows.
     flops += warps * values * 10.0;
     shared += warps * values + (values / wg).ceil() * warps;
-    // Registers per thread: the accumulators, x, δ, y, h, Wδ and bookkeeping (at most 255).
+    // Registers per thread: the accumulators, x, δ, y, h, Wδ and bookkeeping (at most 255). The
+    // cooperative sampler's value words (n) and flags live only before x, so the peak is the
+    // forward and backward pass's, as with the per-lane sampler.
     let registers = (values + 3.0 * n + 2.0 * m + 24.0).min(255.0);
     let train = Launch {
         workgroups: count * slices as f64,
@@ -376,8 +523,13 @@ fn tms_step(w: &Workload) -> Step {
     let instances = w.densities.len();
     let fits = fits_register(w.features, w.hidden);
     match default_kernel(w.features, w.hidden, BATCH, instances, false, fits) {
-        Kernel::Split { slices } => register_step(w, slices as usize, Kernel::Split { slices }),
-        Kernel::Register => register_step(w, 1, Kernel::Register),
+        Kernel::Split { slices } => register_step(
+            w,
+            slices as usize,
+            Kernel::Split { slices },
+            default_cooperative(w.features),
+        ),
+        Kernel::Register => register_step(w, 1, Kernel::Register, default_cooperative(w.features)),
         Kernel::Tiled => tiled_step(w, host_shape(w.hidden)),
     }
 }
@@ -420,6 +572,42 @@ fn main() {
                 100.0 * model_flops / tms / gpu.fp32_peak(),
                 torch * 1e3,
                 torch / tms
+            );
+        }
+    }
+    println!("\nThe register kernel's sampler (MODELLED): Philox calls per sample (a warp's calls per lane; one presence call per chunk of 16 features cannot be shared) and tms ms/step with each lane making its own calls (the busiest lane's count of each kind) against the cooperative sampler (the warp's sum over 32 per round, plus the shuffles' ops). The host runs the cooperative one for n > 16 (basic, sweep), the per-lane one at n ≤ 16 (privileged).\n");
+    println!("| workload | per-lane calls/sample | cooperative calls/sample | bookkeeping int ops/sample | GPU | per-lane ms/step | cooperative ms/step | PyTorch / tms, per-lane → cooperative |");
+    println!("|---|---:|---:|---:|---|---:|---:|---|");
+    for w in standard_workloads() {
+        let kernel = tms_step(&w).kernel;
+        let slices = match kernel {
+            Kernel::Split { slices } => slices as usize,
+            Kernel::Register => 1,
+            Kernel::Tiled => continue,
+        };
+        let mean = |f: &dyn Fn(f64) -> f64| {
+            w.densities.iter().map(|&d| f(d)).sum::<f64>() / w.densities.len() as f64
+        };
+        let per_lane_calls = mean(&|d| philox_calls_per_sample(w.features, d));
+        let coop_calls = mean(&|d| cooperative_calls_per_sample(w.features, d).0);
+        let coop_ops = mean(&|d| cooperative_calls_per_sample(w.features, d).1);
+        let (per_lane, coop) = (
+            register_step(&w, slices, kernel, false),
+            register_step(&w, slices, kernel, true),
+        );
+        for gpu in &GPUS {
+            let torch = torch_seconds(&w, gpu);
+            println!(
+                "| {} | {:.2} | {:.2} | {:.0} | {} | {:.3} | {:.3} | {:.1}× → {:.1}× |",
+                w.name,
+                per_lane_calls,
+                coop_calls,
+                coop_ops,
+                gpu.name,
+                per_lane.seconds(gpu) * 1e3,
+                coop.seconds(gpu) * 1e3,
+                torch / per_lane.seconds(gpu),
+                torch / coop.seconds(gpu)
             );
         }
     }

@@ -329,3 +329,70 @@ fn adam(param: f32, grad: f32, m: f32, v: f32, c: StepConstants) -> vec3<f32> {
     p = p - c.step_size * (m2 / denom);
     return vec3<f32>(p, m2, v2);
 }
+
+// ---- Pieces of `sample_chunk`'s plain path for the register kernel's cooperative sampler
+// (src/gpu/register.rs, `Variant::cooperative`): there the lanes of a subgroup share out the tie
+// mask calls and the value calls of their samples, each lane making the calls of other lanes, and
+// each result goes back to the lane that needs it. Same counters, same words, same features.
+// (Subgroup operations only in the generated kernel: every kernel includes this file.)
+
+// The presence words of chunk `chunk` of `sample` (one call of the presence stream).
+fn presence_words(instance: u32, step: u32, sample: u32, chunk: u32) -> vec4<u32> {
+    let key = vec2<u32>(shard.config.seed_lo, shard.config.seed_hi);
+    let index = sample * ((shard.config.features + 15u) / 16u) + chunk;
+    return philox4x32_10(vec4<u32>(index, step, instance, shard.config.presence_stream), key);
+}
+
+// Two sets of 16 bits for the features 16·chunk + i of a chunk with presence words `bytes`, bit i
+// only where the feature exists: its byte below the threshold's top byte (present), equal to it (a
+// tie, settled by the group's mask call).
+fn chunk_flags(bytes: vec4<u32>, threshold: u32, chunk: u32) -> vec2<u32> {
+    let top = threshold >> 24u;
+    let group = 4u * chunk;
+    let below = packed((bytes_of(bytes.x) < vec4<u32>(top)) & lanes_valid(group))
+        | (packed((bytes_of(bytes.y) < vec4<u32>(top)) & lanes_valid(group + 1u)) << 4u)
+        | (packed((bytes_of(bytes.z) < vec4<u32>(top)) & lanes_valid(group + 2u)) << 8u)
+        | (packed((bytes_of(bytes.w) < vec4<u32>(top)) & lanes_valid(group + 3u)) << 12u);
+    let ties = packed(tie_lanes(bytes.x, top, group)) | (packed(tie_lanes(bytes.y, top, group + 1u)) << 4u)
+        | (packed(tie_lanes(bytes.z, top, group + 2u)) << 8u) | (packed(tie_lanes(bytes.w, top, group + 3u)) << 12u);
+    return vec2<u32>(below, ties);
+}
+
+// The calls a chunk (`chunk_flags` = `flags`) needs besides its presence call, as eight bits: bit g
+// (g < 4) the mask call of its group g (one of its features ties, and not every tie passes: as
+// `sample_chunk`), bit 4 + q the value call q, for q below ⌈p / 4⌉ with p its features present or
+// tied, so that the calls cover the present features however the ties fall (a value call past the
+// last present feature is made for nothing; no call changes another).
+fn chunk_needs(flags: vec2<u32>, threshold: u32) -> u32 {
+    var pending = 0u;
+    if (threshold & 0xFFFFFFu) != 0xFFFFFFu {
+        let ties = vec4<u32>(flags.y) >> vec4<u32>(0u, 4u, 8u, 12u);
+        pending = packed((ties & vec4<u32>(15u)) != vec4<u32>(0u));
+    }
+    let values = (countOneBits(flags.x | flags.y) + 3u) / 4u;
+    return pending | (((1u << values) - 1u) << 4u);
+}
+
+// Bits 0..3: which features of a group pass their tie given the group's mask words (the top 24 bits
+// of word j at most the threshold's low 24 bits).
+fn tie_passes(mask: vec4<u32>, threshold: u32) -> u32 {
+    return packed((mask >> vec4<u32>(8u)) <= vec4<u32>(threshold & 0xFFFFFFu));
+}
+
+// The call in slot `slot` of the chunks from `first_chunk` on (as `chunk_needs` numbers them, eight
+// slots per chunk) for `sample`: a mask call (`mask_words`) or a value call (`sample_chunk`'s).
+fn slot_call(instance: u32, step: u32, sample: u32, first_chunk: u32, slot: u32) -> vec4<u32> {
+    let key = vec2<u32>(shard.config.seed_lo, shard.config.seed_hi);
+    let groups = (shard.config.features + 3u) / 4u;
+    let group = 4u * (first_chunk + slot / 8u) + (slot & 3u);
+    let stream = select(shard.config.mask_stream, shard.config.value_stream, (slot & 4u) != 0u);
+    return philox4x32_10(vec4<u32>(sample * groups + group, step, instance, stream), key);
+}
+
+// Features 16·chunk + 0..15 of a sample (zero where absent) from the chunk's presence bits and its
+// value calls 0..3 (`values`, zero where none was made): as `sample_chunk` places them.
+fn chunk_values(bits: u32, values: ChunkMasks) -> Chunk {
+    let v = values;
+    return Chunk(group_values(v.g0, v.g1, v.g2, v.g3, bits, 0u), group_values(v.g0, v.g1, v.g2, v.g3, bits, 1u),
+        group_values(v.g0, v.g1, v.g2, v.g3, bits, 2u), group_values(v.g0, v.g1, v.g2, v.g3, bits, 3u));
+}

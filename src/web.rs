@@ -68,6 +68,7 @@ const REGISTER_VARIANT: Variant = Variant {
     split: false,
     hidden_relu: false,
     abs: false,
+    cooperative: false,
 };
 
 fn register_file(n: usize, m: usize) -> String {

@@ -219,8 +219,8 @@ fn wgsl_sampler_reproduces_the_cpu_batches_bit_for_bit() {
 
 /// Every way the GPU trainer can be built for a small model: the register kernel with W in
 /// registers and in workgroup memory, each with the subgroup reduction (where the adapter has it)
-/// and the workgroup one; the register kernel split over several workgroups per instance; the
-/// tiled kernels.
+/// and the workgroup one, and where the adapter has subgroups the cooperative sampler (whole and
+/// split); the register kernel split over several workgroups per instance; the tiled kernels.
 fn small_model_kernels() -> Vec<(String, GpuOptions)> {
     let mut all = vec![];
     let subgroups = list_adapters()[0].subgroup_min_size.is_some();
@@ -247,6 +247,19 @@ fn small_model_kernels() -> Vec<(String, GpuOptions)> {
             ..Default::default()
         },
     ));
+    if subgroups {
+        for kernel in [Kernel::Register, Kernel::Split { slices: 3 }] {
+            all.push((
+                format!("{kernel:?}, cooperative sampler"),
+                GpuOptions {
+                    kernel: Some(kernel),
+                    subgroups: Some(true),
+                    cooperative: Some(true),
+                    ..Default::default()
+                },
+            ));
+        }
+    }
     all.push((
         "tiled".into(),
         GpuOptions {
@@ -373,6 +386,101 @@ fn trajectories_match_the_cpu() {
                 "{what}: log points incl. the last step"
             );
         }
+    }
+}
+
+/// The register kernel's cooperative sampler (the lanes of a subgroup share out their samples' tie
+/// mask calls and value calls) draws the very batches each lane draws for itself: the same state and
+/// losses bit for bit as the per-lane sampler with the same reduction, and both within the
+/// trajectory tolerance of the CPU, as is the kernel without subgroup operations. At densities with
+/// ties (0.3: a presence byte equal to the threshold's top byte, 1 in 256), with every feature
+/// present (1.0: four value calls per chunk, no mask call) and nearly none (1e-4); over one block of
+/// chunks (n = 37: three chunks, the last partial) and two (n = 70: five chunks), with a batch that
+/// leaves lanes idle in the last run of samples; whole instances and split ones.
+#[test]
+fn cooperative_sampler_draws_what_each_lane_draws() {
+    if !have_gpu() {
+        return;
+    }
+    let subgroups = list_adapters()[0].subgroup_min_size.is_some();
+    let steps = 60;
+    for (n, m, batch) in [(37, 5, 200), (70, 2, 100)] {
+        let exp = experiment(ModelKind::Relu, n, m, batch, steps, &[0.3, 1e-4, 1.0]);
+        let cpu = run(&mut CpuTrainer::new(&exp, TrainState::initial(&exp)), steps);
+        let options = |kernel, subgroups, cooperative| GpuOptions {
+            kernel: Some(kernel),
+            subgroups: Some(subgroups),
+            cooperative: Some(cooperative),
+            ..Default::default()
+        };
+        let what = |name: &str| format!("n {n} m {m} batch {batch}: {name}");
+        let bare = run(
+            &mut gpu_trainer(&exp, &options(Kernel::Register, false, false)),
+            steps,
+        );
+        assert_close(
+            &what("no subgroups"),
+            &bare,
+            &cpu,
+            TRAJECTORY_TOLERANCE,
+            LOSS_TOLERANCE,
+        );
+        assert_trained(&what("no subgroups"), &exp, &bare.0, 0.05);
+        if !subgroups {
+            eprintln!(
+                "the adapter has no subgroup operations: the cooperative sampler is not tested"
+            );
+            continue;
+        }
+        let per_lane = run(
+            &mut gpu_trainer(&exp, &options(Kernel::Register, true, false)),
+            steps,
+        );
+        let cooperative = run(
+            &mut gpu_trainer(&exp, &options(Kernel::Register, true, true)),
+            steps,
+        );
+        let bits = |(state, records): &(TrainState, Vec<LossRecord>)| {
+            let mut all: Vec<u32> = state
+                .w
+                .iter()
+                .chain(&state.b)
+                .map(|v| v.to_bits())
+                .collect();
+            all.extend(
+                records
+                    .iter()
+                    .flat_map(|r| r.losses.iter().map(|l| l.to_bits())),
+            );
+            all
+        };
+        assert!(
+            bits(&cooperative) == bits(&per_lane),
+            "{}: the cooperative sampler trained otherwise than the per-lane one",
+            what("whole")
+        );
+        assert_close(
+            &what("cooperative"),
+            &cooperative,
+            &cpu,
+            TRAJECTORY_TOLERANCE,
+            LOSS_TOLERANCE,
+        );
+        let split = Kernel::Split { slices: 3 };
+        let split_per_lane = run(&mut gpu_trainer(&exp, &options(split, true, false)), steps);
+        let split_cooperative = run(&mut gpu_trainer(&exp, &options(split, true, true)), steps);
+        assert!(
+            bits(&split_cooperative) == bits(&split_per_lane),
+            "{}: the cooperative sampler trained otherwise than the per-lane one",
+            what("split")
+        );
+        assert_close(
+            &what("split, cooperative"),
+            &split_cooperative,
+            &cpu,
+            TRAJECTORY_TOLERANCE,
+            LOSS_TOLERANCE,
+        );
     }
 }
 
@@ -650,8 +758,13 @@ fn feature_sets_train_alike_on_every_kernel() {
             exp.steps,
         );
         for (name, options) in small_model_kernels() {
-            let gpu = run(&mut gpu_trainer(&exp, &options), exp.steps);
             let what = format!("{what} {:?} {name}", exp.data);
+            // The cooperative sampler is the plain distribution's: forcing it is refused here.
+            if options.cooperative == Some(true) {
+                assert!(GpuPlan::new(&exp, &options).is_err(), "{what}: not refused");
+                continue;
+            }
+            let gpu = run(&mut gpu_trainer(&exp, &options), exp.steps);
             assert_close(&what, &gpu, &cpu, 2e-5, 1e-4);
             assert_trained(&what, &exp, &gpu.0, 0.02);
         }
@@ -727,10 +840,11 @@ fn what_the_adapter_cannot_train_is_refused_before_anything_is_written() {
             vec!["--features", "460", "--hidden", "20", "--exactly-k", "3"],
             "loop iterations",
         ));
-        // Small enough for the register kernel, but its step is over the loop budget: the tiled
-        // path, whose step is over it too.
+        // Small enough for the register kernel, but its step is over the loop budget (4,688 runs
+        // of 64 samples, each with the cooperative sampler's rounds or the per-lane one's loops):
+        // the tiled path, whose step is over it too.
         cases.push((
-            vec!["--features", "20", "--hidden", "5", "--batch", "120000"],
+            vec!["--features", "20", "--hidden", "5", "--batch", "300000"],
             "loop iterations",
         ));
     }

@@ -13,12 +13,13 @@ use tms::optim::StepConstants;
 /// Every kernel source the host can hand to wgpu: (name, complete source, whether it uses
 /// subgroup operations). The generated ones at the seed's size, at odd sizes and at the register
 /// kernel's largest model, each with W in registers and in workgroup memory, summed with subgroup
-/// operations (smallest subgroups of 4, WebGPU's minimum, and 32) and without, whole or split.
+/// operations (smallest subgroups of 4, WebGPU's minimum, and 32: the latter with the cooperative
+/// sampler, over one block of chunks or, at n = 70, two) and without, whole or split.
 fn all_kernels() -> Vec<(String, String, bool)> {
     let mut all: Vec<_> = kernel_names()
         .map(|name| (name.to_string(), assembled(name), false))
         .collect();
-    for (n, m) in [(20, 5), (13, 3), (5, 2), (1, 1), (16, 15)] {
+    for (n, m) in [(20, 5), (13, 3), (5, 2), (1, 1), (16, 15), (70, 2)] {
         for w_in_registers in [true, false] {
             for subgroup_min_size in [None, Some(4), Some(32)] {
                 for split in [false, true] {
@@ -30,6 +31,7 @@ fn all_kernels() -> Vec<(String, String, bool)> {
                         // only) a second matrix: one size of each is enough.
                         hidden_relu: (n, m) == (13, 3) || (n, m) == (5, 2),
                         abs: (n, m) == (5, 2) && !split,
+                        cooperative: subgroup_min_size == Some(32),
                     };
                     all.push((
                         format!("register n {n} m {m} {variant:?}"),

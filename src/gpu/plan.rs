@@ -57,6 +57,11 @@ pub struct GpuOptions {
     /// Sum the register kernel's gradients with subgroup operations (default: where the adapter has
     /// them; `Some(false)` forces the workgroup reduction).
     pub subgroups: Option<bool>,
+    /// Share the register kernel's Philox calls among the lanes of a subgroup
+    /// ([`Variant::cooperative`]; default: with subgroup operations, for plain distributions of
+    /// more than 16 features; `Some(true)` forces it where it can run, `Some(false)` keeps one
+    /// lane's calls to itself).
+    pub cooperative: Option<bool>,
     /// Run at most this many steps per small-model dispatch (tests: many dispatches quickly).
     pub max_steps_per_dispatch: Option<u32>,
 }
@@ -131,6 +136,14 @@ pub fn default_kernel(
     }
 }
 
+/// Whether the register kernel shares its Philox calls among a subgroup's lanes by default (where
+/// it can: subgroup operations, a plain distribution) for n features: above one chunk of 16, where
+/// it pays on lavapipe (measured) and on the modelled GPUs (benches/cost_model.rs); at one chunk
+/// the model has it a little slower.
+pub fn default_cooperative(n: usize) -> bool {
+    n > CHUNK_FEATURES
+}
+
 /// Decides how `adapter` trains `exp`, or refuses it in one line: a model whose largest buffer per
 /// instance is over the adapter's storage binding, a grid over its workgroups per dimension, and on
 /// a software adapter (llvmpipe, lavapipe) a step over the loop budget on the path it would take;
@@ -151,6 +164,7 @@ pub fn decide(
         split: false,
         hidden_relu: exp.model.hidden_relu(),
         abs: exp.model.untied(),
+        cooperative: false,
     };
     // Subgroup partial sums take a row per subgroup: fall back where they do not fit.
     let subgroups_fit = adapter.subgroup_min_size.is_some()
@@ -168,8 +182,24 @@ pub fn decide(
             ..with_subgroups
         },
     };
+    // Cooperative calls need subgroup operations and the plain distribution's presence bytes
+    // (results/bench/bench.md, "Cooperative random calls in the register kernel").
+    let can_cooperate = variant.subgroup_min_size.is_some() && exp.distribution().is_plain();
+    if options.cooperative == Some(true) && !can_cooperate {
+        return refuse(format!(
+            "the GPU adapter {} cannot share the sampler's calls among subgroup lanes for this experiment (it needs subgroup operations and a plain feature distribution)",
+            adapter.name
+        ));
+    }
+    let variant = Variant {
+        cooperative: can_cooperate && options.cooperative.unwrap_or(default_cooperative(n)),
+        ..variant
+    };
     // The register kernel's loop iterations per step, its samples' draws included.
-    let sampler = sampler_loop_iterations(&exp.distribution(), n);
+    let sampler = match variant.cooperative {
+        true => register::cooperative_loop_iterations(n),
+        false => sampler_loop_iterations(&exp.distribution(), n),
+    };
     let register_iterations = register::loop_iterations(n, m, batch, variant)
         + batch.div_ceil(REGISTER_WG as usize) as u64 * sampler;
     let register_fits = register::fits(n, m, variant) && in_budget(register_iterations);

@@ -18,6 +18,12 @@
 //! write it to a partials buffer; `shaders/split_adam.wgsl` then sums the slices in slice order
 //! and applies Adam. Two dispatches per step, but every compute unit busy.
 //!
+//! The samples' random numbers: per chunk of 16 features a presence call, tie mask calls and value
+//! calls (`sample_chunk` in shaders/common.wgsl, one lane's calls in loops), or, where the adapter
+//! has subgroup operations and the distribution is plain, the cooperative sampler
+//! ([`Variant::cooperative`]): the lanes of a subgroup share out their tie mask and value calls, so
+//! a warp pays for their sum over its width instead of its busiest lane's count.
+//!
 //! Where W lives: on software adapters every thread copies W and b into registers once per step
 //! (llvmpipe turns each workgroup-memory access into a loop over its SIMD lanes); on GPUs W is read
 //! from workgroup memory at constant addresses, a broadcast that costs no registers.
@@ -51,6 +57,9 @@ pub struct Variant {
     /// (`features::Values::Signed`, drawn by `sample_chunk`)
     /// (with `hidden_relu`); whole instances only (`split` and `shaders/split_adam.wgsl` know one W).
     pub abs: bool,
+    /// The lanes of a subgroup share out their samples' tie mask calls and value calls (plain
+    /// distributions, with `subgroup_min_size`): see [`cooperative_sampler`].
+    pub cooperative: bool,
 }
 
 impl Variant {
@@ -126,7 +135,9 @@ fn sum(terms: impl Iterator<Item = String>) -> String {
 /// The kernel text for n features and m hidden dimensions (to follow the prelude).
 pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     assert!(
-        fits(n, m, variant) && !(variant.abs && variant.split),
+        fits(n, m, variant)
+            && !(variant.abs && variant.split)
+            && !(variant.cooperative && variant.subgroup_min_size.is_none()),
         "n {n}, m {m} is too large for the register kernel {variant:?}"
     );
     let wg = REGISTER_WG as usize;
@@ -243,26 +254,51 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     }
 
     // Each thread's samples: forward, backward, and the gradient terms into its accumulators.
-    if variant.split {
-        o.line("        for (var s = slice * REGISTER_WG + tid; s < shard.config.batch; s += shard.config.slices * REGISTER_WG) {");
-    } else {
-        o.line("        for (var s = tid; s < shard.config.batch; s += REGISTER_WG) {");
-    }
-    // One `sample_chunk` per 16 features (one presence call each); x{j} is lane j % 4 of its group.
-    for c in 0..n.div_ceil(CHUNK_FEATURES) {
-        o.line(format!(
-            "            let xc{c} = sample_chunk(global_instance, step, s, {c}u, threshold);"
-        ));
-    }
     let group = |g: usize| format!("xc{}.g{}", g / 4, g % 4);
     let present = (0..n.div_ceil(4))
         .map(|g| format!("any({} != vec4<f32>(0.0))", group(g)))
         .collect::<Vec<_>>()
         .join(" || ");
-    o.line(format!("            if !({present}) {{"));
-    o.line(format!("                a{zero_acc} += 1.0;"));
-    o.line("                continue;");
-    o.line("            }");
+    if variant.cooperative {
+        // Every lane of a subgroup runs every iteration (a lane past the batch draws nothing), so
+        // that the subgroup operations of the sampler see the whole subgroup; the sample's work is
+        // then under an `if`, after which the lanes are together again.
+        let (first, stride) = match variant.split {
+            true => ("slice * REGISTER_WG", "shard.config.slices * REGISTER_WG"),
+            false => ("0u", "REGISTER_WG"),
+        };
+        o.line(format!(
+            "        for (var run = {first}; run < shard.config.batch; run += {stride}) {{"
+        ));
+        o.line("            let s = run + tid;");
+        o.line("            let live = s < shard.config.batch;");
+        // The subgroup's lanes (all of them run here): fewer than its size where the workgroup
+        // is smaller than a subgroup.
+        o.line("            let lanes = subgroupAdd(1u);");
+        cooperative_sampler(&mut o, n);
+        o.line(format!("            let nonzero = live && ({present});"));
+        o.line("            if live && !nonzero {");
+        o.line(format!("                a{zero_acc} += 1.0;"));
+        o.line("            }");
+        o.line("            if nonzero {");
+    } else {
+        if variant.split {
+            o.line("        for (var s = slice * REGISTER_WG + tid; s < shard.config.batch; s += shard.config.slices * REGISTER_WG) {");
+        } else {
+            o.line("        for (var s = tid; s < shard.config.batch; s += REGISTER_WG) {");
+        }
+        // One `sample_chunk` per 16 features (one presence call each); x{j} is lane j % 4 of its
+        // group.
+        for c in 0..n.div_ceil(CHUNK_FEATURES) {
+            o.line(format!(
+                "            let xc{c} = sample_chunk(global_instance, step, s, {c}u, threshold);"
+            ));
+        }
+        o.line(format!("            if !({present}) {{"));
+        o.line(format!("                a{zero_acc} += 1.0;"));
+        o.line("                continue;");
+        o.line("            }");
+    }
     const LANES: [&str; 4] = ["x", "y", "z", "w"];
     for j in 0..n {
         o.line(format!(
@@ -324,6 +360,9 @@ pub fn kernel(n: usize, m: usize, variant: Variant) -> String {
     }
     for j in 0..n {
         o.line(format!("            a{} += d{j};", wn + j));
+    }
+    if variant.cooperative {
+        o.line("            }");
     }
     o.line("        }");
 
@@ -474,4 +513,177 @@ fn workgroup_reduction(o: &mut Text, values: usize) {
         o.line(format!("            total[{first}u + tid] = acc;"));
         o.line("        }");
     }
+}
+
+/// Chunks of 16 features whose calls one cooperative round shares out (eight slots each in one
+/// u32 of needs, as `chunk_needs` numbers them).
+const COOPERATIVE_CHUNKS: usize = 4;
+
+/// Powers of two below WGSL's largest subgroup (128), largest first: the owner search's steps.
+const SEARCH_STEPS: [u32; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// Features 16·c + 0..15 of sample `s` as xc{c} (plain distributions): what `sample_chunk` returns,
+/// with the calls shared out among the lanes of the subgroup. Each lane makes its presence call of
+/// each chunk (one per sample and chunk, by the data layout: nothing to share), then lists the
+/// other calls its chunks need (`chunk_needs`: the tie groups' mask calls and the value calls, as
+/// bits of a u32, eight slots per chunk, up to [`COOPERATIVE_CHUNKS`] chunks at a time). The
+/// subgroup numbers its calls slot by slot, and within a slot in lane order (`subgroupExclusiveAdd`
+/// of one byte per slot, four slots per word), and makes them ⌈total / subgroup size⌉ rounds at a
+/// time, lane i of round r making call r·size + i. For each slot whose calls fall in the round
+/// (subgroup-uniform), a lane finds the call's owner (the last lane whose rank in that slot is not
+/// past the call's: a binary search over the lanes by `subgroupShuffle`) and its sample; after the
+/// call, each lane takes its own call of each such slot from the lane that made it (one shuffle
+/// per slot and round, into the slot's own variables: no runtime indexing). A warp thus pays for
+/// the sum of its lanes' calls over its width instead of the busiest lane's (design/gpu-kernels.md;
+/// benches/cost_model.rs). Same counters, same words, same features.
+fn cooperative_sampler(o: &mut Text, n: usize) {
+    let chunks = n.div_ceil(CHUNK_FEATURES);
+    let groups_in = |c: usize| (n - c * CHUNK_FEATURES).min(CHUNK_FEATURES).div_ceil(4);
+    for first in (0..chunks).step_by(COOPERATIVE_CHUNKS) {
+        let block = first..chunks.min(first + COOPERATIVE_CHUNKS);
+        // The block's slots: (bit in the needs, chunk, mask group or value call, is a mask call).
+        let mut slots = vec![];
+        for c in block.clone() {
+            o.line(format!(
+                "            let fl{c} = chunk_flags(presence_words(global_instance, step, s, {c}u), threshold, {c}u);"
+            ));
+            o.line(format!("            var ps{c} = 0xFFFFu;"));
+            for q in 0..groups_in(c) {
+                o.line(format!("            var vw{c}_{q} = vec4<u32>(0u);"));
+            }
+            slots.extend((0..groups_in(c)).map(|g| (8 * (c - first) + g, c, g, true)));
+            slots.extend((0..groups_in(c)).map(|q| (8 * (c - first) + 4 + q, c, q, false)));
+        }
+        let needs = block
+            .clone()
+            .map(|c| format!("(chunk_needs(fl{c}, threshold) << {}u)", 8 * (c - first)))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        o.line("            {");
+        o.line(format!(
+            "                let needs = select(0u, {needs}, live);"
+        ));
+        // Slot k's byte: byte k % 4 of ranks{k / 4} (this lane's rank among the lanes needing it)
+        // and counts{k / 4} (how many need it).
+        for (w, four) in slots.chunks(4).enumerate() {
+            let bits = four
+                .iter()
+                .enumerate()
+                .map(|(b, &(bit, ..))| format!("(((needs >> {bit}u) & 1u) << {}u)", 8 * b))
+                .collect::<Vec<_>>()
+                .join(" | ");
+            o.line(format!("                let wants{w} = {bits};"));
+            o.line(format!(
+                "                let ranks{w} = subgroupExclusiveAdd(wants{w});"
+            ));
+            o.line(format!(
+                "                let counts{w} = subgroupAdd(wants{w});"
+            ));
+        }
+        let byte = |word: &str, k: usize| format!("(({word}{} >> {}u) & 255u)", k / 4, 8 * (k % 4));
+        for k in 0..slots.len() {
+            let start = match k {
+                0 => "0u".to_string(),
+                _ => format!("end{}", k - 1),
+            };
+            o.line(format!("                let start{k} = {start};"));
+            o.line(format!(
+                "                let end{k} = start{k} + {};",
+                byte("counts", k)
+            ));
+        }
+        o.line(format!(
+            "                let total = end{};",
+            slots.len() - 1
+        ));
+        o.line("                for (var base = 0u; base < total; base += lanes) {");
+        o.line("                    let j = base + lane;");
+        o.line("                    var call_sample = 0u;");
+        o.line("                    var call_slot = 0u;");
+        for (k, &(bit, ..)) in slots.iter().enumerate() {
+            o.line(format!(
+                "                    let in{k} = start{k} < base + lanes && end{k} > base;"
+            ));
+            o.line(format!("                    if in{k} {{"));
+            o.line(format!("                        let want = j - start{k};"));
+            o.line("                        var owner = 0u;");
+            for width in SEARCH_STEPS {
+                o.line(format!("                        if lanes > {width}u {{"));
+                o.line(format!(
+                    "                            let next = owner + {width}u;"
+                ));
+                o.line(format!(
+                    "                            let rank = (subgroupShuffle(ranks{}, next) >> {}u) & 255u;",
+                    k / 4,
+                    8 * (k % 4)
+                ));
+                o.line("                            owner = select(owner, next, next < lanes && rank <= want);");
+                o.line("                        }");
+            }
+            o.line("                        let found = subgroupShuffle(s, owner);");
+            o.line(format!(
+                "                        let here = j >= start{k} && j < end{k};"
+            ));
+            o.line("                        call_sample = select(call_sample, found, here);");
+            o.line(format!(
+                "                        call_slot = select(call_slot, {bit}u, here);"
+            ));
+            o.line("                    }");
+        }
+        o.line("                    var words = vec4<u32>(0u);");
+        o.line("                    if j < total {");
+        o.line(format!(
+            "                        words = slot_call(global_instance, step, call_sample, {first}u, call_slot);"
+        ));
+        o.line("                        if (call_slot & 4u) == 0u {");
+        o.line("                            words.x = tie_passes(words, threshold);");
+        o.line("                        }");
+        o.line("                    }");
+        for (k, &(bit, c, t, mask)) in slots.iter().enumerate() {
+            o.line(format!("                    if in{k} {{"));
+            o.line(format!(
+                "                        let at = start{k} + {};",
+                byte("ranks", k)
+            ));
+            o.line("                        let got = subgroupShuffle(words, min(at - base, lanes - 1u));");
+            o.line(format!("                        if ((needs >> {bit}u) & 1u) != 0u && at >= base && at < base + lanes {{"));
+            if mask {
+                o.line(format!(
+                    "                            ps{c} = (ps{c} & {:#X}u) | (got.x << {}u);",
+                    !(0xFu32 << (4 * t)) & 0xFFFF,
+                    4 * t
+                ));
+            } else {
+                o.line(format!("                            vw{c}_{t} = got;"));
+            }
+            o.line("                        }");
+            o.line("                    }");
+        }
+        o.line("                }");
+        o.line("            }");
+        for c in block {
+            let words = (0..4)
+                .map(|q| match q < groups_in(c) {
+                    true => format!("vw{c}_{q}"),
+                    false => "vec4<u32>(0u)".into(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            o.line(format!(
+                "            let xc{c} = chunk_values(fl{c}.x | (fl{c}.y & ps{c}), ChunkMasks({words}));"
+            ));
+        }
+    }
+}
+
+/// Loop iterations per sample of [`cooperative_sampler`] at most (llvmpipe's budget counts them):
+/// per block of chunks, its rounds (at most the most calls one lane lists: all its groups' mask
+/// and value calls, as the subgroup's calls are at most its width times that) and the loop's exit.
+pub fn cooperative_loop_iterations(n: usize) -> u64 {
+    let groups = n.div_ceil(4) as u64;
+    let per_block = 4 * COOPERATIVE_CHUNKS as u64;
+    (0..groups)
+        .step_by(per_block as usize)
+        .map(|first| 2 * (groups - first).min(per_block) + 1)
+        .sum()
 }
