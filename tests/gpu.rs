@@ -432,14 +432,6 @@ fn cooperative_sampler_draws_what_each_lane_draws() {
             );
             continue;
         }
-        let per_lane = run(
-            &mut gpu_trainer(&exp, &options(Kernel::Register, true, false)),
-            steps,
-        );
-        let cooperative = run(
-            &mut gpu_trainer(&exp, &options(Kernel::Register, true, true)),
-            steps,
-        );
         let bits = |(state, records): &(TrainState, Vec<LossRecord>)| {
             let mut all: Vec<u32> = state
                 .w
@@ -454,33 +446,25 @@ fn cooperative_sampler_draws_what_each_lane_draws() {
             );
             all
         };
-        assert!(
-            bits(&cooperative) == bits(&per_lane),
-            "{}: the cooperative sampler trained otherwise than the per-lane one",
-            what("whole")
-        );
-        assert_close(
-            &what("cooperative"),
-            &cooperative,
-            &cpu,
-            TRAJECTORY_TOLERANCE,
-            LOSS_TOLERANCE,
-        );
-        let split = Kernel::Split { slices: 3 };
-        let split_per_lane = run(&mut gpu_trainer(&exp, &options(split, true, false)), steps);
-        let split_cooperative = run(&mut gpu_trainer(&exp, &options(split, true, true)), steps);
-        assert!(
-            bits(&split_cooperative) == bits(&split_per_lane),
-            "{}: the cooperative sampler trained otherwise than the per-lane one",
-            what("split")
-        );
-        assert_close(
-            &what("split, cooperative"),
-            &split_cooperative,
-            &cpu,
-            TRAJECTORY_TOLERANCE,
-            LOSS_TOLERANCE,
-        );
+        for (kernel, name) in [
+            (Kernel::Register, "whole"),
+            (Kernel::Split { slices: 3 }, "split"),
+        ] {
+            let per_lane = run(&mut gpu_trainer(&exp, &options(kernel, true, false)), steps);
+            let cooperative = run(&mut gpu_trainer(&exp, &options(kernel, true, true)), steps);
+            assert!(
+                bits(&cooperative) == bits(&per_lane),
+                "{}: the cooperative sampler trained otherwise than the per-lane one",
+                what(name)
+            );
+            assert_close(
+                &what(&format!("{name}, cooperative")),
+                &cooperative,
+                &cpu,
+                TRAJECTORY_TOLERANCE,
+                LOSS_TOLERANCE,
+            );
+        }
     }
 }
 
