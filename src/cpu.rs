@@ -311,7 +311,6 @@ impl<L: Lanes> Chunk<L> {
             ..
         } = at;
         let n = b.len();
-        let chunks = self.source.chunks();
         // Phase 1: presence bits (any other distribution's by its rules, from the same mask words).
         if self.source.is_plain() {
             self.source
@@ -341,46 +340,27 @@ impl<L: Lanes> Chunk<L> {
         let mut loss = 0.0f64;
         let (mut live, mut lane) = (0usize, 0usize);
         let mut pending = PendingValues::default();
-        // The presence stream holds chunk c of local sample s as 16-bit unit chunks · s + c, two
-        // per word: only the nonzero units are visited (most words of a sparse instance are zero),
-        // and a sample takes the next lane when its first present unit is met.
-        let units = self.samples.len() * chunks;
-        // unit / chunks and unit % chunks by a shift and a mask where chunks is a power of two (n ≤
-        // 32 has one or two chunks): a division (20–40 cycles) per live unit otherwise.
-        let shift = chunks.trailing_zeros();
-        let power_of_two = chunks == 1 << shift;
+        // A sample takes the next lane when its first present chunk is met. (The stream is taken
+        // out of `self` while it is read, and put back.)
+        let present = std::mem::take(&mut self.present);
         let mut current = usize::MAX;
-        for index in 0..self.present.len() {
-            let word = self.present[index];
-            if word == 0 {
-                continue;
+        for (s, c, bits) in self.source.present_chunks(&present, self.samples.len()) {
+            if s != current {
+                if current != usize::MAX {
+                    loss += self.next_lane(&at, &mut lane, &mut pending);
+                }
+                current = s;
+                live += 1;
             }
-            for half in 0..2 {
-                let (unit, bits) = (2 * index + half, word >> (16 * half) & 0xFFFF);
-                if bits == 0 || unit >= units {
-                    continue;
-                }
-                let (s, c) = if power_of_two {
-                    (unit >> shift, unit & (chunks - 1))
-                } else {
-                    (unit / chunks, unit % chunks)
-                };
-                if s != current {
-                    if current != usize::MAX {
-                        loss += self.next_lane(&at, &mut lane, &mut pending);
-                    }
-                    current = s;
-                    live += 1;
-                }
-                self.block_bits[c / 4] |= u64::from(bits) << (16 * (c % 4));
-                let sample = self.samples.start + s as u32;
-                for (call, served) in self.source.value_calls(sample, c, bits) {
-                    if pending.push(call, ((lane, CHUNK_FEATURES * c), served)) {
-                        self.draw_values(step, &mut pending);
-                    }
+            self.block_bits[c / 4] |= u64::from(bits) << (16 * (c % 4));
+            let sample = self.samples.start + s as u32;
+            for (call, served) in self.source.value_calls(sample, c, bits) {
+                if pending.push(call, ((lane, CHUNK_FEATURES * c), served)) {
+                    self.draw_values(step, &mut pending);
                 }
             }
         }
+        self.present = present;
         if current != usize::MAX {
             loss += self.next_lane(&at, &mut lane, &mut pending);
         }

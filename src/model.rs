@@ -167,7 +167,7 @@ pub fn hidden<T: Real>(
 /// chains of dependent adds run side by side instead of one after another (one chain of n adds at
 /// 3–4 cycles each bounded the block pass at m = 5).
 #[inline(always)]
-pub fn row_dots<T: Real>(
+fn row_dots<T: Real>(
     w: &[T::Scalar],
     n: usize,
     v: &[T],
